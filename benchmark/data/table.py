@@ -1,0 +1,92 @@
+"""The FaceTable: one row per image, the common currency of every dataset reader.
+
+A FaceTable is a plain :class:`pandas.DataFrame` with these columns (more may follow, per dataset):
+
+============  ==========================================================================================
+column        meaning
+============  ==========================================================================================
+sample_id     image path relative to the dataset root, forward slashes; unique; the key of predictions
+subject_id    identity of the person (string), or missing (``<NA>``) where the dataset has none (UTKFace)
+age           age in whole years (int), or missing where the dataset has none
+gender        ``"male"`` / ``"female"`` (the vocabulary in :data:`GENDERS`), or missing
+race          one of :data:`RACES` for datasets that label it, or missing
+race_code     the dataset's own race code, as written in the dataset (kept for audit)
+gender_code   the dataset's own gender code, as written in the dataset
+============  ==========================================================================================
+
+A reader never guesses a missing label: it rejects the row and says why (see :class:`Reject`).
+:func:`check_face_table` enforces the invariants, WILDS ``check_init`` style, so a bug in a reader fails
+loudly instead of producing a subtly wrong benchmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+#: Documented vocabulary for gender. Datasets' own codes are mapped onto it and kept in ``gender_code``.
+GENDERS: tuple[str, ...] = ("male", "female")
+
+#: Documented vocabulary for race/ethnicity: UTKFace's five labels, lower-case.
+#: Other datasets map onto it where their categories coincide and extend it otherwise (documented per reader).
+RACES: tuple[str, ...] = ("white", "black", "asian", "indian", "others")
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("sample_id", "subject_id", "age", "gender", "race", "race_code", "gender_code")
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A file or row a reader refused, and why (one sentence fragment, e.g. ``"race field missing"``)."""
+
+    sample_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What a reader returns: the accepted rows as a FaceTable and the rejected ones with reasons."""
+
+    table: pd.DataFrame
+    rejected: tuple[Reject, ...]
+
+
+def check_face_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Check the FaceTable invariants and return the table unchanged; raise ``ValueError`` on a violation.
+
+    >>> t = pd.DataFrame({"sample_id": ["a.jpg"], "subject_id": [pd.NA], "age": [3], "gender": ["male"],
+    ...                   "race": ["white"], "race_code": ["0"], "gender_code": ["0"]})
+    >>> check_face_table(t) is t
+    True
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"FaceTable is missing columns {missing}")
+    if table["sample_id"].isna().any():
+        raise ValueError("FaceTable has a missing sample_id")
+    duplicated = table["sample_id"][table["sample_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"FaceTable has duplicate sample_id {duplicated.iloc[0]!r}")
+    if table["sample_id"].str.contains("\\\\", regex=False).any() or table["sample_id"].str.startswith("/").any():
+        raise ValueError("FaceTable sample_id must be a relative path with forward slashes")
+    ages = table["age"].dropna()
+    if len(ages) and ((ages < 0).any() or (ages > 130).any()):
+        raise ValueError("FaceTable age outside 0..130")
+    bad_gender = set(table["gender"].dropna()) - set(GENDERS)
+    if bad_gender:
+        raise ValueError(f"FaceTable gender outside the vocabulary: {sorted(bad_gender)}")
+    bad_race = set(table["race"].dropna()) - set(RACES)
+    if bad_race:
+        raise ValueError(f"FaceTable race outside the vocabulary: {sorted(bad_race)}")
+    return table
+
+
+def group_counts(table: pd.DataFrame, attributes: tuple[str, ...] = ("race", "gender")) -> dict[str, dict[str, int]]:
+    """Counts per group for each attribute, as ``{attribute: {group: count}}`` (missing labels as ``"missing"``)."""
+    counts: dict[str, dict[str, int]] = {}
+    for attribute in attributes:
+        if attribute not in table.columns:
+            continue
+        values = table[attribute].astype("object").where(table[attribute].notna(), "missing")
+        counts[attribute] = {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
+    return counts
