@@ -21,8 +21,11 @@ loudly instead of producing a subtly wrong benchmark.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 
+import numpy as np
 import pandas as pd
 
 #: Documented vocabulary for gender. Datasets' own codes are mapped onto it and kept in ``gender_code``.
@@ -90,3 +93,36 @@ def group_counts(table: pd.DataFrame, attributes: tuple[str, ...] = ("race", "ge
         values = table[attribute].astype("object").where(table[attribute].notna(), "missing")
         counts[attribute] = {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
     return counts
+
+
+def age_band_names(edges: Iterable[int]) -> tuple[str, ...]:
+    """Labels of the bands starting at ``edges``: ``(0, 3, 10)`` gives ``("0-2", "3-9", "10+")``."""
+    edges = _check_edges(edges)
+    labels = [f"{lo}-{hi - 1}" if hi - 1 > lo else f"{lo}" for lo, hi in pairwise(edges)]
+    return (*labels, f"{edges[-1]}+")
+
+
+def _check_edges(edges: Iterable[int]) -> tuple[int, ...]:
+    edges = tuple(edges)
+    if not edges or any(int(e) != e for e in edges) or any(b <= a for a, b in pairwise(edges)):
+        raise ValueError(f"age band edges must be strictly increasing whole numbers, got {edges}")
+    return tuple(int(e) for e in edges)
+
+
+def age_band(ages: Iterable[float] | pd.Series, edges: Iterable[int]) -> pd.Series:
+    """Age band label of each age, as an ordered categorical Series (index kept from a Series input).
+
+    Band ``i`` holds ages in ``[edges[i], edges[i+1])``; the last band is open (``"70+"``). Missing ages give
+    missing bands; an age below ``edges[0]`` is an error.
+
+    >>> age_band([2, 3, 70], (0, 3, 10, 20, 70)).tolist()
+    ['0-2', '3-9', '70+']
+    """
+    edges = _check_edges(edges)
+    labels = age_band_names(edges)
+    series = ages if isinstance(ages, pd.Series) else pd.Series(list(ages), dtype="object")
+    values = pd.to_numeric(series.astype("object").where(series.notna(), np.nan)).astype("float64")
+    if (values < edges[0]).any():
+        raise ValueError(f"age {values[values < edges[0]].iloc[0]:g} below the first band edge {edges[0]}")
+    bands = pd.cut(values, bins=[*edges, np.inf], right=False, labels=list(labels))
+    return pd.Series(pd.Categorical(bands, categories=list(labels), ordered=True), index=series.index, name="age_band")

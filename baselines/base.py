@@ -1,0 +1,49 @@
+"""The Baseline contract: what ``facebench run`` needs from every method.
+
+A baseline is constructed from a validated protocol and its own validated ``Params`` (a pydantic model
+with unknown keys forbidden), is fitted on the split's images, and predicts the protocol's task output
+(ages, class probabilities or embeddings) for any uint8 image store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+from facebench.baselines.training import LoopConfig, TrainHistory
+from pydantic import BaseModel, ConfigDict
+
+
+class BaselineParams(BaseModel):
+    """Base for per-baseline parameters: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitData:
+    """Images (uint8 stores, (N, 3, S, S)) and labels a baseline may train on.
+
+    ``target_images`` are unlabelled target-domain images: they carry no labels by construction, so no
+    target label can reach training.
+    """
+
+    train_images: np.ndarray
+    train_ages: np.ndarray
+    val_images: np.ndarray
+    val_ages: np.ndarray
+    target_images: np.ndarray | None = None
+
+
+class Baseline(ABC):
+    """A method that can be fitted and then predict; subclasses set ``task`` and ``Params``."""
+
+    task: str
+    Params: type[BaselineParams] = BaselineParams
+
+    @abstractmethod
+    def fit(self, data: FitData, loop: LoopConfig) -> TrainHistory: ...
+
+    @abstractmethod
+    def predict(self, images: np.ndarray) -> np.ndarray: ...

@@ -1,0 +1,199 @@
+"""Networks shared by the baselines: backbones (torchvision by name, or a small CPU CNN) and heads.
+
+Input normalisation lives inside the model (:class:`Normalize`), so a model maps uint8-derived [0, 1]
+images to outputs and every caller — training, prediction, a user's adapter — preprocesses the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from facebench.errors import UserInputError, did_you_mean
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, for [0, 1] images; repeated cyclically for 6-channel pair inputs."""
+
+    def __init__(self, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+                 channels: int = 3) -> None:
+        super().__init__()
+        mean_t = torch.tensor([mean[i % len(mean)] for i in range(channels)]).view(1, channels, 1, 1)
+        std_t = torch.tensor([std[i % len(std)] for i in range(channels)]).view(1, channels, 1, 1)
+        self.register_buffer("mean", mean_t)
+        self.register_buffer("std", std_t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class SmallCNN(nn.Module):
+    """A stride-2 stem and three conv-BN-ReLU stages, global average pooling (the quick profile's backbone).
+
+    About 15 M multiply-adds per 64×64 image: a few seconds per epoch of a few thousand faces on 2 CPU cores.
+    """
+
+    def __init__(self, *, in_channels: int = 3, widths: tuple[int, ...] = (24, 32, 64, 128)) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                    nn.ReLU(inplace=True)]
+
+        layers = block(in_channels, widths[0], 2)
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += block(c_in, c_out, 2) + block(c_out, c_out, 1)
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_dim = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+_HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
+
+
+def _strip_classifier(model: nn.Module) -> tuple[nn.Module, int]:
+    """Replace a torchvision classifier's final layer by Identity; return the model and its feature width."""
+    for attribute in _HEAD_ATTRIBUTES:
+        head = getattr(model, attribute, None)
+        if head is None:
+            continue
+        linears = [m for m in head.modules() if isinstance(m, nn.Linear)] if not isinstance(head, nn.Linear) else [head]
+        if not linears:
+            continue
+        width = linears[0].in_features if isinstance(head, nn.Linear) or len(linears) == 1 else linears[-1].in_features
+        if isinstance(head, nn.Linear) or len(linears) == 1:
+            setattr(model, attribute, nn.Identity())
+            return model, linears[0].in_features
+        # A Sequential classifier (VGG, EfficientNet): keep everything but its last Linear.
+        last_name = [name for name, m in head.named_modules() if m is linears[-1]][0]
+        parent = head
+        *path, leaf = last_name.split(".")
+        for part in path:
+            parent = getattr(parent, part)
+        setattr(parent, leaf, nn.Identity())
+        return model, width
+    raise UserInputError(f"model.backbone: cannot find the classification head of {type(model).__name__}.")
+
+
+def _widen_first_conv(model: nn.Module, in_channels: int) -> None:
+    """Give the first conv ``in_channels`` inputs, copying pretrained filters cyclically (DomainBed's recipe)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            if module.in_channels == in_channels:
+                return
+            new = nn.Conv2d(in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+                            bias=module.bias is not None)
+            with torch.no_grad():
+                for c in range(in_channels):
+                    new.weight[:, c] = module.weight[:, c % module.in_channels] * (module.in_channels / in_channels)
+                if module.bias is not None:
+                    new.bias.copy_(module.bias)
+            parent = model
+            *path, leaf = name.split(".")
+            for part in path:
+                parent = getattr(parent, part)
+            setattr(parent, leaf, new)
+            return
+
+
+def backbone_names() -> list[str]:
+    """``small_cnn`` and every torchvision classification model name."""
+    import torchvision
+
+    return ["small_cnn", *torchvision.models.list_models(module=torchvision.models)]
+
+
+def build_backbone(name: str, *, pretrained: str | None = None, in_channels: int = 3) -> tuple[nn.Module, int]:
+    """A feature extractor and its output width: ``small_cnn`` or any torchvision classification model.
+
+    ``pretrained`` is a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V2``) or a path to a local
+    state dict saved from the same torchvision architecture. Weights that cannot be had raise one sentence.
+    """
+    if name == "small_cnn":
+        if pretrained:
+            raise UserInputError("model.pretrained: the small_cnn backbone has no pretrained weights; set it to null.")
+        net = SmallCNN(in_channels=in_channels)
+        return net, net.out_dim
+    import torchvision
+
+    if name not in backbone_names():
+        raise UserInputError(f"model.backbone: unknown backbone '{name}'{did_you_mean(name, backbone_names())}.")
+    model = torchvision.models.get_model(name, weights=None)
+    if pretrained:
+        model.load_state_dict(_pretrained_state_dict(name, pretrained))
+    model, width = _strip_classifier(model)
+    if in_channels != 3:
+        _widen_first_conv(model, in_channels)
+    return model, width
+
+
+def _pretrained_state_dict(name: str, pretrained: str) -> dict[str, torch.Tensor]:
+    path = Path(pretrained).expanduser()
+    if path.suffix in {".pth", ".pt", ".bin"} or path.exists():
+        if not path.is_file():
+            raise UserInputError(f"model.pretrained: weights file {path} does not exist.")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return state.get("state_dict", state) if isinstance(state, dict) else state
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(name)[pretrained]
+    except KeyError:
+        names = [w.name for w in torchvision.models.get_model_weights(name)] + ["DEFAULT"]
+        raise UserInputError(f"model.pretrained: {name} has no weights '{pretrained}'{did_you_mean(pretrained, names)}.") from None
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as exc:  # noqa: BLE001 - any download failure means the same thing to the user
+        raise UserInputError(
+            f"model.pretrained: could not load {name} weights {weights} ({type(exc).__name__}: no network or no cached copy "
+            f"in $TORCH_HOME); put the file there, pass a local .pth path, or set model.pretrained=null."
+        ) from None
+
+
+class RegressionHead(nn.Module):
+    """The paper's regression module: fully connected layers fc1, fc2, … ending in one output.
+
+    Named layers let domain-adaptation methods pick which activations to align (seed 000, Table 3).
+    """
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...] = (256, 64), *, out_dim: int = 1, init_bias: float = 0.0):
+        super().__init__()
+        widths = [in_dim, *hidden]
+        self.hidden = nn.ModuleList(
+            nn.Sequential(nn.Linear(a, b), nn.ReLU(inplace=True)) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.out = nn.Linear(widths[-1], out_dim)
+        nn.init.constant_(self.out.bias, init_bias)
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features: dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(self.hidden, start=1):
+            x = layer(x)
+            features[f"fc{i}"] = x
+        features["out"] = self.out(x)
+        return features
+
+
+class AgeRegressor(nn.Module):
+    """Normalize → backbone → regression head; ``forward`` returns ages (N,), ``forward_features`` all layers."""
+
+    def __init__(self, *, backbone: str, pretrained: str | None, head_hidden: tuple[int, ...], init_age: float) -> None:
+        super().__init__()
+        self.normalize = Normalize()
+        self.backbone, width = build_backbone(backbone, pretrained=pretrained)
+        self.head = RegressionHead(width, tuple(head_hidden), init_bias=init_age)
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        conv = self.backbone(self.normalize(x))
+        features = {"conv": conv, **self.head.forward_features(conv)}
+        features["age"] = features.pop("out").squeeze(1)
+        return features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)["age"]

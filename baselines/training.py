@@ -1,0 +1,283 @@
+"""The shared training loop: one loop for every method.
+
+The loop owns what every method needs and none should rewrite: device choice, AMP on CUDA, channels_last,
+seeding, batching with augmentation, a checkpoint every epoch and resume from the last one, progress bars,
+per-epoch logs, and rank-0-only writing under ``torchrun`` (batches are sharded by rank).
+
+A method supplies its modules, its optimisers and one ``train_step``. The step receives a dict of batches
+(``"source"`` always; ``"target"`` when the method asked for unlabelled target images) and a
+:class:`StepContext` whose :meth:`StepContext.optimize` does zero-grad → scaled backward → step for one
+named optimiser. That is enough for the hard cases: DANN steps a regressor optimiser (Adam) and an
+adversary optimiser (SGD) in one step; MT-MIM runs five CLUB-estimator steps on its own optimiser before
+each encoder step; GANs alternate critic and generator.
+
+Determinism: the RNGs are re-seeded from (seed, epoch) at the start of every epoch, so an epoch's batches,
+flips and dropout masks do not depend on what happened before it — a run resumed from the checkpoint of
+epoch k ends with exactly the numbers of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from facebench.io import atomic_write
+from facebench.progress import console, make_progress, progress_enabled
+from torch import nn
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA if present, else Apple MPS, else CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_for(*parts: Any) -> int:
+    """A 31-bit seed derived from any values (DomainBed's ``seed_hash``): stable across runs and machines."""
+    return int(hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) from the torchrun environment; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoopConfig:
+    epochs: int
+    batch_size: int
+    seed: int
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    hflip: bool = True
+    checkpoint_dir: Path | None = None
+    progress: bool = True
+    fingerprint: str = ""  # what is being trained; a checkpoint of something else is never resumed
+
+
+class ImageBatches:
+    """Shuffled mini-batches over an in-memory uint8 image store and its labels.
+
+    ``images`` is (N, 3, S, S) uint8 (a memory-mapped store is fine); ``labels`` maps names to (N,) arrays.
+    Under torchrun each rank takes every ``world``-th sample of the epoch's permutation.
+    """
+
+    def __init__(self, images: np.ndarray, labels: dict[str, np.ndarray] | None = None, *, drop_last: bool = True):
+        self.images = images
+        self.labels = labels or {}
+        self.drop_last = drop_last
+        for name, values in self.labels.items():
+            if len(values) != len(images):
+                raise ValueError(f"label {name!r} has {len(values)} values for {len(images)} images")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def epoch(self, *, batch_size: int, seed: int, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        rank, world = distributed_rank()
+        order = np.random.default_rng([seed, epoch]).permutation(len(self.images))[rank::world]
+        stop = len(order) - len(order) % batch_size if self.drop_last and len(order) >= batch_size else len(order)
+        for start in range(0, stop, batch_size):
+            index = np.sort(order[start : start + batch_size])  # sorted reads are faster on a memmap
+            index = index[np.random.default_rng([seed, epoch, start]).permutation(len(index))]
+            batch = {"image": torch.from_numpy(np.ascontiguousarray(self.images[index]))}
+            for name, values in self.labels.items():
+                batch[name] = torch.as_tensor(values[index])
+            yield batch
+
+    def n_batches(self, batch_size: int) -> int:
+        _, world = distributed_rank()
+        n = -(-len(self.images) // world)
+        return n // batch_size if self.drop_last and n >= batch_size else -(-n // batch_size)
+
+
+class StepContext:
+    """What a method's ``train_step`` may use: the device, autocast, and per-optimiser stepping."""
+
+    def __init__(self, *, device: torch.device, amp: bool, optimizers: dict[str, torch.optim.Optimizer],
+                 scaler: torch.amp.GradScaler) -> None:
+        self.device = device
+        self.amp = amp and device.type == "cuda"
+        self.optimizers = optimizers
+        self.scaler = scaler
+        self.epoch = 0
+        self.step = 0
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp:
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def optimize(self, name: str, loss: torch.Tensor, *, retain_graph: bool = False) -> None:
+        """Zero the grads of optimiser ``name``, backpropagate ``loss`` (scaled under AMP) and step it."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward(retain_graph=retain_graph)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
+class TrainableMethod(ABC):
+    """The part of a method the loop cannot know: its modules, optimisers and one training step."""
+
+    #: Names of the extra batch streams the step needs besides ``"source"`` (e.g. ``("target",)``).
+    streams: tuple[str, ...] = ()
+
+    @abstractmethod
+    def modules(self) -> nn.ModuleDict: ...
+
+    @abstractmethod
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+
+    @abstractmethod
+    def train_step(self, batches: dict[str, dict[str, torch.Tensor]], ctx: StepContext) -> dict[str, float]:
+        """One optimisation step; returns scalar logs (e.g. ``{"loss": 3.1}``)."""
+
+    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
+        """Validation after each epoch; returns scalar logs (e.g. ``{"val_mae": 6.2}``)."""
+        return {}
+
+
+@dataclass
+class TrainHistory:
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_epoch: int | None = None
+    device: str = "cpu"
+
+
+def _prepare(batch: dict[str, torch.Tensor], *, device: torch.device, config: LoopConfig,
+             generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """uint8 images → float [0, 1] on the device (channels_last on CUDA), random horizontal flips."""
+    out = {}
+    for name, value in batch.items():
+        if name == "image":
+            x = value.to(device, non_blocking=True).float().div_(255.0)
+            if config.hflip:
+                flip = torch.rand(x.shape[0], generator=generator) < 0.5
+                x[flip.to(device)] = x[flip.to(device)].flip(-1)
+            if config.channels_last and device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out[name] = x
+        else:
+            out[name] = value.to(device, non_blocking=True)
+    return out
+
+
+def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConfig) -> TrainHistory:
+    """Train ``method`` for ``config.epochs`` epochs over ``data["source"]`` (and its extra streams)."""
+    device = resolve_device(config.device)
+    rank, _ = distributed_rank()
+    modules = method.modules().to(device)
+    if config.channels_last and device.type == "cuda":
+        modules = modules.to(memory_format=torch.channels_last)
+    optimizers = method.make_optimizers()
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
+    ctx = StepContext(device=device, amp=config.amp, optimizers=optimizers, scaler=scaler)
+    history = TrainHistory(device=str(device))
+    checkpoint = config.checkpoint_dir / "last.pt" if config.checkpoint_dir else None
+
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state.get("fingerprint") == config.fingerprint:
+            modules.load_state_dict(state["modules"])
+            for name, optimizer in optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][name])
+            scaler.load_state_dict(state["scaler"])
+            history.epochs = state["history"]
+            start_epoch = state["epoch"] + 1
+            history.resumed_from_epoch = state["epoch"] + 1
+            console.print(f"resuming from the checkpoint of epoch {start_epoch} of {config.epochs} ({checkpoint})")
+        else:
+            console.print(f"ignoring {checkpoint}: it was written for a different configuration")
+
+    source = data["source"]
+    n_batches = source.n_batches(config.batch_size)
+    show = progress_enabled(config.progress)
+    with make_progress() if show else contextlib.nullcontext() as bar:
+        for epoch in range(start_epoch, config.epochs):
+            ctx.epoch = epoch
+            seed_everything(seed_for(config.seed, "epoch", epoch))
+            generator = torch.Generator().manual_seed(seed_for(config.seed, "flip", epoch))
+            modules.train()
+            started = time.perf_counter()
+            streams = {name: _cycle(data[name], config, epoch) for name in method.streams}
+            task = bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=n_batches, status="") if show else None
+            sums: dict[str, float] = {}
+            for i, batch in enumerate(source.epoch(batch_size=config.batch_size, seed=config.seed, epoch=epoch)):
+                batches = {"source": _prepare(batch, device=device, config=config, generator=generator)}
+                for name, stream in streams.items():
+                    batches[name] = _prepare(next(stream), device=device, config=config, generator=generator)
+                logs = method.train_step(batches, ctx)
+                ctx.step += 1
+                for key, value in logs.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+                if show:
+                    bar.update(task, advance=1, status=" ".join(f"{k} {v / (i + 1):.3f}" for k, v in sums.items()))
+            if show:
+                bar.remove_task(task)
+            record = {"epoch": epoch + 1, **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}}
+            modules.eval()
+            with torch.no_grad():
+                record.update(method.end_of_epoch(ctx))
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            history.epochs.append(record)
+            console.print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+            if checkpoint is not None and rank == 0:
+                state = {
+                    "epoch": epoch, "fingerprint": config.fingerprint, "modules": modules.state_dict(),
+                    "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+                    "scaler": scaler.state_dict(), "history": history.epochs,
+                }
+                with atomic_write(checkpoint, "wb") as handle:
+                    torch.save(state, handle)
+    modules.eval()
+    return history
+
+
+def _cycle(batches: ImageBatches, config: LoopConfig, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches of an auxiliary stream (unlabelled target images), reshuffled on each pass."""
+    lap = 0
+    while True:
+        yield from batches.epoch(batch_size=config.batch_size, seed=seed_for(config.seed, "stream", epoch), epoch=lap)
+        lap += 1
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, images: np.ndarray, *, device: torch.device, batch_size: int = 256,
+                    amp: bool = True, channels_last: bool = True) -> np.ndarray:
+    """Run ``model`` over a uint8 image store in batches (eval mode, autocast on CUDA); float64 outputs."""
+    model.eval()
+    outputs = []
+    use_amp = amp and device.type == "cuda"
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device).float().div_(255.0)
+        if channels_last and device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=device.type, dtype=torch.float16) if use_amp else contextlib.nullcontext():
+            outputs.append(model(x).float().cpu().numpy())
+    return np.concatenate(outputs).astype(np.float64) if outputs else np.empty((0,))

@@ -1,0 +1,232 @@
+"""The ``facebench`` command line.
+
+Bad input of any kind (a protocol key, a dataset, a predictions file, a flag) ends with one sentence on
+stderr and exit code 2; argparse's own usage errors use exit code 2 as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from facebench.errors import EXIT_BAD_INPUT, UserInputError
+
+DESCRIPTION = """\
+facebench: is this face model equally good for everyone?
+
+Runs declarative benchmark protocols (YAML) that train or load face models and report every metric
+per demographic group (race, gender, age band and their intersections) with sample sizes, bootstrap
+intervals and worst-vs-best gaps, in results.json files and self-contained HTML bias reports.
+
+Without --data-root every protocol runs on facebench's synthetic faces, written in the real dataset's
+on-disk format; results on synthetic data are labelled SYNTHETIC everywhere.
+"""
+
+EPILOG = """\
+examples:
+  facebench run protocols/age_utk_cross_ethnicity.yaml                 # quick profile, synthetic faces
+  facebench run protocols/age_utk_cross_ethnicity.yaml --data-root ~/data/utkface --profile paper
+  facebench evaluate protocols/age_utk_cross_ethnicity.yaml --predictions mine.csv --name my-model
+  facebench protocols validate protocols/*.yaml
+  facebench data verify utkface --root ~/data/utkface --json
+"""
+
+
+def _add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("protocol", type=Path, help="protocol YAML file (see `facebench protocols list`)")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--synthetic", action="store_true",
+                      help="use the embedded synthetic stand-in for the dataset (the default without --data-root)")
+    data.add_argument("--data-root", type=Path, metavar="DIR", help="root of your copy of the real dataset")
+    parser.add_argument("--profile", help="protocol profile: 'quick' (CPU minutes, the default) or 'paper' (published setting)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a protocol setting, e.g. --set training.epochs=3 (repeatable; value parsed as YAML)")
+    parser.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR", help="output folder (default: runs/)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for training and bootstrap intervals (default 0)")
+    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
+                        help="where synthetic data and decoded images are cached (default $FACEBENCH_CACHE or ~/.cache/facebench)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facebench", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"facebench {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train/load the protocol's baselines, score them, write results and a report",
+                              description="Run every baseline of a protocol and write OUT/<protocol>/<baseline>-<hash>/"
+                              "results.json plus OUT/<protocol>/report.html. Re-running resumes a killed run from its "
+                              "last epoch checkpoint and skips finished ones.")
+    _add_protocol_arguments(run)
+    run.add_argument("--baseline", action="append", default=[], metavar="NAME", help="run only this baseline (repeatable)")
+    run.set_defaults(handler=_cmd_run)
+
+    evaluate = commands.add_parser("evaluate", help="score a predictions file exactly as a baseline's predictions are scored",
+                                   description="Validate and score a predictions file for a protocol's test split. "
+                                   "Age protocols take a CSV with header sample_id,age (sample_id = image path relative to "
+                                   "the dataset root). Writes OUT/<protocol>/submission-<name>/ and refreshes the report.")
+    _add_protocol_arguments(evaluate)
+    evaluate.add_argument("--predictions", type=Path, required=True, metavar="FILE", help="the predictions file")
+    evaluate.add_argument("--name", default=None, help="name of the submission (default: the file's stem)")
+    evaluate.add_argument("--list-ids", action="store_true", help="print the test split's sample ids (one per line) and exit")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    protocols = commands.add_parser("protocols", help="list or validate protocol files")
+    protocol_commands = protocols.add_subparsers(dest="protocols_command", required=True, metavar="ACTION")
+    listing = protocol_commands.add_parser("list", help="list the built-in protocols")
+    listing.set_defaults(handler=_cmd_protocols_list)
+    validate = protocol_commands.add_parser("validate", help="validate protocol files with every profile applied")
+    validate.add_argument("files", nargs="+", type=Path)
+    validate.set_defaults(handler=_cmd_protocols_validate)
+
+    data = commands.add_parser("data", help="synthesise or verify datasets in their real on-disk formats")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_commands.add_parser("synth", help="write synthetic faces in a dataset's exact on-disk format")
+    synth.add_argument("dataset", choices=["utkface"])
+    synth.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to create (DIR/UTKFace/...)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--n", type=int, default=6000, help="number of images (default 6000)")
+    synth.add_argument("--size", type=int, default=200, help="image side in pixels (default 200, as UTKFace)")
+    synth.set_defaults(handler=_cmd_data_synth)
+    verify = data_commands.add_parser("verify", help="parse a dataset copy strictly; print counts per group and rejects")
+    verify.add_argument("dataset", choices=["utkface"])
+    verify.add_argument("--root", type=Path, required=True, metavar="DIR", help="dataset root (the folder holding UTKFace/)")
+    verify.add_argument("--variant", default="aligned", help="aligned (UTKFace/), in_the_wild (part1-3/) or crop_part1")
+    verify.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    verify.set_defaults(handler=_cmd_data_verify)
+
+    report = commands.add_parser("report", help="(re)build the HTML bias report of a protocol's run folder")
+    report.add_argument("folder", type=Path, help="OUT/<protocol> folder holding run directories")
+    report.set_defaults(handler=_cmd_report)
+    return parser
+
+
+def _version() -> str:
+    import facebench
+
+    return facebench.__version__
+
+
+def _load(args):
+    from facebench.protocol import load_protocol
+
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise UserInputError(f"--data-root {args.data_root} is not a folder.")
+    return load_protocol(args.protocol, profile=args.profile, overrides=tuple(args.overrides))
+
+
+def _cmd_run(args) -> int:
+    from facebench.reports.bias_report import write_protocol_report
+    from facebench.run import RunOptions, run_protocol
+
+    protocol = _load(args)
+    for name in args.baseline:
+        if name not in {b.name for b in protocol.baselines}:
+            from facebench.errors import did_you_mean
+
+            known = [b.name for b in protocol.baselines]
+            raise UserInputError(f"--baseline {name}: not a baseline of {args.protocol}{did_you_mean(name, known)}; it has {', '.join(known)}.")
+    options = RunOptions(out_dir=args.out, seed=args.seed, data_root=args.data_root, cache_dir=args.cache_dir,
+                         progress=not args.no_progress, baselines=tuple(args.baseline))
+    run_dirs = run_protocol(protocol, options)
+    report = write_protocol_report(run_dirs[0].parent)
+    print(f"results: {', '.join(str(d / 'results.json') for d in run_dirs)}")
+    print(f"report:  {report}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from facebench.data.datasets import default_cache_dir
+    from facebench.evaluate import score_predictions_file
+    from facebench.reports.bias_report import write_protocol_report
+    from facebench.run import prepare_data
+
+    protocol = _load(args)
+    dataset, split = prepare_data(protocol, data_root=args.data_root, cache_dir=args.cache_dir or default_cache_dir(),
+                                  progress=not args.no_progress)
+    if args.list_ids:
+        sys.stdout.write("".join(f"{sample_id}\n" for sample_id in split["test"]))
+        return 0
+    name = args.name or args.predictions.stem
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "submission"
+    run_dir = args.out / protocol.name / f"submission-{safe}"
+    score_predictions_file(protocol=protocol, dataset=dataset, split=split, predictions=args.predictions,
+                           out_dir=run_dir, seed=args.seed,
+                           baseline={"name": name, "params": {}, "kind": "submission", "source": str(args.predictions)})
+    report = write_protocol_report(run_dir.parent)
+    print(f"results: {run_dir / 'results.json'}")
+    print(f"report:  {report}")
+    return 0
+
+
+def _cmd_protocols_list(args) -> int:
+    from facebench.progress import console
+    from facebench.protocol import builtin_protocols, profile_names, read_protocol_file
+    from rich.table import Table
+
+    table = Table("file", "title", "task", "profiles")
+    for path in builtin_protocols():
+        raw = read_protocol_file(path)
+        table.add_row(str(path.relative_to(path.parent.parent)), str(raw.get("title", "")), str(raw.get("task", "")),
+                      ", ".join(profile_names(raw)))
+    console.print(table) if console.is_terminal else None
+    if not console.is_terminal:
+        for path in builtin_protocols():
+            print(path.relative_to(path.parent.parent))
+    return 0
+
+
+def _cmd_protocols_validate(args) -> int:
+    from facebench.protocol import validate_all_profiles
+
+    for path in args.files:
+        protocols = validate_all_profiles(path)
+        print(f"{path}: ok ({', '.join(p.profile for p in protocols)})")
+    return 0
+
+
+def _cmd_data_synth(args) -> int:
+    from facebench.data.synth import SynthConfig, write_utkface
+
+    config = SynthConfig(n=args.n, seed=args.seed, image_size=args.size)
+    out = write_utkface(args.out, config, progress=True)
+    print(f"wrote {args.n} synthetic faces to {Path(out) / 'UTKFace'} (SYNTHETIC.json marks the folder)")
+    return 0
+
+
+def _cmd_data_verify(args) -> int:
+    from facebench.data.utkface import read_utkface, verify_summary
+
+    summary = verify_summary(read_utkface(args.root, variant=args.variant))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['dataset']} at {summary['root']}: {summary['n_samples']} images accepted, {summary['n_rejected']} rejected")
+    for attribute, counts in summary["groups"].items():
+        print(f"  {attribute}: " + ", ".join(f"{group} {count}" for group, count in counts.items()))
+    for reject in summary["rejected"]:
+        print(f"  rejected {reject['sample_id']}: {reject['reason']}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from facebench.reports.bias_report import write_protocol_report
+
+    print(f"report:  {write_protocol_report(args.folder)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserInputError as exc:
+        print(f"facebench: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("facebench: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130

@@ -1,0 +1,95 @@
+"""Splits: pure functions of a FaceTable and a seed.
+
+A :class:`Split` names disjoint parts of the table by ``sample_id``. Its :meth:`Split.fingerprint` hashes
+the ids of every part, so two results are comparable only when they scored exactly the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from facebench.data.table import RACES
+from facebench.errors import UserInputError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Split:
+    """Disjoint named parts (``train``, ``val``, ``test``, ``target``…) as tuples of sample ids.
+
+    ``target`` holds images of the target domain that a domain-adaptation method may see *without labels*;
+    ``test`` is what every method is scored on.
+    """
+
+    parts: dict[str, tuple[str, ...]]
+    description: str
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for name, ids in self.parts.items():
+            if name == "target":  # target images are unlabelled copies of test images by design
+                continue
+            for sample_id in ids:
+                if sample_id in seen:
+                    raise ValueError(f"sample {sample_id!r} is in both {seen[sample_id]!r} and {name!r}")
+                seen[sample_id] = name
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self.parts[name]
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(ids) for name, ids in self.parts.items()}
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for name in sorted(self.parts):
+            digest.update(name.encode() + b"\0")
+            for sample_id in sorted(self.parts[name]):
+                digest.update(sample_id.encode() + b"\n")
+        return digest.hexdigest()
+
+
+def cross_ethnicity_split(
+    table: pd.DataFrame,
+    *,
+    seed: int,
+    source: str = "white",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+) -> Split:
+    """Seed 000's setting: train/validate on one ethnicity, test on held-out source images and all others.
+
+    The source images are shuffled with ``seed`` and cut into train / val / test; every labelled image of
+    another ethnicity goes to ``test`` and, without its label, to ``target``.
+
+    >>> t = pd.DataFrame({"sample_id": [f"{i}.jpg" for i in range(10)],
+    ...                   "race": ["white"] * 8 + ["black"] * 2})
+    >>> s = cross_ethnicity_split(t, seed=0, val_fraction=0.25, test_fraction=0.25)
+    >>> s.sizes()
+    {'train': 4, 'val': 2, 'test': 4, 'target': 2}
+    """
+    if source not in RACES:
+        raise UserInputError(f"split.params.source: unknown ethnicity '{source}'{did_you_mean(source, RACES)}.")
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise UserInputError("split.params: val_fraction and test_fraction must be in (0, 1) and sum to less than 1.")
+    labelled = table[table["race"].notna()]
+    source_ids = np.sort(labelled.loc[labelled["race"] == source, "sample_id"].to_numpy(dtype=str))
+    if len(source_ids) < 3:
+        raise UserInputError(f"split.params.source: only {len(source_ids)} images of '{source}' in the dataset.")
+    order = np.random.default_rng(seed).permutation(len(source_ids))
+    shuffled = source_ids[order]
+    n_val = max(1, round(val_fraction * len(shuffled)))
+    n_test = max(1, round(test_fraction * len(shuffled)))
+    val, test_source, train = shuffled[:n_val], shuffled[n_val : n_val + n_test], shuffled[n_val + n_test :]
+    other = np.sort(labelled.loc[labelled["race"] != source, "sample_id"].to_numpy(dtype=str))
+    return Split(
+        parts={
+            "train": tuple(sorted(train)),
+            "val": tuple(sorted(val)),
+            "test": tuple(sorted(test_source)) + tuple(other),
+            "target": tuple(other),
+        },
+        description=f"train and validate on {source}; test on held-out {source} images and all other ethnicities",
+    )

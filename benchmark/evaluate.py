@@ -1,0 +1,131 @@
+"""Scoring: predictions → per-sample outcomes → the disaggregation engine → results.
+
+One function, :func:`score_predictions_file`, scores every predictions file, whether a baseline wrote it
+during ``facebench run`` or a user submitted it with ``facebench evaluate``: the two paths cannot diverge.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from facebench.data.datasets import LoadedDataset
+from facebench.data.splits import Split
+from facebench.io import atomic_write, write_json
+from facebench.metrics import Disaggregation, get_metric
+from facebench.protocol import Protocol
+from facebench.registry import TASKS
+from facebench.results import SCHEMA_VERSION, Results, environment
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scored:
+    """Metric tables of one scored split: the engine's tidy frames and the per-sample outcomes."""
+
+    outcomes: pd.DataFrame
+    frame: pd.DataFrame
+    gaps: pd.DataFrame
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _metric_value(row: pd.Series) -> dict[str, Any]:
+    return {"value": _number(row["value"]), "ci_low": _number(row["ci_low"]), "ci_high": _number(row["ci_high"]),
+            "n": int(row["n"]), "flag": str(row["flag"] or "")}
+
+
+def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, attributes: tuple[str, ...] | None = None
+                   ) -> Scored:
+    """Disaggregate every metric of the protocol over its group attributes (and their intersections)."""
+    attributes = protocol.groups.attributes if attributes is None else attributes
+    metrics = [get_metric(name) for name in protocol.evaluation.metrics]
+    engine = Disaggregation(
+        outcomes["y_true"].to_numpy(), outcomes["y_pred"].to_numpy(), outcomes[list(attributes)], metrics,
+        n_boot=protocol.evaluation.n_boot, seed=seed, confidence=protocol.evaluation.confidence,
+        intersections=min(protocol.groups.intersections, max(len(attributes), 1)),
+        min_group_size=protocol.groups.min_group_size,
+    )
+    frame = engine.frame()
+    gaps = engine.disparities()
+    return Scored(outcomes=outcomes, frame=frame, gaps=gaps)
+
+
+def metrics_section(scored: Scored) -> dict[str, Any]:
+    """The ``metrics`` block of results.json from the engine's tidy frames."""
+    overall: dict[str, Any] = {}
+    by_group: dict[str, dict[str, dict[str, Any]]] = {}
+    for _, row in scored.frame.iterrows():
+        if row["attribute"] == "overall":
+            overall[row["metric"]] = _metric_value(row)
+        else:
+            by_group.setdefault(row["attribute"], {}).setdefault(row["group"], {})[row["metric"]] = _metric_value(row)
+    gaps: dict[str, dict[str, Any]] = {}
+    for _, row in scored.gaps.iterrows():
+        gaps.setdefault(row["metric"], {})[row["attribute"]] = {
+            "worst_group": str(row["worst_group"]), "best_group": str(row["best_group"]),
+            "worst_value": _number(row["worst_value"]), "best_value": _number(row["best_value"]),
+            "gap": _number(row["gap"]), "gap_ci_low": _number(row["gap_ci_low"]),
+            "gap_ci_high": _number(row["gap_ci_high"]), "ratio": _number(row["ratio"]),
+        }
+    return {"overall": overall, "by_group": by_group, "disparities": gaps}
+
+
+def score_predictions_file(
+    *, protocol: Protocol, dataset: LoadedDataset, split: Split, predictions: Path, out_dir: Path, seed: int,
+    baseline: dict[str, Any], training: dict[str, Any] | None = None, extra_splits: dict[str, Path] | None = None,
+    started: float | None = None, device: str = "cpu",
+) -> Results:
+    """Validate ``predictions`` against the test split, score it, and write the run directory atomically.
+
+    ``extra_splits`` maps a split label (``"source_val"``) to another predictions file scored overall only.
+    Nothing is written if the predictions file is invalid.
+    """
+    started = time.perf_counter() if started is None else started
+    task = TASKS.get(protocol.task)
+    test_ids = split["test"]
+    frame = task.read_predictions(predictions, test_ids)  # raises before anything is written
+    outcomes = task.outcomes(dataset.table, frame, age_bands=protocol.groups.age_bands)
+    scored = score_outcomes(protocol, outcomes, seed=seed)
+
+    splits: dict[str, dict[str, Any]] = {}
+    for label, path in (extra_splits or {}).items():
+        part = label.removeprefix("source_")
+        extra = task.outcomes(dataset.table, task.read_predictions(path, split[part]), age_bands=protocol.groups.age_bands)
+        extra_scored = score_outcomes(protocol, extra, seed=seed, attributes=())
+        splits[label] = metrics_section(extra_scored)["overall"]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if Path(predictions).resolve() != (out_dir / "predictions.csv").resolve():
+        with atomic_write(out_dir / "predictions.csv", "wb") as handle, open(predictions, "rb") as source:
+            shutil.copyfileobj(source, handle)
+    with atomic_write(out_dir / "outcomes.csv", "w", encoding="utf-8", newline="") as handle:
+        outcomes.to_csv(handle, index=False, float_format="%.6f")
+
+    results: Results = {
+        "schema_version": SCHEMA_VERSION,
+        "protocol": {"name": protocol.name, "version": protocol.version, "profile": protocol.profile,
+                     "title": protocol.title, "fingerprint": protocol.fingerprint(),
+                     "primary_metric": protocol.evaluation.primary_metric, "task": protocol.task},
+        "baseline": baseline,
+        "data": {"dataset": dataset.name, "synthetic": dataset.synthetic, "fingerprint": dataset.fingerprint(),
+                 "split_fingerprint": split.fingerprint(), "split": split.description,
+                 "n_samples": len(outcomes), "split_sizes": split.sizes(), "n_rejected": len(dataset.rejected)},
+        "provenance": {**environment(), "device": device, "seed": seed,
+                       "duration_s": round(time.perf_counter() - started, 3),
+                       "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "metrics": metrics_section(scored),
+        "splits": splits,
+        "training": training or {},
+        "reference": [r.model_dump() for r in protocol.reference],
+        "files": {"predictions": "predictions.csv", "outcomes": "outcomes.csv"},
+    }
+    write_json(out_dir / "results.json", results)
+    return results

@@ -1,0 +1,47 @@
+"""Progress bars and console output (rich), quiet when asked or when output is not a terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+T = TypeVar("T")
+
+#: Diagnostics go to stderr so that ``--json`` output on stdout stays machine-readable.
+console = Console(stderr=True, highlight=False)
+
+
+def progress_enabled(requested: bool = True) -> bool:
+    return requested and os.environ.get("FACEBENCH_NO_PROGRESS", "") == "" and sys.stderr.isatty()
+
+
+def make_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    )
+
+
+def track(items: Iterable[T], *, total: int | None = None, description: str = "", enabled: bool = True) -> Iterator[T]:
+    """Yield from ``items`` with a progress bar when ``enabled`` and stderr is a terminal."""
+    if not progress_enabled(enabled):
+        yield from items
+        return
+    with make_progress() as bar:
+        task = bar.add_task(description, total=total, status="")
+        for item in items:
+            yield item
+            bar.advance(task)

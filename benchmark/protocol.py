@@ -1,0 +1,336 @@
+"""Protocols: declarative YAML files validated into frozen spec objects.
+
+A protocol file says which dataset, split, subgroups, metrics and baselines make one benchmark setting,
+and carries ``profiles`` (at least ``paper`` and ``quick``) whose keys override the base settings. Loading
+goes: ``yaml.safe_load`` → pick a profile and deep-merge it → apply ``--set key.path=value`` overrides →
+validate with pydantic (unknown keys and wrong types rejected) → check names against the registries.
+Every failure is one :class:`~facebench.errors.UserInputError` sentence naming the file and the key path.
+
+The spec objects here only *describe* a run; :mod:`facebench.run` executes them (HELM's split between
+``RunSpec`` and the code that runs it).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from facebench.errors import UserInputError, did_you_mean
+from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROTOCOL_DIR = Path(__file__).resolve().parent.parent / "protocols"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticData(_Spec):
+    """How the embedded synthetic stand-in for the dataset is generated (``--synthetic``)."""
+
+    n: int = Field(6000, ge=20, description="number of synthetic images")
+    seed: int = 0
+    image_size: int = Field(200, ge=16, description="side of the written JPEGs (UTKFace crops are 200)")
+    render_size: int | None = Field(None, ge=16, description="internal render size; None = image_size")
+
+
+class DatasetSection(_Spec):
+    name: str
+    variant: str = "aligned"
+    synthetic: SyntheticData = SyntheticData()
+
+
+class SplitSection(_Spec):
+    name: str
+    params: dict[str, Any] = {}
+
+
+class GroupsSection(_Spec):
+    attributes: tuple[str, ...] = ("race", "gender", "age_band")
+    intersections: int = Field(2, ge=1, le=3, description="largest k of the k-way intersections reported")
+    age_bands: tuple[int, ...] = Field((0, 15, 30, 45, 60), description="lower edges of the age bands")
+    min_group_size: int = Field(30, ge=1)
+
+    @field_validator("age_bands")
+    @classmethod
+    def _increasing(cls, edges: tuple[int, ...]) -> tuple[int, ...]:
+        if list(edges) != sorted(set(edges)) or not edges or edges[0] != 0:
+            raise ValueError("age_bands must be strictly increasing lower edges starting at 0")
+        return edges
+
+
+class EvaluationSection(_Spec):
+    metrics: tuple[str, ...]
+    primary_metric: str
+    n_boot: int = Field(1000, ge=0)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+
+
+class ModelSection(_Spec):
+    backbone: str = Field(description="'small_cnn' or a torchvision classification model name, e.g. resnet50")
+    pretrained: str | None = Field(None, description="torchvision weights name ('DEFAULT', 'IMAGENET1K_V2') or a local .pth file")
+    image_size: int = Field(ge=16)
+    head_hidden: tuple[int, ...] = Field((256, 64), description="widths of the regression module's hidden layers")
+
+
+class TrainingSection(_Spec):
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    optimizer: Literal["adam", "sgd", "adamw"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    loss: Literal["l1", "l2"] = "l1"
+    hflip: bool = True
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    num_workers: int = Field(0, ge=0)
+
+
+class BaselineSection(_Spec):
+    name: str
+    params: dict[str, Any] = {}
+
+
+class ReferenceResult(_Spec):
+    """A published number the report shows beside ours (only comparable on the real dataset)."""
+
+    source: str
+    setting: str
+    metric: str
+    value: float
+    split: str = "target"
+
+
+class Protocol(_Spec):
+    """A validated protocol with one profile applied: the frozen description of a benchmark run."""
+
+    name: str
+    version: int = Field(ge=1)
+    title: str
+    description: str = ""
+    paper: str = ""
+    task: str
+    dataset: DatasetSection
+    split: SplitSection
+    groups: GroupsSection = GroupsSection()
+    evaluation: EvaluationSection
+    model: ModelSection
+    training: TrainingSection
+    baselines: tuple[BaselineSection, ...] = Field(min_length=1)
+    reference: tuple[ReferenceResult, ...] = ()
+    profile: str = Field(description="the profile applied (set by the loader)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        """sha256 of the resolved protocol, to address runs and detect protocol changes."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``key.path=value`` (the value as YAML) into a path and a value.
+
+    >>> parse_override("training.epochs=3")
+    (['training', 'epochs'], 3)
+    >>> parse_override("model.pretrained=null")
+    (['model', 'pretrained'], None)
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise UserInputError(f"--set {text!r} is not of the form key.path=value.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _apply_override(raw: dict, path: list[str], value: Any, text: str) -> None:
+    node: Any = raw
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UserInputError(f"--set {text}: '{'.'.join(path[: i + 1])}' is not an index of a list of {len(node)}.")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise UserInputError(f"--set {text}: '{'.'.join(path[:i])}' is a value, not a section.")
+
+
+def _format_location(loc: tuple) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _model_for(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at ``loc`` (for did-you-mean on unknown keys)."""
+    model: Any = Protocol
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        field = model.model_fields.get(item) if hasattr(model, "model_fields") else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _explain(error: ValidationError, where: str) -> UserInputError:
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    path = _format_location(loc)
+    if first["type"] == "extra_forbidden":
+        owner = _model_for(loc)
+        hint = did_you_mean(str(loc[-1]), owner.model_fields) if owner else ""
+        return UserInputError(f"{where}: unknown key '{path}'{hint}.")
+    if first["type"] == "missing":
+        return UserInputError(f"{where}: required key '{path}' is missing.")
+    message = first["msg"].rstrip(".")
+    return UserInputError(f"{where}: key '{path}': {message} (got {first.get('input')!r}).")
+
+
+def read_protocol_file(path: str | Path) -> dict[str, Any]:
+    """Read a protocol YAML into a dict (no semantics yet); one-sentence errors for unreadable files."""
+    path = Path(path)
+    if not path.is_file():
+        candidates = [p.name for p in PROTOCOL_DIR.glob("*.yaml")] if PROTOCOL_DIR.is_dir() else []
+        raise UserInputError(f"Protocol file {path} does not exist{did_you_mean(path.name, candidates)}.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserInputError(f"{path}: not valid YAML{line}.") from exc
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{path}: a protocol must be a YAML mapping of keys.")
+    return raw
+
+
+def profile_names(raw: dict[str, Any]) -> list[str]:
+    return sorted((raw.get("profiles") or {}).keys())
+
+
+def load_protocol(path: str | Path, *, profile: str | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Protocol:
+    """Load, merge a profile, apply overrides, validate, and check every name against the registries."""
+    path = Path(path)
+    raw = read_protocol_file(path)
+    where = str(path) + (f" (with --set {', '.join(overrides)})" if overrides else "")
+    profiles = raw.pop("profiles", None) or {}
+    if not isinstance(profiles, dict):
+        raise UserInputError(f"{path}: key 'profiles' must be a mapping of profile names to overrides.")
+    default_profile = raw.pop("default_profile", "quick" if "quick" in profiles else None)
+    chosen = profile or default_profile
+    if chosen is not None:
+        if chosen not in profiles:
+            raise UserInputError(
+                f"{path}: unknown profile '{chosen}'{did_you_mean(chosen, profiles)}; profiles: {', '.join(sorted(profiles)) or 'none'}."
+            )
+        if not isinstance(profiles[chosen], dict):
+            raise UserInputError(f"{path}: key 'profiles.{chosen}' must be a mapping of overrides.")
+        raw = _deep_merge(raw, profiles[chosen])
+    for text in overrides:
+        keys, value = parse_override(text)
+        _apply_override(raw, keys, value, text)
+    raw["profile"] = chosen or "base"
+    try:
+        protocol = Protocol.model_validate(raw)
+    except ValidationError as exc:
+        raise _explain(exc, where) from None
+    _check_names(protocol, where)
+    return protocol
+
+
+def _check_names(protocol: Protocol, where: str) -> None:
+    # Imported here: metric names live with the metric code, which imports numpy/pandas.
+    from facebench.metrics import METRIC_NAMES, get_metric
+
+    TASKS.check(protocol.task, where=f"{where}: key 'task'")
+    DATASETS.check(protocol.dataset.name, where=f"{where}: key 'dataset.name'")
+    SPLITS.check(protocol.split.name, where=f"{where}: key 'split.name'")
+    for i, metric in enumerate(protocol.evaluation.metrics):
+        try:
+            get_metric(metric)
+        except UserInputError:
+            raise UserInputError(
+                f"{where}: key 'evaluation.metrics[{i}]': unknown metric '{metric}'{did_you_mean(metric, METRIC_NAMES)}."
+            ) from None
+    if protocol.evaluation.primary_metric not in protocol.evaluation.metrics:
+        raise UserInputError(
+            f"{where}: key 'evaluation.primary_metric': '{protocol.evaluation.primary_metric}' is not one of evaluation.metrics."
+        )
+    from facebench.baselines.nets import backbone_names
+
+    if protocol.model.backbone not in backbone_names():
+        raise UserInputError(
+            f"{where}: key 'model.backbone': unknown backbone '{protocol.model.backbone}'"
+            f"{did_you_mean(protocol.model.backbone, backbone_names())}."
+        )
+    known_attributes = ("race", "gender", "age_band")
+    for i, attribute in enumerate(protocol.groups.attributes):
+        if attribute not in known_attributes:
+            raise UserInputError(
+                f"{where}: key 'groups.attributes[{i}]': unknown attribute '{attribute}'{did_you_mean(attribute, known_attributes)}."
+            )
+    for i, baseline in enumerate(protocol.baselines):
+        key = f"baselines[{i}]"
+        cls = BASELINES.get(baseline.name, where=f"{where}: key '{key}.name'")
+        try:
+            cls.Params.model_validate(baseline.params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            sub = _format_location(tuple(first["loc"]))
+            if first["type"] == "extra_forbidden":
+                hint = did_you_mean(str(first["loc"][-1]), cls.Params.model_fields)
+                raise UserInputError(f"{where}: unknown key '{key}.params.{sub}'{hint}.") from None
+            raise UserInputError(f"{where}: key '{key}.params.{sub}': {first['msg'].rstrip('.')}.") from None
+
+
+def validate_all_profiles(path: str | Path) -> list[Protocol]:
+    """Validate the base settings merged with every profile; the first problem raises."""
+    raw = read_protocol_file(path)
+    names = profile_names(raw)
+    if not {"paper", "quick"} <= set(names):
+        raise UserInputError(f"{path}: key 'profiles' must define at least 'paper' and 'quick' (has: {', '.join(names) or 'none'}).")
+    return [load_protocol(path, profile=name) for name in names]
+
+
+def builtin_protocols() -> list[Path]:
+    return sorted(PROTOCOL_DIR.glob("*.yaml")) if PROTOCOL_DIR.is_dir() else []

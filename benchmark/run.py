@@ -1,0 +1,110 @@
+"""Running a protocol: data → split → each baseline's fit and predict → scoring → report.
+
+Runs are hash-addressed (DomainBed style): a baseline's run directory is named after a hash of everything
+that determines its numbers (resolved protocol, baseline and params, seed, data and split fingerprints).
+Running the same command again resumes a killed run from its last epoch checkpoint, and skips a finished
+one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from facebench.data.datasets import LoadedDataset, default_cache_dir, load_dataset
+from facebench.data.images import image_store
+from facebench.data.splits import Split
+from facebench.evaluate import score_predictions_file
+from facebench.progress import console
+from facebench.protocol import Protocol
+from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    out_dir: Path
+    seed: int = 0
+    data_root: Path | None = None      # None: the synthetic stand-in
+    cache_dir: Path | None = None
+    progress: bool = True
+    baselines: tuple[str, ...] = ()    # run only these (default: all of the protocol's)
+
+
+def prepare_data(protocol: Protocol, *, data_root: Path | None, cache_dir: Path, progress: bool = True
+                 ) -> tuple[LoadedDataset, Split]:
+    spec = DATASETS.get(protocol.dataset.name)
+    dataset = load_dataset(spec, variant=protocol.dataset.variant, synthetic_settings=protocol.dataset.synthetic,
+                           data_root=data_root, cache_dir=cache_dir, progress=progress)
+    split_fn = SPLITS.get(protocol.split.name)
+    split = split_fn(dataset.table, **{"seed": 0, **protocol.split.params})
+    return dataset, split
+
+
+def run_id(protocol: Protocol, baseline_name: str, params: dict, seed: int, dataset: LoadedDataset, split: Split) -> str:
+    payload = json.dumps([protocol.fingerprint(), baseline_name, params, seed, dataset.fingerprint(), split.fingerprint()],
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
+    """Run every baseline of ``protocol``; return the run directories (with results.json each)."""
+    from facebench.baselines.base import FitData
+    from facebench.baselines.training import LoopConfig, resolve_device
+
+    started_all = time.perf_counter()
+    cache_dir = options.cache_dir or default_cache_dir()
+    dataset, split = prepare_data(protocol, data_root=options.data_root, cache_dir=cache_dir, progress=options.progress)
+    if dataset.synthetic:
+        console.print("[bold yellow]SYNTHETIC DATA[/]: numbers measure the pipeline on generated faces, not real-world bias.")
+    console.print(f"{protocol.name} ({protocol.profile} profile): {len(dataset.table)} images, split {split.sizes()}")
+    task = TASKS.get(protocol.task)
+    table = dataset.table.set_index("sample_id")
+    size = protocol.model.image_size
+
+    def images(part: str) -> np.ndarray:
+        return image_store(dataset.root, list(split[part]), size, cache_dir, progress=options.progress,
+                           key=dataset.fingerprint())
+
+    wanted = options.baselines or tuple(b.name for b in protocol.baselines)
+    run_dirs: list[Path] = []
+    for baseline_spec in protocol.baselines:
+        if baseline_spec.name not in wanted:
+            continue
+        started = time.perf_counter()
+        cls = BASELINES.get(baseline_spec.name)
+        params = cls.Params.model_validate(baseline_spec.params)
+        rid = run_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed, dataset, split)
+        run_dir = Path(options.out_dir) / protocol.name / f"{baseline_spec.name}-{rid}"
+        if (run_dir / "results.json").is_file():
+            console.print(f"{baseline_spec.name}: already done in {run_dir} (delete it to run again)")
+            run_dirs.append(run_dir)
+            continue
+        console.print(f"[bold]{baseline_spec.name}[/] → {run_dir}")
+        baseline = cls(protocol=protocol, params=params)
+        fit_data = FitData(
+            train_images=images("train"), train_ages=table.loc[list(split["train"]), "age"].to_numpy(dtype=np.float64),
+            val_images=images("val"), val_ages=table.loc[list(split["val"]), "age"].to_numpy(dtype=np.float64),
+            target_images=images("target") if "target" in split.parts else None,
+        )
+        t = protocol.training
+        loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=options.seed, device=t.device, amp=t.amp,
+                          channels_last=t.channels_last, hflip=t.hflip, checkpoint_dir=run_dir / "checkpoints",
+                          progress=options.progress, fingerprint=rid)
+        history = baseline.fit(fit_data, loop)
+        task.write_predictions(run_dir / "predictions.csv", split["test"], baseline.predict(images("test")))
+        task.write_predictions(run_dir / "predictions_val.csv", split["val"], baseline.predict(images("val")))
+        score_predictions_file(
+            protocol=protocol, dataset=dataset, split=split, predictions=run_dir / "predictions.csv", out_dir=run_dir,
+            seed=options.seed, started=started, device=str(resolve_device(t.device)),
+            baseline={"name": baseline_spec.name, "params": params.model_dump(mode="json"), "kind": "baseline",
+                      "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json")},
+            training={"epochs": history.epochs, "resumed_from_epoch": history.resumed_from_epoch},
+            extra_splits={"source_val": run_dir / "predictions_val.csv"},
+        )
+        run_dirs.append(run_dir)
+    console.print(f"done in {time.perf_counter() - started_all:.1f} s")
+    return run_dirs

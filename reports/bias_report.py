@@ -1,0 +1,132 @@
+"""The per-protocol HTML bias report: every run of a protocol folder on one self-contained page.
+
+The page is built from the ``results.json`` files only (never from images), rendered by jinja2 with
+autoescaping on, with plots inlined as PNG data URIs: no network, no scripts from elsewhere, and no face
+images of any dataset. Results on synthetic data carry a SYNTHETIC banner at the top of the page.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from facebench.errors import UserInputError
+from facebench.io import write_text
+from facebench.reports import plots
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def load_runs(folder: Path) -> list[dict[str, Any]]:
+    """All results.json documents directly under ``folder``'s run directories, in name order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserInputError(f"Run folder {folder} does not exist.")
+    runs = []
+    for path in sorted(folder.glob("*/results.json")):
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise UserInputError(f"{path} is not valid JSON.") from None
+        results["_dir"] = path.parent.name
+        runs.append(results)
+    if not runs:
+        raise UserInputError(f"No run directories with results.json under {folder}.")
+    return runs
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _metric_direction(metric: str) -> tuple[bool, str]:
+    from facebench.metrics import get_metric
+
+    spec = get_metric(metric)
+    return spec.higher_is_better, getattr(spec, "unit", "")
+
+
+def plain_language(metric: str, attribute: str, gap: dict[str, Any], unit: str, higher_is_better: bool) -> str:
+    """One sentence a non-specialist can read, e.g. "MAE for black faces is 2.10 years worse than for white faces (95% CI 1.70–2.50)"."""
+    direction = "lower" if higher_is_better else "higher"
+    unit_text = f" {unit}" if unit else ""
+    return (
+        f"{metric.upper()} for {gap['worst_group']} is {_fmt(gap['gap'])}{unit_text} worse ({direction}) than for "
+        f"{gap['best_group']} (95% CI {_fmt(gap['gap_ci_low'])}–{_fmt(gap['gap_ci_high'])}; ratio {_fmt(gap['ratio'])})."
+    )
+
+
+def _view(results: dict[str, Any]) -> dict[str, Any]:
+    """Everything the template needs for one run, precomputed (the template only lays it out)."""
+    primary = results["protocol"]["primary_metric"]
+    metrics = results["metrics"]
+    higher_is_better, unit = _metric_direction(primary)
+    metric_names = list(metrics["overall"])
+    attributes = []
+    for attribute, groups in metrics["by_group"].items():
+        rows = [{"group": g, "values": values} for g, values in groups.items()]
+        forest = None
+        if "*" not in attribute:
+            points = [{"group": g, **values[primary]} for g, values in groups.items() if values[primary]["value"] is not None]
+            forest = plots.forest_plot(points, metric=primary, unit=unit, title=f"{primary} by {attribute}",
+                                       overall=metrics["overall"].get(primary))
+        attributes.append({"name": attribute, "rows": rows, "forest": forest})
+    gaps = []
+    for metric, by_attribute in metrics["disparities"].items():
+        hib, metric_unit = _metric_direction(metric)
+        for attribute, gap in by_attribute.items():
+            gaps.append({"metric": metric, "attribute": attribute, **gap,
+                         "sentence": plain_language(metric, attribute, gap, metric_unit, hib)})
+    gaps.sort(key=lambda g: (g["metric"] != primary, -(g["gap"] or 0)))
+    band_plot = None
+    crossed = metrics["by_group"].get("race*age_band")
+    if crossed:
+        series: dict[str, list] = {}
+        for label, values in crossed.items():
+            race, band = label.split("*")
+            value = values[primary]
+            if value["value"] is not None and value.get("flag") != "small":
+                series.setdefault(race, []).append((band, value["value"], value["ci_low"], value["ci_high"]))
+        order = list(metrics["by_group"].get("age_band", {}))
+        for points in series.values():
+            points.sort(key=lambda p: order.index(p[0]) if p[0] in order else 99)
+        band_plot = plots.lines_by_band(series, metric=primary, unit=unit, title=f"{primary} by age band, per race")
+    return {
+        "dir": results["_dir"],
+        "name": results["baseline"]["name"],
+        "kind": results["baseline"].get("kind", "baseline"),
+        "results": results,
+        "primary": primary,
+        "unit": unit,
+        "metric_names": metric_names,
+        "overall": metrics["overall"],
+        "attributes": attributes,
+        "gaps": gaps,
+        "band_plot": band_plot,
+        "source_val": results.get("splits", {}).get("source_val", {}),
+        "race_primary": {g: v[primary] for g, v in metrics["by_group"].get("race", {}).items()},
+    }
+
+
+def render_report(runs: list[dict[str, Any]]) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = _fmt
+    first = runs[0]
+    views = [_view(r) for r in runs]
+    races = sorted({g for v in views for g in v["race_primary"]}, key=lambda g: list(views[0]["race_primary"]).index(g)
+                   if g in views[0]["race_primary"] else 99)
+    return env.get_template("report.html.j2").render(
+        protocol=first["protocol"], data=first["data"], synthetic=any(r["data"]["synthetic"] for r in runs),
+        runs=views, races=races, reference=first.get("reference", []),
+    )
+
+
+def write_protocol_report(folder: Path) -> Path:
+    """Render ``folder/report.html`` from the run directories in ``folder``; return its path."""
+    runs = load_runs(folder)
+    path = Path(folder) / "report.html"
+    write_text(path, render_report(runs))
+    return path

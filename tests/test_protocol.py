@@ -1,0 +1,125 @@
+"""Protocol schema: profiles, overrides, and one-sentence errors that name the file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facebench.cli import main
+from facebench.errors import UserInputError
+from facebench.protocol import builtin_protocols, load_protocol, parse_override, validate_all_profiles
+
+AGE = Path(__file__).resolve().parent.parent / "protocols" / "age_utk_cross_ethnicity.yaml"
+
+
+def _variant(tmp_path: Path, edit) -> Path:
+    raw = yaml.safe_load(AGE.read_text())
+    edit(raw)
+    path = tmp_path / "protocol.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_builtin_protocols_validate_with_every_profile() -> None:
+    assert AGE in builtin_protocols()
+    profiles = {p.profile: p for p in validate_all_profiles(AGE)}
+    assert set(profiles) == {"paper", "quick"}
+    paper, quick = profiles["paper"], profiles["quick"]
+    # The paper profile is the published setting of seed 000 (section 4.2).
+    assert (paper.model.backbone, paper.model.image_size) == ("resnet50", 200)
+    assert (paper.training.lr, paper.training.batch_size, paper.training.optimizer, paper.training.loss) == (0.001, 16, "adam", "l1")
+    assert (quick.model.backbone, quick.model.image_size) == ("small_cnn", 64)
+
+
+def test_default_profile_is_quick_and_overrides_apply() -> None:
+    protocol = load_protocol(AGE, overrides=["training.epochs=3", "model.head_hidden=[32]", "baselines.0.name=source_only"])
+    assert protocol.profile == "quick"
+    assert protocol.training.epochs == 3
+    assert protocol.model.head_hidden == (32,)
+
+
+def test_fingerprint_changes_with_settings() -> None:
+    assert load_protocol(AGE).fingerprint() == load_protocol(AGE).fingerprint()
+    assert load_protocol(AGE).fingerprint() != load_protocol(AGE, overrides=["training.epochs=2"]).fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("training.epoch=3", "unknown key 'training.epoch' (did you mean 'epochs'?)"),
+        ("trainng.epochs=3", "unknown key 'trainng' (did you mean 'training'?)"),
+        ("training.epochs=many", "key 'training.epochs'"),
+        ("training.optimizer=rmsprop", "key 'training.optimizer'"),
+        ("baselines.0.name=source_onyl", "(did you mean 'source_only'?)"),
+        ("baselines.0.params.gamma=1", "unknown key 'baselines[0].params.gamma'"),
+        ("evaluation.metrics=[mae,mea]", "key 'evaluation.metrics[1]': unknown metric 'mea' (did you mean 'mae'?)"),
+        ("evaluation.primary_metric=rmse", "key 'evaluation.primary_metric'"),
+        ("dataset.name=utkfce", "key 'dataset.name'"),
+        ("split.name=cross_ethnicty", "(did you mean 'cross_ethnicity'?)"),
+        ("model.backbone=resnt50", "unknown backbone 'resnt50' (did you mean 'resnet50'?)"),
+        ("groups.attributes=[race,gendr]", "unknown attribute 'gendr' (did you mean 'gender'?)"),
+        ("groups.age_bands=[10,5]", "key 'groups.age_bands'"),
+    ],
+)
+def test_bad_settings_are_one_sentence_naming_file_and_key(override: str, expected: str) -> None:
+    with pytest.raises(UserInputError) as info:
+        load_protocol(AGE, overrides=[override])
+    message = str(info.value)
+    assert expected in message
+    assert str(AGE) in message
+    assert message.endswith(".") and "\n" not in message
+
+
+def test_misspelt_key_in_file_fails_with_exit_2(tmp_path: Path, capsys) -> None:
+    path = _variant(tmp_path, lambda raw: raw["training"].__setitem__("batchsize", 8))
+    assert main(["protocols", "validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'training.batchsize' (did you mean 'batch_size'?)" in err
+    assert str(path) in err
+
+
+def test_misspelt_baseline_in_file_fails_with_exit_2(tmp_path: Path, capsys) -> None:
+    path = _variant(tmp_path, lambda raw: raw["baselines"][0].__setitem__("name", "sourceonly"))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "did you mean 'source_only'?" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_profile_and_missing_profiles(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="unknown profile 'papr' \\(did you mean 'paper'\\?\\)"):
+        load_protocol(AGE, profile="papr")
+    path = _variant(tmp_path, lambda raw: raw["profiles"].pop("paper"))
+    with pytest.raises(UserInputError, match="at least 'paper' and 'quick'"):
+        validate_all_profiles(path)
+
+
+def test_missing_required_key_and_bad_yaml(tmp_path: Path) -> None:
+    path = _variant(tmp_path, lambda raw: raw.pop("task"))
+    with pytest.raises(UserInputError, match="required key 'task' is missing"):
+        load_protocol(path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\n  version: [1\n")
+    with pytest.raises(UserInputError, match="not valid YAML at line"):
+        load_protocol(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(UserInputError, match="must be a YAML mapping"):
+        load_protocol(listy)
+    with pytest.raises(UserInputError, match="does not exist"):
+        load_protocol(tmp_path / "nope.yaml")
+
+
+def test_override_syntax() -> None:
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    with pytest.raises(UserInputError, match="key.path=value"):
+        parse_override("training.epochs")
+    with pytest.raises(UserInputError, match="not an index"):
+        load_protocol(AGE, overrides=["baselines.5.name=source_only"])
+
+
+def test_bad_cli_flag_exits_2(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(AGE), "--epochs", "3"])
+    assert info.value.code == 2
