@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional as F
+
 from facebench.baselines.base import Baseline, BaselineParams, FitData
 from facebench.baselines.nets import AgeRegressor
 from facebench.baselines.training import (
@@ -21,8 +24,6 @@ from facebench.baselines.training import (
     resolve_device,
 )
 from facebench.protocol import Protocol
-from torch import nn
-from torch.nn import functional as F
 
 
 def make_optimizer(name: str, parameters, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:

@@ -11,8 +11,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
-from facebench.baselines.training import LoopConfig, TrainHistory
 from pydantic import BaseModel, ConfigDict
+
+from facebench.baselines.training import LoopConfig, TrainHistory
 
 
 class BaselineParams(BaseModel):

@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from facebench.io import atomic_write
 from facebench.progress import console, make_progress, progress_enabled
-from torch import nn
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -74,6 +75,7 @@ class LoopConfig:
     amp: bool = True
     channels_last: bool = True
     hflip: bool = True
+    lr_schedule: str = "constant"  # or "cosine": cosine decay to 0 over the epochs, stepped per epoch
     checkpoint_dir: Path | None = None
     progress: bool = True
     fingerprint: str = ""  # what is being trained; a checkpoint of something else is never resumed
@@ -196,6 +198,7 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
         modules = modules.to(memory_format=torch.channels_last)
     optimizers = method.make_optimizers()
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
+    schedulers = {name: _scheduler(optimizer, config) for name, optimizer in optimizers.items()}
     ctx = StepContext(device=device, amp=config.amp, optimizers=optimizers, scaler=scaler)
     history = TrainHistory(device=str(device))
     checkpoint = config.checkpoint_dir / "last.pt" if config.checkpoint_dir else None
@@ -208,6 +211,8 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
             for name, optimizer in optimizers.items():
                 optimizer.load_state_dict(state["optimizers"][name])
             scaler.load_state_dict(state["scaler"])
+            for name, scheduler in schedulers.items():
+                scheduler.load_state_dict(state["schedulers"][name])
             history.epochs = state["history"]
             start_epoch = state["epoch"] + 1
             history.resumed_from_epoch = state["epoch"] + 1
@@ -240,7 +245,10 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
                     bar.update(task, advance=1, status=" ".join(f"{k} {v / (i + 1):.3f}" for k, v in sums.items()))
             if show:
                 bar.remove_task(task)
-            record = {"epoch": epoch + 1, **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}}
+            record = {"epoch": epoch + 1, **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
+                      "lr": optimizers[next(iter(optimizers))].param_groups[0]["lr"]}
+            for scheduler in schedulers.values():
+                scheduler.step()
             modules.eval()
             with torch.no_grad():
                 record.update(method.end_of_epoch(ctx))
@@ -252,11 +260,18 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
                     "epoch": epoch, "fingerprint": config.fingerprint, "modules": modules.state_dict(),
                     "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
                     "scaler": scaler.state_dict(), "history": history.epochs,
+                    "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
                 }
                 with atomic_write(checkpoint, "wb") as handle:
                     torch.save(state, handle)
     modules.eval()
     return history
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: LoopConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
 def _cycle(batches: ImageBatches, config: LoopConfig, epoch: int) -> Iterator[dict[str, torch.Tensor]]:

@@ -163,9 +163,10 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_protocols_list(args) -> int:
+    from rich.table import Table
+
     from facebench.progress import console
     from facebench.protocol import builtin_protocols, profile_names, read_protocol_file
-    from rich.table import Table
 
     table = Table("file", "title", "task", "profiles")
     for path in builtin_protocols():

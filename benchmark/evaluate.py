@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from facebench.data.datasets import LoadedDataset
 from facebench.data.splits import Split
 from facebench.io import atomic_write, write_json

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from facebench.errors import UserInputError, did_you_mean
 from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PROTOCOL_DIR = Path(__file__).resolve().parent.parent / "protocols"
 
@@ -85,6 +86,7 @@ class TrainingSection(_Spec):
     optimizer: Literal["adam", "sgd", "adamw"] = "adam"
     weight_decay: float = Field(0.0, ge=0)
     loss: Literal["l1", "l2"] = "l1"
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     hflip: bool = True
     device: str = "auto"
     amp: bool = True

@@ -75,8 +75,9 @@ def git_commit(path: Path | None = None) -> str | None:
 
 
 def environment() -> dict[str, Any]:
-    import facebench
     import torch
+
+    import facebench
 
     return {
         "facebench_version": facebench.__version__,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from facebench.data.datasets import LoadedDataset, default_cache_dir, load_dataset
 from facebench.data.images import image_store
 from facebench.data.splits import Split
@@ -92,7 +93,7 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
         )
         t = protocol.training
         loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=options.seed, device=t.device, amp=t.amp,
-                          channels_last=t.channels_last, hflip=t.hflip, checkpoint_dir=run_dir / "checkpoints",
+                          channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule, checkpoint_dir=run_dir / "checkpoints",
                           progress=options.progress, fingerprint=rid)
         history = baseline.fit(fit_data, loop)
         task.write_predictions(run_dir / "predictions.csv", split["test"], baseline.predict(images("test")))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from facebench.data.table import age_band
 from facebench.errors import UserInputError
 

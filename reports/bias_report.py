@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+
 from facebench.errors import UserInputError
 from facebench.io import write_text
 from facebench.reports import plots

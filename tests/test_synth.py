@@ -153,7 +153,7 @@ def test_age_cues_grow_with_age_for_adults():
     for age in (22, 40, 58, 76):
         energies.append(hf_energy(render_faces(pop.assign(age=age), size=64)))
     means = [e.mean() for e in energies]
-    assert all(b > a for a, b in zip(means, means[1:])), means
+    assert all(b > a for a, b in zip(means, means[1:], strict=False)), means
     assert means[-1] > 1.4 * means[0], means
     assert (energies[-1] > energies[0]).mean() > 0.95  # face by face, same person and capture
 
@@ -193,7 +193,7 @@ def test_write_utkface_exact_format(tmp_path):
     names = sorted(p.name for p in (out / "UTKFace").iterdir())
     assert len(names) == 30
     pop = sample_population(config)
-    expected = {(int(a), GENDERS.index(g), RACES.index(r)) for a, g, r in zip(pop["age"], pop["gender"], pop["race"])}
+    expected = {(int(a), GENDERS.index(g), RACES.index(r)) for a, g, r in zip(pop["age"], pop["gender"], pop["race"], strict=True)}
     seen, stamps = set(), set()
     for name in names:
         m = UTKFACE_NAME.match(name)
@@ -205,7 +205,7 @@ def test_write_utkface_exact_format(tmp_path):
     assert seen == expected and len(stamps) == 30
     # labels in each name equal the population's row, in order
     ordered = utkface_module.utkface_file_names(pop, config.seed)
-    for name, (_, row) in zip(ordered, pop.iterrows()):
+    for name, (_, row) in zip(ordered, pop.iterrows(), strict=True):
         age, gender, race = name.split("_")[:3]
         assert (int(age), GENDERS[int(gender)], RACES[int(race)]) == (row["age"], row["gender"], row["race"])
     assert sorted(ordered) == names

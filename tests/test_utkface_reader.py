@@ -8,6 +8,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fixtures_utkface import (
+    HIDDEN,
+    KNOWN_MALFORMED_ALIGNED,
+    KNOWN_MALFORMED_IN_THE_WILD,
+    OTHER_MALFORMED_ALIGNED,
+    VALID_ALIGNED,
+    VALID_IN_THE_WILD,
+    jpeg_bytes,
+    write_files,
+    write_utkface_tree,
+)
+from PIL import Image
+
 from facebench.data.table import ReadResult, Reject, check_face_table
 from facebench.data.utkface import (
     AGE_BAND_EDGES,
@@ -21,18 +34,6 @@ from facebench.data.utkface import (
     verify_summary,
 )
 from facebench.errors import UserInputError
-from fixtures_utkface import (
-    HIDDEN,
-    KNOWN_MALFORMED_ALIGNED,
-    KNOWN_MALFORMED_IN_THE_WILD,
-    OTHER_MALFORMED_ALIGNED,
-    VALID_ALIGNED,
-    VALID_IN_THE_WILD,
-    jpeg_bytes,
-    write_files,
-    write_utkface_tree,
-)
-from PIL import Image
 
 
 @pytest.fixture()
@@ -299,7 +300,7 @@ def test_verify_summary_counts(tree: Path) -> None:
         "0-2": 2, "3-9": 2, "10-19": 2, "20-29": 4, "30-39": 1, "40-49": 1,
         "50-59": 1, "60-69": 2, "70+": 2,
     }
-    assert list(groups["age_band"]) == list(age_band_names())
+    assert list(groups["age_band"]) == list(age_band_names(AGE_BAND_EDGES))
 
 
 def test_verify_summary_of_a_plain_read_result_needs_a_root(tree: Path) -> None:
@@ -315,24 +316,24 @@ def test_verify_summary_of_a_plain_read_result_needs_a_root(tree: Path) -> None:
 
 def test_age_band_names_and_edges() -> None:
     assert AGE_BAND_EDGES == (0, 3, 10, 20, 30, 40, 50, 60, 70)
-    assert age_band_names() == ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+    assert age_band_names(AGE_BAND_EDGES) == ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
     ages = [0, 2, 3, 9, 10, 19, 20, 29, 59, 60, 69, 70, 116]
-    assert age_band(ages).tolist() == [
+    assert age_band(ages, AGE_BAND_EDGES).tolist() == [
         "0-2", "0-2", "3-9", "3-9", "10-19", "10-19", "20-29", "20-29", "50-59", "60-69", "60-69", "70+", "70+",
     ]
 
 
 def test_age_band_keeps_the_index_and_missing_values() -> None:
-    bands = age_band(pd.Series([2, pd.NA, 70], index=[10, 11, 12], dtype="Int64"))
+    bands = age_band(pd.Series([2, pd.NA, 70], index=[10, 11, 12], dtype="Int64"), AGE_BAND_EDGES)
     assert bands.index.tolist() == [10, 11, 12]
     assert bands.iloc[0] == "0-2" and pd.isna(bands.iloc[1]) and bands.iloc[2] == "70+"
-    assert bands.cat.ordered and list(bands.cat.categories) == list(age_band_names())
+    assert bands.cat.ordered and list(bands.cat.categories) == list(age_band_names(AGE_BAND_EDGES))
 
 
 def test_age_band_custom_edges_and_bad_input() -> None:
     assert age_band([17, 18, 64, 65], edges=(0, 18, 65)).tolist() == ["0-17", "18-64", "18-64", "65+"]
     assert age_band_names((0, 1, 5)) == ("0", "1-4", "5+")
     with pytest.raises(ValueError):
-        age_band([-1])
+        age_band([-1], AGE_BAND_EDGES)
     with pytest.raises(ValueError):
         age_band([1], edges=(0, 10, 5))

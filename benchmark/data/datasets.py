@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
 from facebench.data.table import ReadResult, Reject
 
 

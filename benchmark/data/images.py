@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from facebench.io import atomic_write
 from PIL import Image
+
+from facebench.io import atomic_write
 
 
 def decode_resized(path: Path, size: int) -> np.ndarray:

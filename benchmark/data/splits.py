@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from facebench.data.table import RACES
 from facebench.errors import UserInputError, did_you_mean
 

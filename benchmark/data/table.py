@@ -84,17 +84,6 @@ def check_face_table(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def group_counts(table: pd.DataFrame, attributes: tuple[str, ...] = ("race", "gender")) -> dict[str, dict[str, int]]:
-    """Counts per group for each attribute, as ``{attribute: {group: count}}`` (missing labels as ``"missing"``)."""
-    counts: dict[str, dict[str, int]] = {}
-    for attribute in attributes:
-        if attribute not in table.columns:
-            continue
-        values = table[attribute].astype("object").where(table[attribute].notna(), "missing")
-        counts[attribute] = {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
-    return counts
-
-
 def age_band_names(edges: Iterable[int]) -> tuple[str, ...]:
     """Labels of the bands starting at ``edges``: ``(0, 3, 10)`` gives ``("0-2", "3-9", "10+")``."""
     edges = _check_edges(edges)

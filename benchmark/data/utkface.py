@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from facebench.data.table import (
     GENDERS,
     RACES,

@@ -21,7 +21,7 @@ import pandas as pd
 
 #: Bump whenever the population sampler or the renderer changes what a config produces: it is part of the
 #: config fingerprint, so cached synthetic datasets written by an older generator are not reused.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 #: Hair colours (linear-ish RGB in [0, 1]); a group's ``hair_palette`` gives one probability per entry.
 HAIR_PALETTE: tuple[tuple[str, tuple[float, float, float]], ...] = (
@@ -44,11 +44,14 @@ SKIN_MID: tuple[float, float, float] = (0.74, 0.52, 0.38)
 SKIN_MID_LIGHTNESS = 0.55
 SKIN_LIGHT: tuple[float, float, float] = (0.98, 0.85, 0.77)
 
+#: Spread (log-normal sigma) of the per-image camera exposure factor.
+EXPOSURE_LOG_SD = 0.25
+
 #: UTKFace image counts per race (seed paper, Table 2): the default group proportions, normalised.
 UTKFACE_RACE_COUNTS: dict[str, int] = {"white": 10078, "black": 4526, "asian": 3434, "indian": 3975, "others": 1692}
 
 #: Initial aging rates (multiplier on the visible age cues of adults). The one knob for the group shift.
-AGING_RATES: dict[str, float] = {"white": 1.0, "black": 0.85, "asian": 0.85, "indian": 0.9, "others": 0.9}
+AGING_RATES: dict[str, float] = {"white": 1.0, "black": 0.95, "asian": 0.92, "indian": 0.88, "others": 0.9}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,10 +76,10 @@ class GroupAppearance:
 
 
 DEFAULT_GROUPS: tuple[GroupAppearance, ...] = (
-    GroupAppearance(name="white", proportion=UTKFACE_RACE_COUNTS["white"], skin_lightness=0.82,
-                    skin_lightness_sd=0.05, aging_rate=AGING_RATES["white"], skin_warmth=0.1,
+    GroupAppearance(name="white", proportion=UTKFACE_RACE_COUNTS["white"], skin_lightness=0.80,
+                    skin_lightness_sd=0.08, aging_rate=AGING_RATES["white"], skin_warmth=0.1,
                     hair_palette=(0.12, 0.30, 0.26, 0.14, 0.13, 0.05), light_eye_prob=0.45),
-    GroupAppearance(name="black", proportion=UTKFACE_RACE_COUNTS["black"], skin_lightness=0.30,
+    GroupAppearance(name="black", proportion=UTKFACE_RACE_COUNTS["black"], skin_lightness=0.45,
                     skin_lightness_sd=0.08, aging_rate=AGING_RATES["black"], skin_warmth=0.3,
                     hair_palette=(0.82, 0.17, 0.01, 0.0, 0.0, 0.0), light_eye_prob=0.01),
     GroupAppearance(name="asian", proportion=UTKFACE_RACE_COUNTS["asian"], skin_lightness=0.74,
@@ -176,7 +179,6 @@ def sample_population(config: SynthConfig) -> pd.DataFrame:
     group_idx = rng.choice(len(groups), size=n, p=proportions)
     age = rng.choice(np.arange(1, 91), size=n, p=age_distribution())
     male = rng.random(n) < 0.5
-    female = ~male
 
     def per_group(attr: str) -> np.ndarray:
         return np.array([getattr(g, attr) for g in groups], dtype=float)[group_idx]
@@ -244,6 +246,9 @@ def sample_population(config: SynthConfig) -> pd.DataFrame:
     lo, hi = config.jpeg_quality
     jpeg_quality = rng.integers(lo, hi + 1, n)
     noise_seed = rng.integers(0, 2**62, n)
+    # Camera exposure: a global brightness factor, as in real photo collections. It makes overall brightness
+    # a poor cue for anything, so that skin tone alone does not push a model far out of its training range.
+    exposure = np.clip(rng.lognormal(0.0, EXPOSURE_LOG_SD, n), 0.5, 1.8)
 
     names = np.array([g.name for g in groups], dtype=object)
     table = {
@@ -267,7 +272,7 @@ def sample_population(config: SynthConfig) -> pd.DataFrame:
         "grey_onset": grey_onset,
         "yaw": yaw, "roll": roll, "scale": scale, "shift_x": shift_x, "shift_y": shift_y,
         "light_azimuth": light_azimuth, "light_elevation": light_elevation, "light_strength": light_strength,
-        "shading": shading, "bg_angle": bg_angle, "sensor_noise": sensor_noise,
+        "shading": shading, "bg_angle": bg_angle, "sensor_noise": sensor_noise, "exposure": exposure,
         "jpeg_quality": jpeg_quality.astype(np.int64), "noise_seed": noise_seed.astype(np.int64),
     })
     return pd.DataFrame(table)

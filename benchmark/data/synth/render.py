@@ -32,12 +32,17 @@ F32 = np.float32
 
 #: Wrinkle line half-width in image units: lines are about two pixels wide at 64 px.
 WRINKLE_HALF_WIDTH = 0.034
-#: Darkening of a wrinkle line at full intensity. Part of it is scaled to the skin's lightness so the
-#: contrast of age cues depends less on skin tone (``pixel *= 1 - D * (WRINKLE_RELATIVE + WRINKLE_ABSOLUTE /
-#: skin_luma)``): a purely multiplicative shade would make wrinkles on dark skin nearly invisible.
+#: Darkening of a wrinkle line at full intensity, for a skin of luma :data:`CUE_REFERENCE_LUMA`.
 WRINKLE_DARKNESS = 0.62
-WRINKLE_RELATIVE = 0.55
-WRINKLE_ABSOLUTE = 0.10
+#: How skin-tone independent the *contrast* of the skin age cues (wrinkles, texture, blotches, age spots) is.
+#: The cues are a relative modulation ``M`` of the skin colour designed for a skin of luma
+#: :data:`CUE_REFERENCE_LUMA`; each face applies ``skin * max(1 + M * gain, 0)`` with
+#: ``gain = (1 - CUE_CONTRAST_ABSOLUTE) + CUE_CONTRAST_ABSOLUTE * CUE_REFERENCE_LUMA / skin_luma``.
+#: 0 is purely multiplicative (the absolute contrast of wrinkles scales with skin lightness, so on dark skin
+#: they are much fainter: a second, uncontrolled group shift besides ``aging_rate``); 1 gives every skin
+#: tone the same absolute luminance change (clipped at black).
+CUE_CONTRAST_ABSOLUTE = 1.0
+CUE_REFERENCE_LUMA = 0.6
 #: Head centre, in image units (slightly above the image centre, like UTKFace's aligned crops).
 HEAD_CENTRE_Y = -0.06
 #: Low-resolution noise grids (upsampled bilinearly, in image coordinates, so they look the same at any size).
@@ -55,7 +60,7 @@ RENDER_COLUMNS: tuple[str, ...] = (
     "face_width", "face_height", "jaw", "eye_spacing", "eye_size", "nose_length", "nose_width",
     "mouth_width", "lip_thickness", "smile", "brow_thickness", "brow_arch", "lip_redness", "hair_length",
     "hair_volume", "fringe", "balding", "grey_onset", "yaw", "roll", "scale", "shift_x", "shift_y",
-    "light_azimuth", "light_elevation", "light_strength", "shading", "bg_angle", "sensor_noise", "noise_seed",
+    "light_azimuth", "light_elevation", "light_strength", "shading", "bg_angle", "sensor_noise", "exposure", "noise_seed",
 )
 
 
@@ -174,7 +179,7 @@ def _render_chunk(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     ex = a * p["eye_spacing"] * (1.0 + 0.04 * child)
     ew = a * p["eye_size"] * (1.0 + 0.32 * child)
     eh = ew * (0.48 + 0.18 * child) * (1.0 - 0.22 * k_age)
-    brow_y = eye_y - eh - 0.075 * (1.0 - 0.2 * child) - 0.02 * k_age * 0
+    brow_y = eye_y - eh - 0.075 * (1.0 - 0.2 * child)
     nose_y = eye_y + bh * p["nose_length"] * (1.0 - 0.38 * child)
     nw = a * p["nose_width"] * (1.0 - 0.25 * child)
     mouth_y = nose_y + bh * 0.21 * (1.0 - 0.3 * child)
@@ -185,7 +190,7 @@ def _render_chunk(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     skin = np.stack([p["skin_r"], p["skin_g"], p["skin_b"]])  # (3, B)
     hair = np.stack([p["hair_r"], p["hair_g"], p["hair_b"]])
     luma = np.clip(0.299 * skin[0] + 0.587 * skin[1] + 0.114 * skin[2], 0.05, 1.0)
-    wrinkle_gain = WRINKLE_DARKNESS * (WRINKLE_RELATIVE + WRINKLE_ABSOLUTE / luma)
+    cue_gain = (1.0 - CUE_CONTRAST_ABSOLUTE) + CUE_CONTRAST_ABSOLUTE * CUE_REFERENCE_LUMA / luma
     lip_red = np.array([0.72, 0.26, 0.30])[:, None]
     lips = (skin * (1.0 - p["lip_redness"]) + lip_red * p["lip_redness"]) * 0.88
     brow = hair * 0.7 * (1.0 - 0.5 * grey) + np.array(GREY_HAIR)[:, None] * 0.5 * grey * 0.8
@@ -254,10 +259,8 @@ def _render_chunk(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     head_d = _ellipse_distance(X / taper, Y, A, BH)
     head = _soft(head_d, edge)
 
-    k_tex = col(0.02 + 0.06 * k_age)
-    skin_mod = F32(1.0) + k_tex * tex + col(0.012 + 0.025 * k_age) * blot
-
-    # Darkening field D (>= 0): wrinkles scaled by their intensities, plus nose and age-spot shading.
+    # Age cues on the skin: a relative modulation M (texture, blotches, minus wrinkles and age spots), then
+    # nose shading. Wrinkle field D (>= 0): each kind of line scaled by its intensity.
     dx = aXf - col(ex)
     dy = Y - col(eye_y)
     EW, EH = col(ew), col(eh)
@@ -295,14 +298,20 @@ def _render_chunk(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     mt = (Y - my - F32(0.02)) / F32(0.15)
     mario = _line(np.abs(Xm) - (col(mw + 0.015) + F32(0.02) * mt), hw * F32(0.9)) * _window(mt, F32(0.0), F32(1.0), F32(0.2))
     D += mario * col(w_mario)
-    D *= col(wrinkle_gain)
+    D *= F32(WRINKLE_DARKNESS)
     # age spots: the darkest blotches, in older skin
     D += np.clip((blot - F32(1.0)) * F32(1.5), 0.0, 1.0) * col(0.2 * _ramp(cue, 45.0, 85.0))
+    M = col(0.02 + 0.06 * k_age) * tex
+    M += col(0.012 + 0.025 * k_age) * blot
+    M -= D
+    M *= col(cue_gain)
+    M += F32(1.0)
+    skin_mod = np.maximum(M, 0.0, out=M)
     # nose: nostrils, wing creases and a side shadow on the side away from the light
     nyy = Y - col(nose_y)
     NW = col(nw)
     aXn = np.abs(Xn)
-    D += _ellipse(aXn - NW * F32(0.42), nyy, NW * F32(0.22), F32(0.016), edge) * F32(0.5)
+    D = _ellipse(aXn - NW * F32(0.42), nyy, NW * F32(0.22), F32(0.016), edge) * F32(0.5)
     wing = np.sqrt(((aXn - NW * F32(0.62)) / (NW * F32(0.42))) ** 2 + ((nyy + F32(0.012)) / F32(0.045)) ** 2)
     D += _line((wing - F32(1.0)) * F32(0.045), F32(0.016)) * _soft(NW * F32(0.62) - aXn, F32(0.02)) * F32(0.2)
     side = col(np.where(lx >= 0, -1.0, 1.0))
@@ -369,7 +378,7 @@ def _render_chunk(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     sh = col(p["shading"])
     shade = F32(1.0) + head * (F32(1.0) - sh + sh * lam * F32(1.1) - F32(1.0))
     grad = F32(1.0) + col(p["light_strength"]) * (u * col(np.cos(az)) + v * col(np.sin(az)))
-    shade *= grad
+    shade *= grad * col(p["exposure"])
     sigma = col(p["sensor_noise"] * np.sqrt(12.0))  # unit-variance uniform noise, centred below
     out = np.empty((b, size, size, 3), np.uint8)
     for k in range(3):

@@ -51,7 +51,7 @@ def utkface_file_names(population: pd.DataFrame, seed: int) -> list[str]:
         raise ValueError(f"UTKFace has no race code for synthetic group(s) {unknown}; use names from {RACES}")
     start = DATETIME_START + timedelta(days=seed % 28)
     names = []
-    for i, (age, gender, race) in enumerate(zip(population["age"], population["gender"], population["race"])):
+    for i, (age, gender, race) in enumerate(zip(population["age"], population["gender"], population["race"], strict=True)):
         stamp = start + i * DATETIME_STEP
         digits = stamp.strftime("%Y%m%d%H%M%S") + f"{stamp.microsecond // 1000:03d}"
         names.append(f"{int(age)}_{gender_codes[gender]}_{race_codes[race]}_{digits}.jpg.chip.jpg")

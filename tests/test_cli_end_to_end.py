@@ -1,0 +1,159 @@
+"""The whole path on synthetic data: protocol → synthetic UTKFace → split → source_only → scoring → report.
+
+Small settings keep it to seconds; the defaults are exercised by the demo (`tox -e demo`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from facebench.cli import main
+
+AGE = Path(__file__).resolve().parent.parent / "protocols" / "age_utk_cross_ethnicity.yaml"
+SMALL = ["--set", "dataset.synthetic.n=700", "--set", "dataset.synthetic.image_size=64",
+         "--set", "dataset.synthetic.render_size=64", "--set", "model.image_size=32",
+         "--set", "training.epochs=2", "--set", "evaluation.n_boot=100", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, cache) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["run", str(AGE), "--out", str(out), "--cache-dir", str(cache), *SMALL]) == 0
+    (run,) = (out / "age_utk_cross_ethnicity").glob("source_only-*")
+    return run
+
+
+def test_run_writes_the_results_contract(run_dir: Path) -> None:
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["schema_version"] == "1.0"
+    assert results["protocol"]["name"] == "age_utk_cross_ethnicity" and results["protocol"]["profile"] == "quick"
+    assert results["baseline"]["name"] == "source_only"
+    assert results["data"]["synthetic"] is True and len(results["data"]["fingerprint"]) == 64
+    for key in ("facebench_version", "git_commit", "torch", "device", "seed", "duration_s"):
+        assert key in results["provenance"]
+    mae = results["metrics"]["overall"]["mae"]
+    assert mae["ci_low"] <= mae["value"] <= mae["ci_high"] and mae["n"] == results["data"]["n_samples"]
+    races = results["metrics"]["by_group"]["race"]
+    assert set(races) == {"white", "black", "asian", "indian", "others"}
+    assert sum(v["mae"]["n"] for v in races.values()) == mae["n"]
+    assert "white*female" in results["metrics"]["by_group"]["race*gender"]
+    gap = results["metrics"]["disparities"]["mae"]["race"]
+    assert gap["worst_group"] != gap["best_group"] and gap["gap_ci_low"] <= gap["gap"] <= gap["gap_ci_high"]
+    assert "mae" in results["splits"]["source_val"]
+    assert len(results["training"]["epochs"]) == 2
+
+
+def test_outcomes_and_predictions_agree_with_metrics(run_dir: Path) -> None:
+    results = json.loads((run_dir / "results.json").read_text())
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    outcomes = pd.read_csv(run_dir / "outcomes.csv")
+    assert list(predictions.columns) == ["sample_id", "age"]
+    assert predictions["sample_id"].str.startswith("UTKFace/").all()
+    assert outcomes["abs_error"].mean() == pytest.approx(results["metrics"]["overall"]["mae"]["value"], abs=1e-5)
+    black = outcomes[outcomes["race"] == "black"]["abs_error"].mean()
+    assert black == pytest.approx(results["metrics"]["by_group"]["race"]["black"]["mae"]["value"], abs=1e-5)
+
+
+def test_report_is_self_contained_and_marked_synthetic(run_dir: Path) -> None:
+    html = (run_dir.parent / "report.html").read_text()
+    assert html.count("SYNTHETIC") >= 2
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert "data:image/png;base64," in html
+    assert "MAE for" in html and "95% CI" in html
+
+
+def test_evaluate_scores_a_file_exactly_like_the_baseline(run_dir: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    code = main(["evaluate", str(AGE), "--predictions", str(run_dir / "predictions.csv"), "--name", "copy",
+                 "--out", str(out), "--cache-dir", str(cache), *SMALL])
+    assert code == 0
+    mine = json.loads((out / "age_utk_cross_ethnicity" / "submission-copy" / "results.json").read_text())
+    baseline = json.loads((run_dir / "results.json").read_text())
+    assert mine["metrics"] == baseline["metrics"]
+    assert mine["data"]["fingerprint"] == baseline["data"]["fingerprint"]
+    assert mine["baseline"]["kind"] == "submission"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda f: f.drop(index=3), "test images have no prediction"),
+        (lambda f: pd.concat([f, f.iloc[[0]]]), "repeats sample_id"),
+        (lambda f: f.assign(age=f["age"].where(f.index != 5, float("nan"))), "line 7 has age"),
+        (lambda f: f.assign(age=f["age"].astype(object).where(f.index != 2, "old")), "line 4 has age 'old'"),
+        (lambda f: f.assign(sample_id=f["sample_id"].where(f.index != 0, "UTKFace/nobody.jpg")), "line 2 has sample_id 'UTKFace/nobody.jpg'"),
+        (lambda f: f.rename(columns={"age": "pred"}), "expected exactly sample_id,age"),
+    ],
+)
+def test_evaluate_refuses_malformed_predictions(run_dir: Path, cache: Path, tmp_path: Path, capsys, edit, message) -> None:
+    bad = tmp_path / "bad.csv"
+    edit(pd.read_csv(run_dir / "predictions.csv")).to_csv(bad, index=False)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(AGE), "--predictions", str(bad), "--out", str(out), "--cache-dir", str(cache), *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and str(bad) in err and len(err.splitlines()) == 1
+    assert not out.exists()  # nothing half-written
+
+
+def test_data_verify_json_on_the_synthetic_folder(cache: Path, capsys) -> None:
+    (root,) = (cache / "synth").glob("utkface-*")
+    assert main(["data", "verify", "utkface", "--root", str(root), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_samples"] == 700 and summary["n_rejected"] == 0 and summary["rejected"] == []
+    assert sum(summary["groups"]["race"].values()) == 700
+
+
+def test_data_verify_missing_root_is_one_sentence(tmp_path: Path, capsys) -> None:
+    assert main(["data", "verify", "utkface", "--root", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_rerun_skips_a_finished_run(run_dir: Path, cache: Path, capsys) -> None:
+    before = (run_dir / "results.json").stat().st_mtime_ns
+    assert main(["run", str(AGE), "--out", str(run_dir.parent.parent), "--cache-dir", str(cache), *SMALL]) == 0
+    assert (run_dir / "results.json").stat().st_mtime_ns == before
+    assert "already done" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_ends_with_the_same_metrics(run_dir: Path, cache: Path, tmp_path: Path) -> None:
+    """Kill `facebench run` (SIGKILL) after its first epoch checkpoint; the same command finishes the job."""
+    args = [sys.executable, "-m", "facebench", "run", str(AGE), "--cache-dir", str(cache), *SMALL,
+            "--set", "training.epochs=4"]
+    env = {**os.environ, "FACEBENCH_NO_PROGRESS": "1"}
+    reference_out, killed_out = tmp_path / "reference", tmp_path / "killed"
+    subprocess.run([*args, "--out", str(reference_out)], check=True, env=env, capture_output=True)
+
+    process = subprocess.Popen([*args, "--out", str(killed_out)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    checkpoints = killed_out / "age_utk_cross_ethnicity"
+    while not list(checkpoints.glob("*/checkpoints/last.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(checkpoints.glob("*/checkpoints/last.pt")), "no checkpoint was written before the deadline"
+    assert not list(checkpoints.glob("*/results.json")), "the run finished before it could be killed"
+
+    subprocess.run([*args, "--out", str(killed_out)], check=True, env=env, capture_output=True)
+    (resumed,) = checkpoints.glob("*/results.json")
+    (reference,) = (reference_out / "age_utk_cross_ethnicity").glob("*/results.json")
+    resumed_results, reference_results = json.loads(resumed.read_text()), json.loads(reference.read_text())
+    assert resumed_results["training"]["resumed_from_epoch"] >= 1
+    assert resumed_results["metrics"] == reference_results["metrics"]
+    shutil.rmtree(tmp_path, ignore_errors=True)
