@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 
+from facebench.data.table import RACES
 from facebench.errors import UserInputError
 from facebench.io import write_text
 from facebench.reports import plots
@@ -80,7 +81,11 @@ def _view(results: dict[str, Any]) -> dict[str, Any]:
         for attribute, gap in by_attribute.items():
             gaps.append({"metric": metric, "attribute": attribute, **gap,
                          "sentence": plain_language(metric, attribute, gap, metric_unit, hib)})
-    gaps.sort(key=lambda g: (g["metric"] != primary, -(g["gap"] or 0)))
+    # The protocol's primary metric first; within it single attributes in protocol order, then intersections.
+    attribute_order = [a for a in metrics["by_group"] if "*" not in a]
+    gaps.sort(key=lambda g: (g["metric"] != primary, "*" in g["attribute"],
+                             attribute_order.index(g["attribute"]) if g["attribute"] in attribute_order else 0,
+                             -(g["gap"] or 0)))
     band_plot = None
     crossed = metrics["by_group"].get("race*age_band")
     if crossed:
@@ -117,8 +122,8 @@ def render_report(runs: list[dict[str, Any]]) -> str:
     env.filters["fmt"] = _fmt
     first = runs[0]
     views = [_view(r) for r in runs]
-    races = sorted({g for v in views for g in v["race_primary"]}, key=lambda g: list(views[0]["race_primary"]).index(g)
-                   if g in views[0]["race_primary"] else 99)
+    present = {g for v in views for g in v["race_primary"]}
+    races = [r for r in RACES if r in present] + sorted(present - set(RACES))
     return env.get_template("report.html.j2").render(
         protocol=first["protocol"], data=first["data"], synthetic=any(r["data"]["synthetic"] for r in runs),
         runs=views, races=races, reference=first.get("reference", []),

@@ -175,3 +175,24 @@ def test_default_quick_run_shows_the_known_shift_at_a_realistic_size(tmp_path_fa
         mae = values["mae"]
         assert white["ci_high"] < mae["ci_low"], race
         assert 1.05 < mae["value"] / white["value"] < 1.3, race
+
+
+def test_data_synth_writes_the_utkface_format_and_refuses_to_overwrite(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "synthetic"
+    assert main(["data", "synth", "utkface", "--out", str(out), "--n", "40", "--size", "64", "--seed", "3"]) == 0
+    names = sorted(p.name for p in (out / "UTKFace").iterdir())
+    assert len(names) == 40 and all(n.endswith(".jpg.chip.jpg") for n in names)
+    assert main(["data", "verify", "utkface", "--root", str(out)]) == 0
+    assert "40 images accepted, 0 rejected" in capsys.readouterr().out
+    assert main(["data", "synth", "utkface", "--out", str(out), "--n", "40"]) == 2
+    assert sorted(p.name for p in (out / "UTKFace").iterdir()) == names
+
+
+def test_protocols_list_and_report_rebuild(run_dir: Path, capsys) -> None:
+    assert main(["protocols", "list"]) == 0
+    assert "age_utk_cross_ethnicity.yaml" in capsys.readouterr().out
+    report = run_dir.parent / "report.html"
+    report.unlink()
+    assert main(["report", str(run_dir.parent)]) == 0
+    assert report.is_file()
+    assert main(["report", str(run_dir.parent / "nothing-here")]) == 2
