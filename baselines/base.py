@@ -42,6 +42,13 @@ class Baseline(ABC):
 
     task: str
     Params: type[BaselineParams] = BaselineParams
+    #: How many labelled target-domain images the method needs at prediction time (the pairwise model's
+    #: MDS anchors, seed 000 §4.4.5). The runner draws them at random with the run's seed, records their
+    #: ids in results.json and hands them over with :meth:`set_anchors`; no other target label is given.
+    target_anchors: int = 0
+
+    def set_anchors(self, images: np.ndarray, ages: np.ndarray) -> None:
+        raise NotImplementedError(f"{type(self).__name__} takes no labelled anchors")
 
     @abstractmethod
     def fit(self, data: FitData, loop: LoopConfig) -> TrainHistory: ...

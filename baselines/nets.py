@@ -188,6 +188,7 @@ class AgeRegressor(nn.Module):
         super().__init__()
         self.normalize = Normalize()
         self.backbone, width = build_backbone(backbone, pretrained=pretrained)
+        self.backbone_width = width
         self.head = RegressionHead(width, tuple(head_hidden), init_bias=init_age)
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -128,19 +128,31 @@ class StepContext:
         self.scaler = scaler
         self.epoch = 0
         self.step = 0
+        self.total_steps = 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp:
             return torch.autocast(device_type=self.device.type, dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def optimize(self, name: str, loss: torch.Tensor, *, retain_graph: bool = False) -> None:
-        """Zero the grads of optimiser ``name``, backpropagate ``loss`` (scaled under AMP) and step it."""
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
+    def optimize(self, names: str | tuple[str, ...], loss: torch.Tensor, *, retain_graph: bool = False) -> None:
+        """Zero the grads of the named optimiser(s), backpropagate ``loss`` once (scaled under AMP), step each.
+
+        Several names share one backward pass: DANN steps the regressor (Adam) and the adversary (SGD)
+        on one loss whose adversarial term reaches the features through a gradient reversal layer.
+        """
+        optimizers = [self.optimizers[n] for n in ((names,) if isinstance(names, str) else names)]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward(retain_graph=retain_graph)
-        self.scaler.step(optimizer)
+        for optimizer in optimizers:
+            self.scaler.step(optimizer)
         self.scaler.update()
+
+    @property
+    def progress(self) -> float:
+        """Training progress p in [0, 1] (for warm-start schedules such as DANN's λ_p)."""
+        return min(1.0, self.step / max(self.total_steps, 1))
 
 
 class TrainableMethod(ABC):
@@ -222,10 +234,12 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
 
     source = data["source"]
     n_batches = source.n_batches(config.batch_size)
+    ctx.total_steps = n_batches * config.epochs
     show = progress_enabled(config.progress)
     with make_progress() if show else contextlib.nullcontext() as bar:
         for epoch in range(start_epoch, config.epochs):
             ctx.epoch = epoch
+            ctx.step = epoch * n_batches  # a pure function of the epoch, so schedules survive a resume
             seed_everything(seed_for(config.seed, "epoch", epoch))
             generator = torch.Generator().manual_seed(seed_for(config.seed, "flip", epoch))
             modules.train()

@@ -124,10 +124,10 @@ def _cmd_run(args) -> int:
 
     protocol = _load(args)
     for name in args.baseline:
-        if name not in {b.name for b in protocol.baselines}:
+        if name not in {b.name for b in protocol.baselines} | {b.display_name for b in protocol.baselines}:
             from facebench.errors import did_you_mean
 
-            known = [b.name for b in protocol.baselines]
+            known = [b.display_name for b in protocol.baselines]
             raise UserInputError(f"--baseline {name}: not a baseline of {args.protocol}{did_you_mean(name, known)}; it has {', '.join(known)}.")
     options = RunOptions(out_dir=args.out, seed=args.seed, data_root=args.data_root, cache_dir=args.cache_dir,
                          progress=not args.no_progress, baselines=tuple(args.baseline))

@@ -96,7 +96,12 @@ class TrainingSection(_Spec):
 
 class BaselineSection(_Spec):
     name: str
+    label: str | None = Field(None, description="how reports name this entry (e.g. 'dann conv+fc1'); default: name")
     params: dict[str, Any] = {}
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
 
 
 class ReferenceResult(_Spec):
@@ -229,8 +234,12 @@ def _explain(error: ValidationError, where: str) -> UserInputError:
     return UserInputError(f"{where}: key '{path}': {message} (got {first.get('input')!r}).")
 
 
-def read_protocol_file(path: str | Path) -> dict[str, Any]:
-    """Read a protocol YAML into a dict (no semantics yet); one-sentence errors for unreadable files."""
+def read_protocol_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a protocol YAML into a dict (no semantics yet); one-sentence errors for unreadable files.
+
+    ``include: other.yaml`` (a path relative to this file) starts from the other protocol's keys; this
+    file's keys win, mappings merge key by key, lists are replaced whole. Include cycles are refused.
+    """
     path = Path(path)
     if not path.is_file():
         candidates = [p.name for p in PROTOCOL_DIR.glob("*.yaml")] if PROTOCOL_DIR.is_dir() else []
@@ -243,6 +252,14 @@ def read_protocol_file(path: str | Path) -> dict[str, Any]:
         raise UserInputError(f"{path}: not valid YAML{line}.") from exc
     if not isinstance(raw, dict):
         raise UserInputError(f"{path}: a protocol must be a YAML mapping of keys.")
+    include = raw.pop("include", None)
+    if include is not None:
+        if not isinstance(include, str):
+            raise UserInputError(f"{path}: key 'include' must be one file name.")
+        base_path = (path.parent / include).resolve()
+        if base_path in _seen or base_path == path.resolve():
+            raise UserInputError(f"{path}: key 'include' makes a cycle through {base_path.name}.")
+        raw = _deep_merge(read_protocol_file(base_path, _seen=(*_seen, path.resolve())), raw)
     return raw
 
 

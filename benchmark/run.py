@@ -70,21 +70,22 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
         return image_store(dataset.root, list(split[part]), size, cache_dir, progress=options.progress,
                            key=dataset.fingerprint())
 
-    wanted = options.baselines or tuple(b.name for b in protocol.baselines)
+    wanted = options.baselines or tuple(b.display_name for b in protocol.baselines)
     run_dirs: list[Path] = []
     for baseline_spec in protocol.baselines:
-        if baseline_spec.name not in wanted:
+        if baseline_spec.name not in wanted and baseline_spec.display_name not in wanted:
             continue
         started = time.perf_counter()
         cls = BASELINES.get(baseline_spec.name)
         params = cls.Params.model_validate(baseline_spec.params)
         rid = run_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed, dataset, split)
-        run_dir = Path(options.out_dir) / protocol.name / f"{baseline_spec.name}-{rid}"
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in baseline_spec.display_name)
+        run_dir = Path(options.out_dir) / protocol.name / f"{slug}-{rid}"
         if (run_dir / "results.json").is_file():
-            console.print(f"{baseline_spec.name}: already done in {run_dir} (delete it to run again)")
+            console.print(f"{baseline_spec.display_name}: already done in {run_dir} (delete it to run again)")
             run_dirs.append(run_dir)
             continue
-        console.print(f"[bold]{baseline_spec.name}[/] → {run_dir}")
+        console.print(f"[bold]{baseline_spec.display_name}[/] → {run_dir}")
         baseline = cls(protocol=protocol, params=params)
         fit_data = FitData(
             train_images=images("train"), train_ages=table.loc[list(split["train"]), "age"].to_numpy(dtype=np.float64),
@@ -96,13 +97,22 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
                           channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule, checkpoint_dir=run_dir / "checkpoints",
                           progress=options.progress, fingerprint=rid)
         history = baseline.fit(fit_data, loop)
+        anchors: list[str] = []
+        if cls.target_anchors:
+            from facebench.baselines.training import seed_for
+
+            rng = np.random.default_rng(seed_for(options.seed, "anchors"))
+            anchors = sorted(rng.choice(np.array(split["target"]), size=cls.target_anchors, replace=False).tolist())
+            baseline.set_anchors(image_store(dataset.root, anchors, size, cache_dir, progress=False, key=dataset.fingerprint()),
+                                 table.loc[anchors, "age"].to_numpy(dtype=np.float64))
         task.write_predictions(run_dir / "predictions.csv", split["test"], baseline.predict(images("test")))
         task.write_predictions(run_dir / "predictions_val.csv", split["val"], baseline.predict(images("val")))
         score_predictions_file(
             protocol=protocol, dataset=dataset, split=split, predictions=run_dir / "predictions.csv", out_dir=run_dir,
             seed=options.seed, started=started, device=str(resolve_device(t.device)),
-            baseline={"name": baseline_spec.name, "params": params.model_dump(mode="json"), "kind": "baseline",
-                      "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json")},
+            baseline={"name": baseline_spec.name, "label": baseline_spec.display_name, "params": params.model_dump(mode="json"), "kind": "baseline",
+                      "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json"),
+                      "labelled_target_anchors": anchors},
             training={"epochs": history.epochs, "resumed_from_epoch": history.resumed_from_epoch},
             extra_splits={"source_val": run_dir / "predictions_val.csv"},
         )

@@ -33,6 +33,7 @@ def load_runs(folder: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             raise UserInputError(f"{path} is not valid JSON.") from None
         results["_dir"] = path.parent.name
+        results["_path"] = str(path.parent)
         runs.append(results)
     if not runs:
         raise UserInputError(f"No run directories with results.json under {folder}.")
@@ -101,7 +102,7 @@ def _view(results: dict[str, Any]) -> dict[str, Any]:
         band_plot = plots.lines_by_band(series, metric=primary, unit=unit, title=f"{primary} by age band, per race")
     return {
         "dir": results["_dir"],
-        "name": results["baseline"]["name"],
+        "name": results["baseline"].get("label") or results["baseline"]["name"],
         "kind": results["baseline"].get("kind", "baseline"),
         "results": results,
         "primary": primary,
@@ -116,6 +117,45 @@ def _view(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def changes_against_reference(runs: list[dict[str, Any]], *, reference_name: str = "source_only",
+                              attribute: str = "race", n_boot: int = 1000) -> dict[str, Any] | None:
+    """Per-group change of every run's primary metric against the source-only run, by paired bootstrap.
+
+    Only runs scored on the same split (same split fingerprint) are paired, sample by sample, through their
+    ``outcomes.csv``. Returns None when the folder has no reference run or nothing to compare.
+    """
+    import pandas as pd
+
+    from facebench.metrics import get_metric
+    from facebench.metrics.paired import paired_difference
+
+    reference = next((r for r in runs if r["baseline"]["name"] == reference_name), None)
+    if reference is None or len(runs) < 2:
+        return None
+    primary = reference["protocol"]["primary_metric"]
+    outcome_column = {"mae": "abs_error"}.get(primary)
+    if outcome_column is None:
+        return None
+    load = lambda r: pd.read_csv(Path(r["_path"]) / r["files"]["outcomes"]).set_index("sample_id")  # noqa: E731
+    base = load(reference)
+    groups = [g for g in RACES if g in set(base[attribute])]
+    rows = []
+    for run in runs:
+        if run is reference or run["data"]["split_fingerprint"] != reference["data"]["split_fingerprint"]:
+            continue
+        other = load(run).loc[base.index]
+        cells = {}
+        for group in groups:
+            mask = (base[attribute] == group).to_numpy()
+            cells[group] = paired_difference(base[outcome_column].to_numpy()[mask], other[outcome_column].to_numpy()[mask],
+                                             n_boot=n_boot, seed=run["provenance"]["seed"], label=group)
+        rows.append({"name": run["baseline"].get("label") or run["baseline"]["name"], "cells": cells})
+    if not rows:
+        return None
+    return {"metric": primary, "reference": reference["baseline"].get("label") or reference_name, "groups": groups,
+            "rows": rows, "lower_is_better": not get_metric(primary).higher_is_better}
+
+
 def render_report(runs: list[dict[str, Any]]) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -126,7 +166,7 @@ def render_report(runs: list[dict[str, Any]]) -> str:
     races = [r for r in RACES if r in present] + sorted(present - set(RACES))
     return env.get_template("report.html.j2").render(
         protocol=first["protocol"], data=first["data"], synthetic=any(r["data"]["synthetic"] for r in runs),
-        runs=views, races=races, reference=first.get("reference", []),
+        runs=views, races=races, reference=first.get("reference", []), changes=changes_against_reference(runs),
     )
 
 

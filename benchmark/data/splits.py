@@ -57,13 +57,16 @@ def cross_ethnicity_split(
     *,
     seed: int,
     source: str = "white",
+    target: str | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
 ) -> Split:
     """Seed 000's setting: train/validate on one ethnicity, test on held-out source images and all others.
 
     The source images are shuffled with ``seed`` and cut into train / val / test; every labelled image of
-    another ethnicity goes to ``test`` and, without its label, to ``target``.
+    another ethnicity goes to ``test``. ``target`` — the images a domain-adaptation method may see, without
+    labels — holds the images of the ``target`` ethnicity (seed 000 adapts Caucasian → African), or of all
+    other ethnicities when ``target`` is None.
 
     >>> t = pd.DataFrame({"sample_id": [f"{i}.jpg" for i in range(10)],
     ...                   "race": ["white"] * 8 + ["black"] * 2})
@@ -73,6 +76,8 @@ def cross_ethnicity_split(
     """
     if source not in RACES:
         raise UserInputError(f"split.params.source: unknown ethnicity '{source}'{did_you_mean(source, RACES)}.")
+    if target is not None and (target not in RACES or target == source):
+        raise UserInputError(f"split.params.target: '{target}' must be an ethnicity other than the source{did_you_mean(target, RACES)}.")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise UserInputError("split.params: val_fraction and test_fraction must be in (0, 1) and sum to less than 1.")
     labelled = table[table["race"].notna()]
@@ -85,12 +90,14 @@ def cross_ethnicity_split(
     n_test = max(1, round(test_fraction * len(shuffled)))
     val, test_source, train = shuffled[:n_val], shuffled[n_val : n_val + n_test], shuffled[n_val + n_test :]
     other = np.sort(labelled.loc[labelled["race"] != source, "sample_id"].to_numpy(dtype=str))
+    target_ids = other if target is None else np.sort(labelled.loc[labelled["race"] == target, "sample_id"].to_numpy(dtype=str))
     return Split(
         parts={
             "train": tuple(sorted(train)),
             "val": tuple(sorted(val)),
             "test": tuple(sorted(test_source)) + tuple(other),
-            "target": tuple(other),
+            "target": tuple(target_ids),
         },
-        description=f"train and validate on {source}; test on held-out {source} images and all other ethnicities",
+        description=(f"train and validate on {source}; test on held-out {source} images and all other ethnicities"
+                     + (f"; unlabelled target images: {target}" if target else "")),
     )

@@ -1,6 +1,8 @@
 """Metrics and the disaggregation engine.
 
-Metrics are looked up by name; ``cs<k>`` names are parsed into :func:`~facebench.metrics.regression.cs_at`:
+Metrics are looked up by name; ``cs<k>`` names are parsed into :func:`~facebench.metrics.regression.cs_at`
+and ``tpr@<label>`` (also ``fpr``, ``tnr``, ``fnr``, ``selection_rate``) into the per-class rates of
+:mod:`facebench.metrics.classification`:
 
 >>> get_metric("mae").higher_is_better
 False
@@ -8,11 +10,13 @@ False
 'cs7'
 >>> "rmse" in METRIC_NAMES
 True
+>>> get_metric("tpr@cat").name, get_metric("balanced_accuracy").higher_is_better
+('tpr@cat', True)
 >>> try:
 ...     get_metric("mea")
 ... except UserInputError as err:
-...     print(err)
-Unknown metric 'mea' (did you mean 'mae'?); known metrics: mae, rmse, mean_signed_error, cs5, cs10 (and cs<k> for any k).
+...     print(err)   # doctest: +ELLIPSIS
+Unknown metric 'mea' (did you mean 'mae'?); known metrics: mae, rmse, mean_signed_error, cs5, cs10, ...
 
 Other task modules add theirs with :func:`register_metric`.
 """
@@ -87,9 +91,13 @@ def get_metric(name: str | Metric) -> Metric:
     match = _CS_PATTERN.match(key)
     if match:
         return cs_at(float(match.group(1)))
+    per_class = parse_classification_metric(key)
+    if per_class is not None:
+        return per_class
     raise UserInputError(
         f"Unknown metric {name!r}{did_you_mean(key, _REGISTRY)}; known metrics: "
-        f"{', '.join(_REGISTRY)} (and cs<k> for any k)."
+        f"{', '.join(_REGISTRY)} (and cs<k> for any k; tpr@<label>, fpr@<label>, tnr@<label>, fnr@<label>, "
+        "selection_rate@<label> for any class label)."
     )
 
 
@@ -97,7 +105,40 @@ for _m in (MAE, RMSE, MEAN_SIGNED_ERROR, cs_at(5), cs_at(10)):
     register_metric(_m)
 del _m
 
-from .groups import Disaggregation, disaggregate, disparities, wilson_interval  # noqa: E402
+from .classification import (  # noqa: E402
+    ACCURACY,
+    BALANCED_ACCURACY,
+    CLASSIFICATION_METRICS,
+    FAIRNESS_METRICS,
+    demographic_parity_difference,
+    demographic_parity_ratio,
+    equal_opportunity_difference,
+    equal_opportunity_ratio,
+    equalized_odds_difference,
+    equalized_odds_ratio,
+    false_negative_rate,
+    false_positive_rate,
+    get_fairness_metric,
+    parse_classification_metric,
+    selection_rate,
+    true_negative_rate,
+    true_positive_rate,
+)
+from .groups import (  # noqa: E402
+    Disaggregation,
+    ExtendedMetric,
+    cohens_d,
+    cohens_h,
+    disaggregate,
+    disparities,
+    holm,
+    permutation_test,
+    wilson_interval,
+)
+
+for _m in CLASSIFICATION_METRICS:
+    register_metric(_m)
+del _m
 
 __all__ = [
     "Metric",
@@ -109,7 +150,37 @@ __all__ = [
     "MEAN_SIGNED_ERROR",
     "cs_at",
     "Disaggregation",
+    "ExtendedMetric",
     "disaggregate",
     "disparities",
     "wilson_interval",
+    "holm",
+    "cohens_d",
+    "cohens_h",
+    "permutation_test",
+    "ACCURACY",
+    "BALANCED_ACCURACY",
+    "CLASSIFICATION_METRICS",
+    "selection_rate",
+    "true_positive_rate",
+    "false_positive_rate",
+    "true_negative_rate",
+    "false_negative_rate",
+    "parse_classification_metric",
+    "FAIRNESS_METRICS",
+    "get_fairness_metric",
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "equalized_odds_ratio",
+    "equal_opportunity_difference",
+    "equal_opportunity_ratio",
 ]
+
+# Task families whose metric objects live with their procedures (imported last: they use the registry above).
+from . import generation, identification, verification  # noqa: E402,F401
+
+for _m in (identification.rank_at(1), identification.rank_at(5), generation.IDENTITY_PRESERVATION,
+           generation.AGE_ACCURACY):
+    if _m.name not in _REGISTRY:
+        register_metric(_m)

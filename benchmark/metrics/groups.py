@@ -22,6 +22,17 @@ How the numbers are made
   involve the attribute), never out of ``overall`` or of other attributes.
 * **Small groups** (``n < min_group_size``) are kept with ``flag="small"``; groups with no sample are not
   listed (e.g. unused categories and empty intersections).
+* **Metrics defined on a subset** (:attr:`ExtendedMetric.partial`, e.g. a true positive rate, defined on the
+  positives only) have a NaN outcome elsewhere: every number of such a metric (value, ``n``, bootstrap,
+  Wilson interval, tests) uses only the samples where its outcome is defined, so ``n`` is e.g. the number
+  of positives of the group. A group with no such sample keeps its row, with ``n = 0`` and NaN numbers.
+* **Metrics that are not a mean** (:attr:`ExtendedMetric.aggregate`, e.g. balanced accuracy) are computed
+  by a vectorised function of an index matrix, on the very resamples (same index matrices) the mean
+  metrics of the group use.
+* **Group tests** (:meth:`Disaggregation.group_tests`): each group against the rest of its attribute
+  (permutation test on the difference of mean outcomes, Fisher's exact test for rates), Holm's correction
+  across the groups of an attribute, Cohen's d / h, and gaps to the best group and to overall with
+  bootstrap intervals; the overall's draws for the latter are *stratified* by the attribute's groups.
 
 >>> y_true = [20, 30, 40, 50, 60, 70]
 >>> y_pred = [22, 30, 37, 50, 61, 70]
@@ -51,21 +62,23 @@ attribute worst_group best_group      gap
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.stats import fisher_exact, norm
 
 from ..errors import UserInputError, did_you_mean
-from .base import Metric, as_1d, check_same_length
+from .base import Metric, as_1d, check_same_length, identity
 
 __all__ = ["Disaggregation", "disaggregate", "disparities", "wilson_interval", "FRAME_COLUMNS",
-           "DISPARITY_COLUMNS"]
+           "DISPARITY_COLUMNS", "GROUP_TEST_COLUMNS", "ExtendedMetric", "holm", "cohens_d", "cohens_h",
+           "permutation_test", "DEFAULT_PERMUTATIONS"]
 
 #: Columns of :meth:`Disaggregation.frame` / :func:`disaggregate`, always in this order.
 FRAME_COLUMNS = (
@@ -79,6 +92,15 @@ DISPARITY_COLUMNS = (
     "worst_n", "best_n", "n_groups",
 )
 
+#: Columns of :meth:`Disaggregation.group_tests`, always in this order.
+GROUP_TEST_COLUMNS = (
+    "metric", "attribute", "group", "n", "value", "rest_value", "difference", "p_value", "p_holm",
+    "effect_size", "effect_size_kind", "gap_to_best", "gap_to_best_ci_low", "gap_to_best_ci_high",
+    "ratio_to_best", "gap_to_overall", "gap_to_overall_ci_low", "gap_to_overall_ci_high", "significant",
+)
+#: Default number of random permutations of :meth:`Disaggregation.group_tests` and :func:`permutation_test`.
+DEFAULT_PERMUTATIONS = 2000
+
 OVERALL_ATTRIBUTE = "overall"
 OVERALL_GROUP = "all"
 SMALL_FLAG = "small"
@@ -88,6 +110,11 @@ INTERSECTION_SEP = "*"
 _CHUNK_ELEMENTS = 1 << 18
 # Below this many index elements in total, threads cost more than they save.
 _PARALLEL_MIN_ELEMENTS = 1 << 20
+# Elements (rows x pooled samples) per permutation chunk: float64 keys + int64 order + float64 gather, ~24 MiB.
+_PERM_CHUNK_ELEMENTS = 1 << 20
+# Relative slack when counting permuted statistics "at least as extreme" as the observed one, so that
+# numerically distinct but theoretically equal statistics (sums in another order) count as ties.
+_TIE_TOLERANCE = 1e-9
 
 
 # ----------------------------------------------------------------------------------------- Wilson
@@ -202,6 +229,305 @@ def _split(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
     return [order[bounds[i]:bounds[i + 1]] for i in range(n_groups)]
 
 
+# ----------------------------------------------------------------------------------------- extended spec
+def _aggregate_of(metric: Metric):
+    """The metric's ``aggregate`` function, or None for a mean metric (duck-typed: any Metric works)."""
+    return getattr(metric, "aggregate", None)
+
+
+def _is_partial(metric: Metric) -> bool:
+    return bool(getattr(metric, "partial", False))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtendedMetric(Metric):
+    """A :class:`~facebench.metrics.base.Metric` that may be defined on a subset, or not be a mean at all.
+
+    Backward compatible: with the defaults it is a plain :class:`Metric`. Two optional capabilities, which
+    the engine reads with ``getattr`` (so they can move into :class:`Metric` itself unchanged):
+
+    Attributes:
+        partial: the per-sample outcome is defined only on a subset of the samples and is NaN elsewhere
+            (a true positive rate is defined on the positives). The value is the mean over the samples
+            where it is defined; the engine's ``n``, bootstrap, Wilson interval and tests use only those.
+            Infinite outcomes are still an error.
+        aggregate: for a metric that is not ``finalize(mean(outcome))``: a function
+            ``aggregate(y_true, y_pred, index) -> values`` where ``index`` is an integer matrix of shape
+            ``(B, m)`` whose rows are (re)samples of positions into ``y_true``/``y_pred``, returning the ``B``
+            metric values, vectorised over the rows. The point value is ``aggregate(y_true, y_pred,
+            arange(n)[None])[0]``. Such a metric has no ``outcome`` and needs ``finalize=identity`` and
+            ``is_rate=False``; its intervals are bootstrap percentile intervals.
+
+    >>> m = ExtendedMetric(name="pos_hit", description="hit rate on positives", higher_is_better=True,
+    ...                    is_rate=True, partial=True,
+    ...                    outcome=lambda t, p: np.where(t == 1, (p == 1).astype(float), np.nan))
+    >>> m([1, 1, 0, 1], [1, 0, 1, 1])          # 2 of the 3 positives are hit; the negative is ignored
+    0.6666666666666666
+    >>> top = ExtendedMetric(name="max_err", description="largest absolute error", higher_is_better=False,
+    ...                      aggregate=lambda t, p, idx: np.abs(p - t)[idx].max(axis=1))
+    >>> top(np.array([1.0, 2.0, 3.0]), np.array([1.0, 5.0, 2.0]))
+    3.0
+    """
+
+    outcome: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    partial: bool = False
+    aggregate: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.outcome is None) == (self.aggregate is None):
+            raise ValueError(f"Metric {self.name!r}: give exactly one of outcome (a mean metric) and aggregate.")
+        if self.aggregate is not None and (self.is_rate or self.partial or self.finalize is not identity):
+            raise ValueError(
+                f"Metric {self.name!r}: an aggregate metric cannot be a rate, partial or have a finalize step."
+            )
+
+    def outcomes(self, y_true, y_pred) -> np.ndarray:
+        """Per-sample outcomes; NaN marks samples where a ``partial`` metric is undefined."""
+        if self.aggregate is not None:
+            raise ValueError(
+                f"Metric {self.name!r} is not a mean of per-sample outcomes (it has an aggregate function)."
+            )
+        if not self.partial:
+            return super().outcomes(y_true, y_pred)
+        yt = as_1d(y_true, name="y_true")
+        yp = as_1d(y_pred, name="y_pred")
+        n = check_same_length(y_true=yt, y_pred=yp)
+        out = np.asarray(self.outcome(yt, yp), dtype=float)
+        return _check_partial_outcome(self, out, n)
+
+    def __call__(self, y_true, y_pred) -> float:
+        """The metric on the whole sample (NaN for a ``partial`` metric defined on no sample)."""
+        if self.aggregate is None and not self.partial:
+            return super().__call__(y_true, y_pred)
+        if self.aggregate is not None:
+            yt = as_1d(y_true, name="y_true")
+            yp = as_1d(y_pred, name="y_pred")
+            n = check_same_length(y_true=yt, y_pred=yp)
+            if n == 0:
+                raise ValueError(f"Metric {self.name!r} needs at least one sample.")
+            return float(np.asarray(self.aggregate(yt, yp, np.arange(n)[None, :]), dtype=float)[0])
+        out = self.outcomes(y_true, y_pred)
+        if out.size == 0:
+            raise ValueError(f"Metric {self.name!r} needs at least one sample.")
+        defined = out[~np.isnan(out)]
+        return float(self.from_mean(defined.mean())) if defined.size else float("nan")
+
+
+def _check_partial_outcome(metric: Metric, out: np.ndarray, n: int) -> np.ndarray:
+    if out.shape != (n,):
+        raise ValueError(
+            f"Metric {metric.name!r}: the outcome function returned shape {out.shape}, expected ({n},)."
+        )
+    if np.isinf(out).any():
+        raise ValueError(f"Metric {metric.name!r}: the per-sample outcome contains infinite values.")
+    if metric.is_rate and not np.isin(out[~np.isnan(out)], (0.0, 1.0)).all():
+        raise ValueError(f"Metric {metric.name!r} is a rate but its outcome is not 0/1.")
+    return out
+
+
+# ----------------------------------------------------------------------------------------- statistics
+def holm(p_values) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values; NaN entries are left out of the family and stay NaN.
+
+    With the ``m`` finite p-values sorted, ``p_(1) <= ... <= p_(m)``, the adjusted value of ``p_(i)`` is
+    ``max_{j <= i} min(1, (m - j + 1) p_(j))``. Rejecting where the adjusted value is below ``alpha``
+    controls the family-wise error rate at ``alpha`` under any dependence between the tests.
+
+    >>> holm([0.01, 0.04, 0.03, 0.005]).tolist()    # 4*0.005, 3*0.01, 2*0.03, max(0.06, 1*0.04)
+    [0.03, 0.06, 0.06, 0.02]
+    >>> holm([0.2, float("nan")]).tolist()
+    [0.2, nan]
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"holm expects a 1-D array of p-values, got shape {p.shape}.")
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    if ok.size == 0:
+        return out
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
+        raise ValueError("p-values must lie in [0, 1].")
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    steps = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(1.0, np.maximum.accumulate(steps))
+    return out
+
+
+def cohens_d(x, y) -> float:
+    """Cohen's d of ``x`` against ``y`` with the pooled standard deviation (ddof = 1 in each sample).
+
+    ``d = (mean(x) - mean(y)) / s_p``, ``s_p² = ((n_x - 1) s_x² + (n_y - 1) s_y²) / (n_x + n_y - 2)``.
+    NaN when ``n_x + n_y < 3`` or when ``s_p = 0`` and the means differ; 0 when both are equal constants.
+
+    >>> round(cohens_d([1, 2, 3], [4, 5]), 6)   # -2.5 / sqrt((2*1 + 1*0.5) / 3)
+    -2.738613
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    nx, ny = x.size, y.size
+    if nx < 1 or ny < 1 or nx + ny < 3:
+        return float("nan")
+    ssx = float(((x - x.mean()) ** 2).sum())
+    ssy = float(((y - y.mean()) ** 2).sum())
+    sp = math.sqrt((ssx + ssy) / (nx + ny - 2))
+    diff = float(x.mean() - y.mean())
+    if sp == 0.0:
+        return 0.0 if diff == 0.0 else float("nan")
+    return diff / sp
+
+
+def cohens_h(p1, p2):
+    """Cohen's h between two proportions: ``2 asin(sqrt(p1)) - 2 asin(sqrt(p2))`` (vectorised).
+
+    >>> round(float(cohens_h(0.5, 0.25)), 6)      # pi/2 - pi/3 = pi/6
+    0.523599
+    """
+    p1 = np.asarray(p1, dtype=float)
+    p2 = np.asarray(p2, dtype=float)
+    out = 2.0 * np.arcsin(np.sqrt(p1)) - 2.0 * np.arcsin(np.sqrt(p2))
+    return float(out) if out.ndim == 0 else out
+
+
+def _random_partition(rng: np.random.Generator, rows: int, n: int, bounds: np.ndarray) -> np.ndarray:
+    """``rows`` uniformly random permutations of ``0..n-1`` (argsort of i.i.d. uniform keys; a tie of two
+    53-bit keys has probability below ``n² / 2^54``). Only the set of positions falling between consecutive
+    ``bounds`` matters, so with one inner bound an ``argpartition`` is enough."""
+    keys = rng.random((rows, n))
+    inner = bounds[1:-1]
+    if inner.size == 1:
+        return np.argpartition(keys, int(inner[0]), axis=1)
+    return np.argsort(keys, axis=1)
+
+
+def _complement(index: np.ndarray, n: int) -> np.ndarray:
+    """Row-wise complement in ``0..n-1`` of an index matrix whose rows hold distinct positions."""
+    rows = index.shape[0]
+    mask = np.zeros((rows, n), dtype=bool)
+    mask[np.arange(rows)[:, None], index] = True
+    return np.argsort(mask, axis=1, kind="stable")[:, : n - index.shape[1]]
+
+
+def _permutation_pvalues(x: np.ndarray, aggs: Sequence[Callable[[np.ndarray], np.ndarray]],
+                         codes: np.ndarray, n_groups: int, *, n_permutations: int,
+                         stream: Callable[[int], np.random.Generator], n_jobs: int = 1) -> np.ndarray:
+    """Two-sided permutation p-values of "group g against the rest", for every group and statistic.
+
+    The pooled sample has ``N = codes.size`` items; ``codes`` (0..G-1, every group non-empty) say which
+    group each belongs to. Statistics: for each row ``x[j]``, ``mean(x_g) - mean(x_rest)``; for each
+    ``f`` in ``aggs`` (a vectorised function of an index matrix into the pooled sample), ``f(g) - f(rest)``.
+    A random permutation of the pooled positions is cut into consecutive blocks of the group sizes, so the
+    block of group g is a uniformly random subset of its size: one permutation serves every group.
+
+    p-value: ``(1 + #{|T*| >= |T_obs|}) / (R + 1)`` over ``R = n_permutations`` permutations (Phipson and
+    Smyth, 2010); when the number of distinct splits ``C(N, n_g)`` is at most ``n_permutations`` they are
+    all enumerated instead and ``p = #{|T*| >= |T_obs|} / C(N, n_g)`` (exact). Returns an array of shape
+    ``(len(x) + len(aggs), G)``; NaN when a group is the whole pooled sample.
+
+    An ``f`` with a ``partition(perm, bounds) -> (group_values, rest_values)`` method (both ``(rows, G)``)
+    scores every group and its rest in one pass instead of ``2 G`` calls. Chunks of permutations come
+    from ``stream(chunk)`` and may run on ``n_jobs`` threads: the result does not depend on it.
+    """
+    x = np.asarray(x, dtype=float).reshape(-1, codes.size)
+    q, n = x.shape[0], codes.size
+    n_stats = q + len(aggs)
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes, minlength=n_groups)
+    if (sizes == 0).any():
+        raise ValueError("every group of a permutation test needs at least one sample.")
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    p = np.full((n_stats, n_groups), np.nan)
+    if n_groups < 2 or n_stats == 0:
+        return p
+    totals = x.sum(axis=1)
+    scale = np.r_[np.abs(x).mean(axis=1), np.ones(len(aggs))]
+    observed = np.empty((n_stats, n_groups))
+    for g in range(n_groups):
+        gpos = order[bounds[g]:bounds[g + 1]]
+        rpos = np.concatenate([order[:bounds[g]], order[bounds[g + 1]:]])
+        sg = x[:, gpos].sum(axis=1)
+        observed[:q, g] = sg / sizes[g] - (totals - sg) / (n - sizes[g])
+        for j, f in enumerate(aggs):
+            observed[q + j, g] = float(f(gpos[None, :])[0]) - float(f(rpos[None, :])[0])
+    threshold = np.abs(observed) - _TIE_TOLERANCE * (np.abs(observed) + scale[:, None])
+    exact = [g for g in range(n_groups) if math.comb(n, int(sizes[g])) <= n_permutations]
+    sampled = [g for g in range(n_groups) if g not in exact]
+
+    if sampled:
+        rows = max(1, _PERM_CHUNK_ELEMENTS // n)
+
+        def run(chunk: int) -> np.ndarray:
+            start = chunk * rows
+            counts = np.zeros((n_stats, n_groups))
+            perm = _random_partition(stream(chunk), min(n_permutations, start + rows) - start, n, bounds)
+            for j in range(q):
+                sums = np.add.reduceat(x[j][perm], bounds[:-1], axis=1)
+                stat = sums / sizes - (totals[j] - sums) / (n - sizes)
+                counts[j] += (np.abs(stat) >= threshold[j]).sum(axis=0)
+            for j, f in enumerate(aggs):
+                split = getattr(f, "partition", None)
+                both = split(perm, bounds) if split is not None else None
+                if both is not None:  # all groups and their rests in one pass
+                    stat = np.asarray(both[0], dtype=float) - np.asarray(both[1], dtype=float)
+                    counts[q + j] += (np.abs(stat) >= threshold[q + j]).sum(axis=0)
+                    continue
+                for g in sampled:
+                    gi = perm[:, bounds[g]:bounds[g + 1]]
+                    ri = np.concatenate([perm[:, :bounds[g]], perm[:, bounds[g + 1]:]], axis=1)
+                    stat = np.asarray(f(gi), dtype=float) - np.asarray(f(ri), dtype=float)
+                    counts[q + j, g] += int((np.abs(stat) >= threshold[q + j, g]).sum())
+            return counts
+
+        n_chunks = -(-n_permutations // rows)
+        if n_jobs > 1 and n_chunks > 1 and n_permutations * n >= _PARALLEL_MIN_ELEMENTS:
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                parts = list(pool.map(run, range(n_chunks)))
+        else:
+            parts = [run(chunk) for chunk in range(n_chunks)]
+        counts = np.sum(parts, axis=0)
+        p[:, sampled] = (1.0 + counts[:, sampled]) / (n_permutations + 1.0)
+
+    for g in exact:
+        ng = int(sizes[g])
+        combos = np.array(list(itertools.combinations(range(n), ng)), dtype=np.intp).reshape(-1, ng)
+        for j in range(q):
+            sg = x[j][combos].sum(axis=1)
+            stat = sg / ng - (totals[j] - sg) / (n - ng)
+            p[j, g] = float((np.abs(stat) >= threshold[j, g]).mean())
+        if aggs:
+            rest = _complement(combos, n)
+            for j, f in enumerate(aggs):
+                stat = np.asarray(f(combos), dtype=float) - np.asarray(f(rest), dtype=float)
+                p[q + j, g] = float((np.abs(stat) >= threshold[q + j, g]).mean())
+    return p
+
+
+def permutation_test(x, y, *, n_permutations: int = DEFAULT_PERMUTATIONS, seed: int = 0) -> float:
+    """Two-sided permutation test of equal means: p-value of ``|mean(x) - mean(y)|`` under relabelling.
+
+    The engine's test of one group against the rest (:meth:`Disaggregation.group_tests`), for two plain
+    samples. ``n_permutations`` random splits of the pooled sample into sizes ``len(x)``, ``len(y)`` give
+    ``p = (1 + #{|T*| >= |T_obs|}) / (n_permutations + 1)``; when there are at most ``n_permutations``
+    distinct splits, all are enumerated and the p-value is exact. It equals
+    ``scipy.stats.permutation_test((x, y), lambda a, b: abs(mean(a) - mean(b)), alternative="greater")``
+    (exactly when enumerated, within Monte Carlo error otherwise).
+
+    >>> permutation_test([1, 2, 3], [4, 5])   # 10 splits; only {1,2,3} and {3,4,5} are as extreme
+    0.2
+    """
+    xa = as_1d(np.asarray(x, dtype=float), name="x")
+    ya = as_1d(np.asarray(y, dtype=float), name="y")
+    if xa.size == 0 or ya.size == 0:
+        raise ValueError("permutation_test needs at least one value in each sample.")
+    n_permutations = _check_int(n_permutations, "n_permutations", 1)
+    seed = _check_int(seed, "seed", 0)
+    codes = np.r_[np.zeros(xa.size, dtype=np.int64), np.ones(ya.size, dtype=np.int64)]
+    p = _permutation_pvalues(np.r_[xa, ya][None, :], [], codes, 2, n_permutations=n_permutations,
+                             stream=lambda chunk: np.random.default_rng([seed, chunk, 2]))
+    return float(p[0, 0])
+
+
 @dataclass(frozen=True)
 class _Group:
     attribute: str
@@ -210,10 +536,97 @@ class _Group:
     index: np.ndarray | None  # sample positions; None = all samples
 
 
+def _outcome_row(metric: Metric, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Per-sample outcomes of a mean metric; a NaN placeholder row for an aggregate metric."""
+    if _aggregate_of(metric) is not None:
+        return np.full(len(y_true), np.nan)
+    return metric.outcomes(y_true, y_pred)
+
+
+class _PooledAggregate:
+    """An aggregate metric bound to a pooled sample: ``index matrix -> values``."""
+
+    def __init__(self, fn, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        self.fn, self.y_true, self.y_pred = fn, y_true, y_pred
+
+    def __call__(self, index: np.ndarray) -> np.ndarray:
+        return np.asarray(self.fn(self.y_true, self.y_pred, index), dtype=float)
+
+    def partition(self, perm: np.ndarray, bounds: np.ndarray):
+        split = getattr(self.fn, "partition", None)
+        return None if split is None else split(self.y_true, self.y_pred, perm, bounds)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Metrics that share their defined samples, hence their bootstrap index matrices."""
+
+    key: str  # "" for metrics defined on every sample; else the first metric's name
+    mask: np.ndarray | None  # samples where the block's metrics are defined; None = all
+    mean_ks: tuple[int, ...]
+    agg_ks: tuple[int, ...]
+
+
+def _blocks(metrics: Sequence[Metric], outcomes: np.ndarray) -> list[_Block]:
+    """Group metrics by the samples where their outcome is defined (NaN marks the others)."""
+    found: dict[bytes | None, tuple[str, np.ndarray | None, list[int], list[int]]] = {}
+    for k, met in enumerate(metrics):
+        if _aggregate_of(met) is not None:
+            key, mask = None, None
+        else:
+            defined = ~np.isnan(outcomes[k])
+            key, mask = (None, None) if defined.all() else (defined.tobytes(), defined)
+        if key not in found:
+            found[key] = ("" if key is None else met.name, mask, [], [])
+        found[key][3 if _aggregate_of(met) is not None else 2].append(k)
+    ordered = sorted(found.values(), key=lambda b: (b[0] != "", min(b[2] + b[3])))
+    return [_Block(name, mask, tuple(mean_ks), tuple(agg_ks)) for name, mask, mean_ks, agg_ks in ordered]
+
+
 def _stream(seed: int, attribute: str, label: str, chunk: int) -> np.random.Generator:
     return np.random.default_rng(
         [seed, zlib.crc32(attribute.encode("utf-8")), zlib.crc32(label.encode("utf-8")), chunk]
     )
+
+
+def _missing_stream(seed: int, attribute: str, chunk: int) -> np.random.Generator:
+    """Bootstrap stream of the samples with no group for ``attribute`` (a 5-word key: never a group's)."""
+    return np.random.default_rng([seed, zlib.crc32(attribute.encode("utf-8")), 0, chunk, 1])
+
+
+def _permutation_stream(seed: int, attribute: str, block: str, chunk: int) -> np.random.Generator:
+    return np.random.default_rng(
+        [seed, zlib.crc32(attribute.encode("utf-8")), zlib.crc32(block.encode("utf-8")), chunk, 2]
+    )
+
+
+def _index_chunks(make_rng: Callable[[int], np.random.Generator], n: int, n_boot: int
+                  ) -> Iterator[np.ndarray]:
+    """The bootstrap index matrices of one stratum of ``n`` samples, chunk by chunk (as the engine draws them)."""
+    rows = max(1, _CHUNK_ELEMENTS // n)
+    dtype = np.int32 if n < 2**31 else np.int64
+    for chunk, start in enumerate(range(0, n_boot, rows)):
+        yield make_rng(chunk).integers(0, n, size=(min(n_boot, start + rows) - start, n), dtype=dtype)
+
+
+class _RowReader:
+    """Serves the rows of a chunked index-matrix stream in order, whatever the chunk sizes."""
+
+    def __init__(self, chunks: Iterator[np.ndarray]) -> None:
+        self._chunks = chunks
+        self._buf: np.ndarray | None = None
+        self._off = 0
+
+    def take(self, rows: int) -> np.ndarray:
+        parts = []
+        while rows:
+            if self._buf is None or self._off == len(self._buf):
+                self._buf, self._off = next(self._chunks), 0
+            t = min(rows, len(self._buf) - self._off)
+            parts.append(self._buf[self._off:self._off + t])
+            self._off += t
+            rows -= t
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _default_jobs() -> int:
@@ -266,9 +679,10 @@ class Disaggregation:
         yp = as_1d(y_pred, name="y_pred")
         frame = _as_frame(groups)
         check_same_length(y_true=yt, y_pred=yp, groups=frame)
-        outcomes = np.stack([m.outcomes(yt, yp) for m in metrics]) if len(yt) else np.empty((len(metrics), 0))
+        outcomes = (np.stack([_outcome_row(m, yt, yp) for m in metrics]) if len(yt)
+                    else np.empty((len(metrics), 0)))
         self._setup(metrics, outcomes, frame, n_boot=n_boot, seed=seed, confidence=confidence,
-                    intersections=intersections, min_group_size=min_group_size, n_jobs=n_jobs)
+                    intersections=intersections, min_group_size=min_group_size, n_jobs=n_jobs, y=(yt, yp))
 
     @classmethod
     def from_outcomes(cls, outcomes: Mapping, groups, *, n_boot: int = 1000, seed: int = 0,
@@ -276,7 +690,9 @@ class Disaggregation:
                       n_jobs: int | None = None) -> Disaggregation:
         """Build the engine from per-sample outcomes already computed by a task evaluator.
 
-        ``outcomes`` maps a metric (name or :class:`Metric`) to its per-sample outcome array.
+        ``outcomes`` maps a metric (name or :class:`Metric`) to its per-sample outcome array (NaN where a
+        ``partial`` metric is undefined). Metrics with an ``aggregate`` function need ``y_true`` and
+        ``y_pred``, so they are refused here.
 
         >>> eng = Disaggregation.from_outcomes({"mae": [0.0, 2.0, 4.0]}, pd.Series(["a", "a", "b"], name="g"),
         ...                                    n_boot=10, min_group_size=1)
@@ -286,13 +702,26 @@ class Disaggregation:
         if not isinstance(outcomes, Mapping) or not outcomes:
             raise ValueError("outcomes must be a non-empty mapping from metric to per-sample outcome array.")
         metrics = _resolve_metrics(list(outcomes))
-        arrays = [as_1d(np.asarray(v, dtype=float), name=f"outcome of {m.name}")
-                  for m, v in zip(metrics, outcomes.values(), strict=True)]
+        for m in metrics:
+            if _aggregate_of(m) is not None:
+                raise ValueError(
+                    f"Metric {m.name!r} is not a mean of per-sample outcomes; build the engine from y_true and "
+                    "y_pred (Disaggregation(y_true, y_pred, groups, metrics)) instead."
+                )
+        arrays = []
+        for m, v in zip(metrics, outcomes.values(), strict=True):
+            if _is_partial(m):
+                a = np.asarray(v, dtype=float)
+                if a.ndim != 1:
+                    raise ValueError(f"outcome of {m.name} must be one-dimensional, got shape {a.shape}.")
+                arrays.append(_check_partial_outcome(m, a, a.size))
+            else:
+                arrays.append(as_1d(np.asarray(v, dtype=float), name=f"outcome of {m.name}"))
         frame = _as_frame(groups)
         check_same_length(**{f"outcome of {m.name}": a for m, a in zip(metrics, arrays, strict=True)},
                           groups=frame)
         for m, a in zip(metrics, arrays, strict=True):
-            if m.is_rate and not np.isin(a, (0.0, 1.0)).all():
+            if m.is_rate and not np.isin(a[~np.isnan(a)], (0.0, 1.0)).all():
                 raise ValueError(f"Metric {m.name!r} is a rate but its outcome is not 0/1.")
         self = cls.__new__(cls)
         self._setup(metrics, np.stack(arrays), frame, n_boot=n_boot, seed=seed, confidence=confidence,
@@ -301,7 +730,7 @@ class Disaggregation:
 
     # ------------------------------------------------------------------ construction
     def _setup(self, metrics, outcomes, frame, *, n_boot, seed, confidence, intersections,
-               min_group_size, n_jobs) -> None:
+               min_group_size, n_jobs, y=None) -> None:
         self.metrics: tuple[Metric, ...] = metrics
         self.n_boot = _check_int(n_boot, "n_boot", 0)
         self.seed = _check_int(seed, "seed", 0)
@@ -315,6 +744,9 @@ class Disaggregation:
             raise ValueError("There are no samples to score (y_true is empty).")
         self.n_samples = n_samples
         self._outcomes = np.ascontiguousarray(outcomes, dtype=float)
+        self._y = y  # (y_true, y_pred) for aggregate metrics; None when built from outcomes
+        self._blocks = _blocks(metrics, self._outcomes)
+        self._strat_cache: dict[tuple[int, str], np.ndarray] = {}
         names = [str(c) for c in frame.columns]
         #: attribute names in row order: the columns, then the k-way intersections ("a*b"), groups or not
         self.attributes: tuple[str, ...] = tuple(
@@ -354,30 +786,58 @@ class Disaggregation:
                     out.append(_Group(attr, INTERSECTION_SEP.join(reversed(parts)), k, idx))
         return out
 
+    def _positions(self, group: _Group, block: _Block) -> np.ndarray | None:
+        """Positions of the group's samples where the block's metrics are defined (None: all samples)."""
+        if block.mask is None:
+            return group.index
+        if group.index is None:
+            return np.flatnonzero(block.mask)
+        return group.index[block.mask[group.index]]
+
     def _compute(self) -> None:
         m, n_groups, n_boot = len(self.metrics), len(self._groups), self.n_boot
-        sums = np.empty((m, n_groups, n_boot))
-        means = np.empty((m, n_groups))
+        raw = np.full((m, n_groups, n_boot), np.nan)  # bootstrap sums (mean metrics) or values (aggregate)
+        means = np.full((m, n_groups), np.nan)  # mean outcome (mean metrics) or value (aggregate)
+        nk = np.zeros((m, n_groups), dtype=np.int64)
         tasks = []
         for gi, g in enumerate(self._groups):
-            sub = self._outcomes if g.index is None else np.ascontiguousarray(self._outcomes[:, g.index])
-            means[:, gi] = sub.mean(axis=1)
-            n = sub.shape[1]
-            rows = max(1, _CHUNK_ELEMENTS // n)
-            for chunk, start in enumerate(range(0, n_boot, rows)):
-                tasks.append((gi, g, sub, chunk, start, min(n_boot, start + rows)))
+            for block in self._blocks:
+                pos = self._positions(g, block)
+                n = self.n_samples if pos is None else pos.size
+                nk[list(block.mean_ks) + list(block.agg_ks), gi] = n
+                if n == 0:
+                    continue
+                ks = list(block.mean_ks)
+                if pos is None:
+                    sub = self._outcomes if len(ks) == m else self._outcomes[ks]
+                else:
+                    sub = np.ascontiguousarray(self._outcomes[np.ix_(ks, pos)])
+                if ks:
+                    means[ks, gi] = sub.mean(axis=1)
+                ysub = None
+                if block.agg_ks:
+                    yt, yp = self._y
+                    ysub = (yt, yp) if pos is None else (yt[pos], yp[pos])
+                    whole = np.arange(n)[None, :]
+                    for k in block.agg_ks:
+                        means[k, gi] = float(np.asarray(_aggregate_of(self.metrics[k])(*ysub, whole))[0])
+                rows = max(1, _CHUNK_ELEMENTS // n)
+                for chunk, start in enumerate(range(0, n_boot, rows)):
+                    tasks.append((gi, g, block, sub, ysub, chunk, start, min(n_boot, start + rows)))
 
-        seed = self.seed
+        seed, metrics = self.seed, self.metrics
 
         def run(task) -> None:
-            gi, g, sub, chunk, start, stop = task
-            n = sub.shape[1]
+            gi, g, block, sub, ysub, chunk, start, stop = task
+            n = sub.shape[1] if block.mean_ks else len(ysub[0])
             rng = _stream(seed, g.attribute, g.label, chunk)
             idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int32 if n < 2**31 else np.int64)
-            for k in range(m):
-                sums[k, gi, start:stop] = sub[k][idx].sum(axis=1)
+            for j, k in enumerate(block.mean_ks):
+                raw[k, gi, start:stop] = sub[j][idx].sum(axis=1)
+            for k in block.agg_ks:
+                raw[k, gi, start:stop] = _aggregate_of(metrics[k])(ysub[0], ysub[1], idx)
 
-        total = n_boot * int(self._ns.sum())
+        total = n_boot * int(nk.max(axis=0).sum())
         if self.n_jobs > 1 and len(tasks) > 1 and total >= _PARALLEL_MIN_ELEMENTS:
             with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
                 list(pool.map(run, tasks))
@@ -385,12 +845,22 @@ class Disaggregation:
             for task in tasks:
                 run(task)
 
+        self._nk = nk
         self._means = means
-        self._values = np.stack([np.asarray(met.from_mean(means[k]), dtype=float).reshape(n_groups)
-                                 for k, met in enumerate(self.metrics)])
-        draws = sums / self._ns[None, :, None]
-        self._draws = np.stack([np.asarray(met.from_mean(draws[k]), dtype=float).reshape(n_groups, n_boot)
-                                for k, met in enumerate(self.metrics)])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_draws = raw / nk[:, :, None]
+        values, draws = [], []
+        for k, met in enumerate(self.metrics):
+            if _aggregate_of(met) is not None:
+                values.append(means[k])
+                draws.append(raw[k])
+                mean_draws[k] = np.nan
+            else:
+                values.append(np.asarray(met.from_mean(means[k]), dtype=float).reshape(n_groups))
+                draws.append(np.asarray(met.from_mean(mean_draws[k]), dtype=float).reshape(n_groups, n_boot))
+        self._values = np.stack(values)
+        self._draws = np.stack(draws)
+        self._mean_draws = mean_draws  # bootstrap means of the outcome, before finalize (NaN: aggregate)
         self._frame: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ accessors
@@ -431,6 +901,8 @@ class Disaggregation:
         attribute's groups, then the k-way intersections (attribute ``"a*b"``, group ``"x*y"``).
         ``std_err`` is the bootstrap standard deviation of the value; ``ci_method`` is ``"bootstrap"``,
         ``"wilson"`` or ``"none"`` (``n_boot=0``); ``level`` is 0 for overall, k for k-way groups.
+        For a ``partial`` metric ``n`` counts the group's samples where the metric is defined (it may be 0,
+        with NaN numbers).
         """
         if self._frame is not None:
             return self._frame.copy()
@@ -443,8 +915,8 @@ class Disaggregation:
         n_groups = len(self._groups)
         for k, met in enumerate(self.metrics):
             if met.is_rate:
-                successes = np.rint(self._means[k] * self._ns)
-                low, high = wilson_interval(successes, self._ns, confidence=self.confidence)
+                successes = np.rint(self._means[k] * self._nk[k])
+                low, high = wilson_interval(successes, self._nk[k], confidence=self.confidence)
                 method = "wilson"
             else:
                 low, high = lo[k], hi[k]
@@ -456,8 +928,8 @@ class Disaggregation:
                 "value": self._values[k],
                 "ci_low": low,
                 "ci_high": high,
-                "n": self._ns.astype(np.int64),
-                "flag": np.where(self._ns < self.min_group_size, SMALL_FLAG, ""),
+                "n": self._nk[k].astype(np.int64),
+                "flag": np.where(self._nk[k] < self.min_group_size, SMALL_FLAG, ""),
                 "std_err": std[k],
                 "ci_method": [method] * n_groups,
                 "level": np.array([g.level for g in self._groups], dtype=np.int64),
@@ -489,38 +961,27 @@ class Disaggregation:
         * ``overall_gap = |worst_value - overall value|``: how far the worst group sits from the whole
           test set.
 
-        ``attributes`` picks attributes (e.g. ``["race", "race*gender"]``); default: all of them.
+        ``attributes`` picks attributes (e.g. ``["race", "race*gender"]``); default: all of them. For a
+        ``partial`` metric, groups where it is defined on no sample (``n = 0``) do not compete.
         """
-        if attributes is None:
-            chosen = list(self.attributes)
-        else:
-            chosen = [str(a) for a in ([attributes] if isinstance(attributes, str) else attributes)]
-            for a in chosen:
-                if a not in self.attributes:
-                    raise UserInputError(
-                        f"Unknown attribute '{a}'{did_you_mean(a, self.attributes)}; "
-                        f"known: {', '.join(self.attributes)}."
-                    )
+        chosen = self._chosen_attributes(attributes)
         rows = []
         for k, met in enumerate(self.metrics):
             values, draws = self._values[k], self._draws[k]
             overall = values[0]
             for attr in chosen:
-                members = np.array([i for i, g in enumerate(self._groups) if g.attribute == attr], dtype=int)
-                if members.size == 0:  # every value of the attribute is missing
+                picked = self._worst_best(k, attr)
+                if picked is None:  # every value of the attribute is missing (or the metric undefined)
                     rows.append({"metric": met.name, "attribute": attr, "worst_group": None,
                                  "best_group": None, "worst_n": 0, "best_n": 0, "n_groups": 0})
                     continue
-                big = members[self._ns[members] >= self.min_group_size]
-                compete = big if big.size >= 2 else members
-                wi = int(compete[int(np.argmax(met.badness(values[compete])))])
-                others = compete[compete != wi] if compete.size >= 2 else compete
-                bi = int(others[int(np.argmin(met.badness(values[others])))])  # never wi, even on ties
+                wi, bi, compete = picked
                 row = {
                     "metric": met.name, "attribute": attr,
                     "worst_group": self._groups[wi].label, "best_group": self._groups[bi].label,
                     "worst_value": values[wi], "best_value": values[bi],
-                    "worst_n": int(self._ns[wi]), "best_n": int(self._ns[bi]), "n_groups": int(compete.size),
+                    "worst_n": int(self._nk[k, wi]), "best_n": int(self._nk[k, bi]),
+                    "n_groups": int(compete.size),
                     "overall_gap": abs(values[wi] - overall),
                 }
                 if compete.size < 2:
@@ -541,6 +1002,237 @@ class Disaggregation:
                                ratio_ci_high=_finite_or_nan(rhi))
                 rows.append(row)
         return pd.DataFrame(rows, columns=list(DISPARITY_COLUMNS))
+
+    # ------------------------------------------------------------------ helpers shared by the outputs
+    def _chosen_attributes(self, attributes) -> list[str]:
+        if attributes is None:
+            return list(self.attributes)
+        chosen = [str(a) for a in ([attributes] if isinstance(attributes, str) else attributes)]
+        for a in chosen:
+            if a not in self.attributes:
+                raise UserInputError(
+                    f"Unknown attribute '{a}'{did_you_mean(a, self.attributes)}; "
+                    f"known: {', '.join(self.attributes)}."
+                )
+        return chosen
+
+    def _members(self, attribute: str) -> np.ndarray:
+        return np.array([i for i, g in enumerate(self._groups) if g.attribute == attribute], dtype=int)
+
+    def _worst_best(self, k: int, attribute: str):
+        """``(worst, best, competing)`` group positions of metric ``k`` in ``attribute`` (None: no group).
+
+        Groups where the metric is defined on no sample never compete; among the others, only groups with
+        ``n >= min_group_size`` compete when there are at least two of them.
+        """
+        members = self._members(attribute)
+        members = members[self._nk[k, members] > 0]
+        if members.size == 0:
+            return None
+        met, values = self.metrics[k], self._values[k]
+        big = members[self._nk[k, members] >= self.min_group_size]
+        compete = big if big.size >= 2 else members
+        wi = int(compete[int(np.argmax(met.badness(values[compete])))])
+        others = compete[compete != wi] if compete.size >= 2 else compete
+        bi = int(others[int(np.argmin(met.badness(values[others])))])  # never wi, even on ties
+        return wi, bi, compete
+
+    def _block_of(self, k: int) -> _Block:
+        return next(b for b in self._blocks if k in b.mean_ks or k in b.agg_ks)
+
+    def _stratified_overall(self, k: int, attribute: str) -> np.ndarray:
+        """Bootstrap draws of the overall value of metric ``k`` resampled *within* the groups of ``attribute``.
+
+        Draw ``b`` pools draw ``b`` of every group of the attribute (the very resamples behind
+        :meth:`frame`) with a resample of the samples that have no group for the attribute (their own
+        stream), so a group's draw and the overall's draw share that group's resample. For a mean metric
+        this is ``finalize(sum_g n_g mean*_g / N)``; for an aggregate metric the concatenated index rows.
+        """
+        cache_key = (k, attribute)
+        if cache_key in self._strat_cache:
+            return self._strat_cache[cache_key]
+        met, n_boot = self.metrics[k], self.n_boot
+        block = self._block_of(k)
+        members = [int(i) for i in self._members(attribute) if self._nk[k, i] > 0]
+        covered = np.zeros(self.n_samples, dtype=bool)
+        for i in members:
+            covered[self._groups[i].index] = True
+        defined = np.ones(self.n_samples, dtype=bool) if block.mask is None else block.mask
+        missing = np.flatnonzero(defined & ~covered)
+        n_total = int(self._nk[k, 0])
+        if n_boot == 0 or n_total == 0:
+            out = np.full(n_boot, np.nan)
+        elif _aggregate_of(met) is None:
+            total = np.zeros(n_boot)
+            for i in members:
+                total += self._nk[k, i] * self._mean_draws[k, i]
+            if missing.size:
+                sums = np.concatenate([self._outcomes[k][missing][idx].sum(axis=1) for idx in _index_chunks(
+                    lambda c: _missing_stream(self.seed, attribute, c), missing.size, n_boot)])
+                total += sums
+            out = np.asarray(met.from_mean(total / n_total), dtype=float).reshape(n_boot)
+        else:
+            yt, yp = self._y
+            readers = [(self._groups[i].index, _RowReader(_index_chunks(
+                lambda c, g=self._groups[i]: _stream(self.seed, g.attribute, g.label, c),
+                int(self._nk[k, i]), n_boot))) for i in members]
+            if missing.size:
+                readers.append((missing, _RowReader(_index_chunks(
+                    lambda c: _missing_stream(self.seed, attribute, c), missing.size, n_boot))))
+            rows = max(1, _CHUNK_ELEMENTS // n_total)
+            out = np.empty(n_boot)
+            for start in range(0, n_boot, rows):
+                stop = min(n_boot, start + rows)
+                idx = np.concatenate([pos[reader.take(stop - start)] for pos, reader in readers], axis=1)
+                out[start:stop] = _aggregate_of(met)(yt, yp, idx)
+        self._strat_cache[cache_key] = out
+        return out
+
+    # ------------------------------------------------------------------ group tests
+    def group_tests(self, *, attributes: Sequence[str] | None = None, n_permutations: int | None = None,
+                    alpha: float = 0.05) -> pd.DataFrame:
+        """Each group against the rest of its attribute: test, Holm correction, effect size, gaps.
+
+        One row per (metric, attribute, group), columns :data:`GROUP_TEST_COLUMNS`, for every attribute
+        (intersections included; ``attributes`` picks some). "The rest" is the other groups of the same
+        attribute (samples whose value of the attribute is missing are in neither); for a ``partial``
+        metric only samples where it is defined take part.
+
+        * ``value`` is the group's value (as in :meth:`frame`), ``rest_value`` the metric on the rest,
+          ``difference = value - rest_value`` (signed, in the metric's unit).
+        * ``p_value``: for a rate (:attr:`Metric.is_rate`), Fisher's exact test (two-sided) on the 2x2
+          table successes/failures x group/rest; for a mean metric, a two-sided permutation test of the
+          difference of the *mean outcomes* (for RMSE: of the mean squared errors, the same null
+          hypothesis) with ``R`` random relabellings, ``p = (1 + #as extreme) / (R + 1)``, exact
+          enumeration when there are at most ``R`` distinct splits. ``R = n_permutations``; by default
+          ``max(DEFAULT_PERMUTATIONS, ceil(2 G / alpha))`` for an attribute of ``G`` groups, so that the
+          smallest attainable Holm-adjusted p-value, ``G / (R + 1)``, stays below ``alpha / 2``. For an aggregate
+          metric, the same permutation test on ``value - rest_value`` itself. The permutations come from
+          a stream fixed by ``(seed, attribute)``, so the table is deterministic for a seed.
+        * ``p_holm``: Holm's step-down adjustment over the groups of one attribute, per metric (groups
+          that cannot be tested, NaN, are left out); ``significant = p_holm < alpha``.
+        * ``effect_size``: Cohen's d with the pooled SD of the per-sample outcome (mean metrics,
+          ``effect_size_kind="cohen_d"``), Cohen's h of the two proportions (rates, ``"cohen_h"``),
+          NaN for aggregate metrics (``"none"``). Signed as group minus rest.
+        * ``gap_to_best = badness(value) - badness(best value)`` (:meth:`Metric.badness`: > 0 means worse
+          than the best group, in the metric's unit; the best group is the one :meth:`disparities` names),
+          ``ratio_to_best`` the "times worse" ratio of :meth:`disparities` (1 for the best group), and
+          ``gap_to_overall = badness(value) - badness(overall value)``. Their intervals are percentile
+          intervals of the same expression over paired bootstrap draws; for the overall those draws are
+          stratified by the attribute's groups (see :meth:`_stratified_overall`).
+
+        Rows are sorted by severity: metric order, then ``p_holm`` (NaN last), then ``p_value``, then
+        worst ``gap_to_overall`` first, then the attribute and group order of :meth:`frame`.
+        """
+        chosen = self._chosen_attributes(attributes)
+        if n_permutations is not None:
+            n_permutations = _check_int(n_permutations, "n_permutations", 1)
+        if not (isinstance(alpha, (int, float, np.floating)) and 0.0 < float(alpha) < 1.0):
+            raise ValueError(f"alpha must be a number strictly between 0 and 1, got {alpha!r}.")
+        stats: dict[tuple[int, int], dict] = {}
+        for attr in chosen:
+            members = self._members(attr)
+            r = n_permutations
+            if r is None:
+                r = max(DEFAULT_PERMUTATIONS, math.ceil(2 * members.size / float(alpha)))
+            for block in self._blocks:
+                self._test_block(attr, members, block, r, stats)
+
+        rows = []
+        for k, met in enumerate(self.metrics):
+            for a_pos, attr in enumerate(chosen):
+                members = [int(i) for i in self._members(attr)]
+                if not members:
+                    continue
+                p_holm = holm([stats[(k, i)]["p_value"] for i in members])
+                picked = self._worst_best(k, attr)
+                bi = None if picked is None else picked[1]
+                overall_draws = self._stratified_overall(k, attr) if picked is not None else None
+                values, draws = self._values[k], self._draws[k]
+                for i, ph in zip(members, p_holm, strict=True):
+                    s = stats[(k, i)]
+                    row = {"metric": met.name, "attribute": attr, "group": self._groups[i].label,
+                           "n": int(self._nk[k, i]), "value": values[i], **s, "p_holm": ph,
+                           "_k": k, "_a": a_pos, "_g": i}
+                    if bi is None or self._nk[k, i] == 0:
+                        row.update(gap_to_best=np.nan, gap_to_best_ci_low=np.nan, gap_to_best_ci_high=np.nan,
+                                   ratio_to_best=np.nan, gap_to_overall=np.nan, gap_to_overall_ci_low=np.nan,
+                                   gap_to_overall_ci_high=np.nan)
+                    else:
+                        bad_g = met.badness(draws[i])
+                        blo, bhi = self._quantiles(bad_g - met.badness(draws[bi]))
+                        olo, ohi = self._quantiles(bad_g - met.badness(overall_draws))
+                        row.update(
+                            gap_to_best=float(met.badness(values[i]) - met.badness(values[bi])),
+                            gap_to_best_ci_low=float(blo), gap_to_best_ci_high=float(bhi),
+                            ratio_to_best=float(_times_worse(met, np.asarray(values[i]), np.asarray(values[bi]))),
+                            gap_to_overall=float(met.badness(values[i]) - met.badness(values[0])),
+                            gap_to_overall_ci_low=float(olo), gap_to_overall_ci_high=float(ohi),
+                        )
+                    rows.append(row)
+        helper = ["_k", "_a", "_g"]
+        df = pd.DataFrame(rows, columns=list(GROUP_TEST_COLUMNS[:-1]) + helper)
+        df["significant"] = (df["p_holm"] < alpha).astype(bool)
+        df["_severity"] = -df["gap_to_overall"].fillna(-np.inf)
+        df = df.sort_values(["_k", "p_holm", "p_value", "_severity", "_a", "_g"], na_position="last",
+                            kind="stable")
+        df = df.drop(columns=helper + ["_severity"]).reset_index(drop=True)
+        df["n"] = df["n"].astype(np.int64)
+        return df[list(GROUP_TEST_COLUMNS)]
+
+    def _test_block(self, attr: str, members: np.ndarray, block: _Block, n_permutations: int,
+                    stats: dict) -> None:
+        """Fill ``stats[(k, group)]`` for the metrics of one block in one attribute."""
+        ks = list(block.mean_ks) + list(block.agg_ks)
+        nan_row = {"rest_value": np.nan, "difference": np.nan, "p_value": np.nan, "effect_size": np.nan}
+        for k in ks:
+            kind = ("cohen_h" if self.metrics[k].is_rate else "none" if _aggregate_of(self.metrics[k])
+                    else "cohen_d")
+            for i in members:
+                stats[(k, int(i))] = {**nan_row, "effect_size_kind": kind}
+        positions = [self._positions(self._groups[i], block) for i in members]
+        live = [j for j, pos in enumerate(positions) if pos.size > 0]
+        if len(live) < 2:  # nothing to compare a group with
+            return
+        pool = np.concatenate([positions[j] for j in live])
+        codes = np.repeat(np.arange(len(live)), [positions[j].size for j in live])
+        perm_mean = [k for k in block.mean_ks if not self.metrics[k].is_rate]
+        aggs = []
+        if block.agg_ks:
+            yt, yp = self._y
+            yt_pool, yp_pool = yt[pool], yp[pool]
+            aggs = [_PooledAggregate(_aggregate_of(self.metrics[k]), yt_pool, yp_pool) for k in block.agg_ks]
+        pvals = None
+        if perm_mean or aggs:
+            pvals = _permutation_pvalues(
+                self._outcomes[np.ix_(perm_mean, pool)], aggs, codes, len(live), n_permutations=n_permutations,
+                stream=lambda chunk: _permutation_stream(self.seed, attr, block.key, chunk), n_jobs=self.n_jobs)
+        pooled = {k: self._outcomes[k][pool] for k in block.mean_ks}
+        for c, j in enumerate(live):
+            i = int(members[j])
+            in_group = codes == c
+            for k in block.mean_ks:
+                met = self.metrics[k]
+                xg, xr = pooled[k][in_group], pooled[k][~in_group]
+                rest_value = float(met.from_mean(xr.mean()))
+                s = stats[(k, i)]
+                s["rest_value"] = rest_value
+                s["difference"] = float(self._values[k, i] - rest_value)
+                if met.is_rate:
+                    kg, kr = int(round(xg.sum())), int(round(xr.sum()))
+                    table = [[kg, xg.size - kg], [kr, xr.size - kr]]
+                    s["p_value"] = float(fisher_exact(table, alternative="two-sided").pvalue)
+                    s["effect_size"] = float(cohens_h(xg.mean(), xr.mean()))
+                else:
+                    s["p_value"] = float(pvals[perm_mean.index(k), c])
+                    s["effect_size"] = cohens_d(xg, xr)
+            for a, k in enumerate(block.agg_ks):
+                rest_idx = np.flatnonzero(~in_group)[None, :]
+                rest_value = float(aggs[a](rest_idx)[0])
+                s = stats[(k, i)]
+                s["rest_value"] = rest_value
+                s["difference"] = float(self._values[k, i] - rest_value)
+                s["p_value"] = float(pvals[len(perm_mean) + a, c])
 
 
 def _finite_or_nan(x) -> float:
