@@ -22,14 +22,13 @@ Target images reach a method only as images (``FitData.target_images`` has no la
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
-
 from typing import Literal
 
+import numpy as np
+import torch
 from pydantic import Field
+from torch import nn
+from torch.nn import functional as F
 
 from facebench.baselines.base import Baseline, BaselineParams, FitData
 from facebench.baselines.nets import AgeRegressor
@@ -58,7 +57,7 @@ def make_optimizer(name: str, parameters, *, lr: float, weight_decay: float) -> 
 # ------------------------------------------------------------------------------------ adaptation terms
 
 
-class _GradientReversal(torch.autograd.Function):
+class GradientReversal(torch.autograd.Function):
     """Identity forward; multiplies the gradient by −λ backward (section 3.6.1)."""
 
     @staticmethod
@@ -198,7 +197,7 @@ class _AgeRegressionMethod(TrainableMethod):
                     coefficient = grl_coefficient(ctx.progress)
                     adversarial = 0.0
                     for layer, discriminator in self.discriminators.items():
-                        reversed_features = _GradientReversal.apply(features[layer].float(), coefficient)
+                        reversed_features = GradientReversal.apply(features[layer].float(), coefficient)
                         logits = discriminator(reversed_features)
                         domain = torch.cat([torch.zeros(n), torch.ones(logits.shape[0] - n)]).to(logits.device)
                         adversarial = adversarial + F.binary_cross_entropy_with_logits(logits, domain)

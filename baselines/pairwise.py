@@ -33,7 +33,13 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from facebench.baselines.age_regression import make_optimizer
+from facebench.baselines.age_regression import (
+    DomainDiscriminator,
+    GradientReversal,
+    grl_coefficient,
+    laplacian_smoothness,
+    make_optimizer,
+)
 from facebench.baselines.base import Baseline, BaselineParams, FitData
 from facebench.baselines.mds import ages_from_differences
 from facebench.baselines.nets import Normalize, RegressionHead, build_backbone
@@ -47,6 +53,7 @@ from facebench.baselines.training import (
     resolve_device,
     seed_for,
 )
+from facebench.errors import UserInputError
 from facebench.protocol import Protocol
 
 __all__ = ["Pairwise", "PairwiseAgeNet", "pair_outputs", "pairwise_losses", "rank_target"]
@@ -67,6 +74,7 @@ class PairwiseAgeNet(nn.Module):
         self.rank_head = rank_head
         self.normalize = Normalize(channels=6)
         self.backbone, width = build_backbone(backbone, pretrained=pretrained, in_channels=6)
+        self.feature_dims = {"conv": width, **{f"fc{i}": w for i, w in enumerate(head_hidden, start=1)}}
         self.head = RegressionHead(width, tuple(head_hidden), out_dim=2 if rank_head else 1)
 
     def forward_features(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -200,6 +208,12 @@ class _PairwiseMethod(TrainableMethod):
         self.val_ages = np.asarray(val_ages, dtype=np.float64)
         self._epoch = -1
         self._batch = 0
+        # Equation 5's target terms: γ·L_adv on the pair features of one layer, β·L_id on target pairs
+        # (label-free constraints), σ·L_smooth over source and target pairs. Off when γ = σ-weight = 0.
+        self.adapting = params.gamma > 0 or params.smoothing_weight > 0
+        self.streams = ("target",) if self.adapting else ()
+        self.adversary = nn.ModuleDict(
+            {params.adapt_layer: DomainDiscriminator(net.feature_dims[params.adapt_layer])} if params.gamma > 0 else {})
         n = len(val_images)
         if n >= 2:  # fixed validation pairs: i with a random other image, the same every epoch
             shift = np.random.default_rng(seed_for(seed, "pairwise-val")).integers(1, n, size=n)
@@ -208,11 +222,14 @@ class _PairwiseMethod(TrainableMethod):
             self.val_pairs = np.empty((0, 2), dtype=np.int64)
 
     def modules(self) -> nn.ModuleDict:
-        return nn.ModuleDict({"pairwise": self.net})
+        return nn.ModuleDict({"pairwise": self.net, "adversary": self.adversary})
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         t = self.protocol.training
-        return {"pairwise": make_optimizer(t.optimizer, self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)}
+        optimizers = {"pairwise": make_optimizer(t.optimizer, self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)}
+        if len(self.adversary):  # section 4.2: Adam for the regression network, SGD for the adversary
+            optimizers["adversary"] = torch.optim.SGD(self.adversary.parameters(), lr=self.params.adversary_lr, momentum=0.9)
+        return optimizers
 
     def partners(self, n: int, epoch: int) -> np.ndarray:
         """Partner indices (pairs_per_image·n,) for a batch of n: i ↦ (i + s) mod n for distinct shifts s ≠ 0.
@@ -238,13 +255,51 @@ class _PairwiseMethod(TrainableMethod):
         losses = pairwise_losses(self.net, x.repeat(repeats, 1, 1, 1), x[partner], y.repeat(repeats), y[partner],
                                  alpha=p.alpha, beta=p.beta, rank=p.rank, reg_loss=self.protocol.training.loss,
                                  same=x, autocast=ctx.autocast)
-        ctx.optimize("pairwise", losses["total"])
-        logs = {"loss": losses["total"].item(), "reg": losses["reg"].item()}
+        total = losses["total"]
+        names: tuple[str, ...] = ("pairwise",)
+        logs: dict[str, float] = {}
+        if self.adapting and "target" in batches:
+            total = total + self._target_terms(x, x[partner[:n]], batches["target"]["image"], ctx, logs)
+            names = ("pairwise", "adversary") if len(self.adversary) else names
+        ctx.optimize(names, total)
+        logs.update({"loss": total.item(), "reg": losses["reg"].item()})
         if p.rank:
             logs["rank"] = losses["rank"].item()
         if p.beta > 0:
             logs["id"] = (losses["identity"] + losses["antisymmetry"]).item()
         return logs
+
+    def _target_terms(self, a: torch.Tensor, b: torch.Tensor, target: torch.Tensor, ctx: StepContext,
+                      logs: dict[str, float]) -> torch.Tensor:
+        """γ·L_adv(g(x_s pairs), g(x_t pairs)) + β·L_id(target pairs) + σ·L_smooth of equation 5."""
+        p = self.params
+        m = len(target)
+        shift = int(np.random.default_rng([self.seed, 7, ctx.epoch, ctx.step]).integers(1, max(m, 2)))
+        partner = (torch.arange(m, device=target.device) + shift) % m
+        with ctx.autocast():
+            source_features = self.net.forward_features(a, b)
+            target_features = self.net.forward_features(target, target[partner])
+            reverse_diff = self.net(target[partner], target)[0] if p.beta > 0 else None
+        extra = torch.zeros((), device=target.device)
+        if len(self.adversary):
+            layer = p.adapt_layer
+            pooled = torch.cat([source_features[layer], target_features[layer]]).float()
+            logits = self.adversary[layer](GradientReversal.apply(pooled, grl_coefficient(ctx.progress)))
+            domain = torch.cat([torch.zeros(len(a)), torch.ones(m)]).to(logits.device)
+            adversarial = F.binary_cross_entropy_with_logits(logits, domain)
+            extra = extra + p.gamma * adversarial
+            logs["adv"] = adversarial.item()
+        if reverse_diff is not None:  # antisymmetry needs no label: f1(A,B) = −f1(B,A) on target pairs too
+            target_id = (target_features["diff"].float() + reverse_diff.float()).abs().mean()
+            extra = extra + p.beta * target_id
+            logs["target_id"] = target_id.item()
+        if p.smoothing_weight > 0:
+            inputs = torch.cat([torch.cat([a, b], dim=1), torch.cat([target, target[partner]], dim=1)])
+            predictions = torch.cat([source_features["diff"], target_features["diff"]]).float()
+            smooth = laplacian_smoothness(inputs, predictions, sigma=p.smoothing_sigma)
+            extra = extra + p.smoothing_weight * smooth
+            logs["smooth"] = smooth.item()
+        return extra
 
     def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
         if not len(self.val_pairs):
@@ -280,6 +335,11 @@ class Pairwise(Baseline):
         references: int = Field(8, ge=1, description="k: random other images each image is compared with at inference")
         chunk_size: int = Field(64, ge=2, description="images per MDS problem at inference (plus the anchors)")
         mds: Literal["mds", "least_squares"] = Field("mds", description="'mds' (the paper) or the least-squares cross-check")
+        gamma: float = Field(0.0, ge=0, description="γ: weight of the adversarial term on target pairs (0: off)")
+        adapt_layer: Literal["conv", "fc1", "fc2", "fc3", "fc4"] = Field("fc1", description="pair features the adversary sees")
+        adversary_lr: float = Field(0.01, gt=0, description="SGD learning rate of the domain discriminator")
+        smoothing_weight: float = Field(0.0, ge=0, description="σ-weight of the graph-Laplacian smoothness term (0: off)")
+        smoothing_sigma: float | None = Field(None, gt=0, description="σ of eq. 3; None: median heuristic")
         anchor_scale: Literal["anchors", "unit"] = Field(
             "anchors", description="'anchors': fit scale and offset of the MDS axis to the anchors (the paper); "
                                    "'unit': offset only (differences are already in years)")
@@ -303,8 +363,13 @@ class Pairwise(Baseline):
                                   rank_head=p.rank)
         method = _PairwiseMethod(self.net, self.protocol, p, seed=loop.seed, val_images=data.val_images,
                                  val_ages=data.val_ages)
-        source = ImageBatches(data.train_images, {"age": data.train_ages.astype(np.float32)})
-        return fit(method, {"source": source}, loop)
+        streams = {"source": ImageBatches(data.train_images, {"age": data.train_ages.astype(np.float32)})}
+        if method.streams:
+            if data.target_images is None or len(data.target_images) < 2:
+                raise UserInputError("baseline pairwise with gamma or smoothing needs unlabelled target images, "
+                                     "but the split has no 'target' part.")
+            streams["target"] = ImageBatches(data.target_images)
+        return fit(method, streams, loop)
 
     def set_anchors(self, images: np.ndarray, ages: np.ndarray) -> None:
         """Give the labelled target-domain reference images that :meth:`predict` places ages against."""

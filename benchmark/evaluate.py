@@ -32,6 +32,7 @@ class Scored:
     outcomes: pd.DataFrame
     frame: pd.DataFrame
     gaps: pd.DataFrame
+    tests: pd.DataFrame
 
 
 def _number(value: Any) -> float | None:
@@ -56,7 +57,8 @@ def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, att
     )
     frame = engine.frame()
     gaps = engine.disparities()
-    return Scored(outcomes=outcomes, frame=frame, gaps=gaps)
+    tests = engine.group_tests() if attributes else pd.DataFrame()
+    return Scored(outcomes=outcomes, frame=frame, gaps=gaps, tests=tests)
 
 
 def metrics_section(scored: Scored) -> dict[str, Any]:
@@ -76,7 +78,12 @@ def metrics_section(scored: Scored) -> dict[str, Any]:
             "gap": _number(row["gap"]), "gap_ci_low": _number(row["gap_ci_low"]),
             "gap_ci_high": _number(row["gap_ci_high"]), "ratio": _number(row["ratio"]),
         }
-    return {"overall": overall, "by_group": by_group, "disparities": gaps}
+    tests = [
+        {key: (_number(value) if isinstance(value, float) else value.item() if hasattr(value, "item") else value)
+         for key, value in row.items()}
+        for row in scored.tests.to_dict(orient="records")
+    ]
+    return {"overall": overall, "by_group": by_group, "disparities": gaps, "group_tests": tests}
 
 
 def score_predictions_file(

@@ -49,6 +49,10 @@ class Metrics(TypedDict):
     overall: dict[str, MetricValue]                              # metric -> value
     by_group: dict[str, dict[str, dict[str, MetricValue]]]       # attribute -> group -> metric -> value
     disparities: dict[str, dict[str, Disparity]]                 # metric -> attribute -> disparity
+    # One row per (metric, attribute, group): that group against the rest of the test set — a permutation
+    # test (mean metrics) or Fisher's exact test (rates), Holm-adjusted across the attribute's groups, with
+    # effect sizes and gaps to the best group and to overall (see docs/metrics.md, section 2).
+    group_tests: list[dict[str, Any]]
 
 
 class Results(TypedDict):

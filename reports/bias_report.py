@@ -100,8 +100,11 @@ def _view(results: dict[str, Any]) -> dict[str, Any]:
         for points in series.values():
             points.sort(key=lambda p: order.index(p[0]) if p[0] in order else 99)
         band_plot = plots.lines_by_band(series, metric=primary, unit=unit, title=f"{primary} by age band, per race")
+    tests = sorted((t for t in metrics.get("group_tests", []) if t["metric"] == primary and "*" not in t["attribute"]),
+                   key=lambda t: (t["p_holm"] if t["p_holm"] is not None else 2.0, -abs(t["difference"] or 0)))
     return {
         "dir": results["_dir"],
+        "tests": tests,
         "name": results["baseline"].get("label") or results["baseline"]["name"],
         "kind": results["baseline"].get("kind", "baseline"),
         "results": results,

@@ -11,7 +11,12 @@ import pytest
 import torch
 
 import facebench.run as run_module
-from facebench.baselines.age_regression import _GradientReversal, grl_coefficient, laplacian_smoothness, mk_mmd2
+from facebench.baselines.age_regression import (
+    GradientReversal,
+    grl_coefficient,
+    laplacian_smoothness,
+    mk_mmd2,
+)
 from facebench.cli import main
 
 PROTOCOLS = Path(__file__).resolve().parent.parent / "protocols"
@@ -25,7 +30,7 @@ def test_grl_schedule_and_gradient() -> None:
     assert grl_coefficient(0.5) == pytest.approx(2 / (1 + np.exp(-5)) - 1)
     assert grl_coefficient(1.0) == pytest.approx(0.99990920, abs=1e-8)
     x = torch.tensor([1.0, -2.0], requires_grad=True)
-    (_GradientReversal.apply(x, 0.25) * torch.tensor([3.0, 5.0])).sum().backward()
+    (GradientReversal.apply(x, 0.25) * torch.tensor([3.0, 5.0])).sum().backward()
     assert x.grad.tolist() == [-0.75, -1.25]
 
 

@@ -89,6 +89,16 @@ def test_evaluate_scores_a_file_exactly_like_the_baseline(run_dir: Path, cache: 
     assert mine["baseline"]["kind"] == "submission"
 
 
+def test_submission_names_are_escaped_in_the_report(run_dir: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(AGE), "--predictions", str(run_dir / "predictions.csv"), "--name",
+                 "<script>alert(1)</script>", "--out", str(out), "--cache-dir", str(cache), *SMALL]) == 0
+    html = (out / "age_utk_cross_ethnicity" / "report.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+    (folder,) = [p.name for p in (out / "age_utk_cross_ethnicity").iterdir() if p.is_dir()]
+    assert folder.startswith("submission-script_alert") and "/" not in folder and "<" not in folder
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

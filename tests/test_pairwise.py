@@ -12,6 +12,7 @@ from torch import nn
 from facebench.baselines.base import FitData
 from facebench.baselines.pairwise import Pairwise, PairwiseAgeNet, pairwise_losses, rank_target
 from facebench.baselines.training import LoopConfig
+from facebench.errors import UserInputError
 from facebench.protocol import load_protocol
 
 AGE = Path(__file__).resolve().parent.parent / "protocols" / "age_utk_cross_ethnicity.yaml"
@@ -156,10 +157,32 @@ def test_predict_input_errors() -> None:
 def test_params_are_validated() -> None:
     assert Pairwise.Params().model_dump() == {
         "alpha": 1.0, "beta": 0.1, "rank": True, "pairs_per_image": 1, "references": 8, "chunk_size": 64,
-        "mds": "mds", "anchor_scale": "anchors"}
+        "mds": "mds", "anchor_scale": "anchors", "gamma": 0.0, "adapt_layer": "fc1", "adversary_lr": 0.01,
+        "smoothing_weight": 0.0, "smoothing_sigma": None}
     with pytest.raises(ValueError):
         Pairwise.Params(mds="spectral")
     with pytest.raises(ValueError):
         Pairwise.Params(alpha=-1)
     with pytest.raises(ValueError):
         Pairwise.Params(unknown=1)
+
+
+def test_equation_5_target_terms_train_with_unlabelled_target_pairs() -> None:
+    """γ·L_adv, β·L_id on target pairs and σ·L_smooth all enter the loss, from target images alone."""
+    protocol = load_protocol(Path(__file__).resolve().parent.parent / "protocols" / "age_utk_pairwise_mds.yaml",
+                             overrides=["model.image_size=16", "training.batch_size=8"])
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(48, 3, 16, 16), dtype=np.uint8)
+    ages = rng.uniform(1, 80, size=48)
+    params = Pairwise.Params(gamma=0.5, smoothing_weight=0.01, references=2)
+    model = Pairwise(protocol=protocol, params=params)
+    data = FitData(train_images=images[:24], train_ages=ages[:24], val_images=images[24:32], val_ages=ages[24:32],
+                   target_images=images[32:])
+    history = model.fit(data, LoopConfig(epochs=1, batch_size=8, seed=0, device="cpu", progress=False))
+    logged = history.epochs[0]
+    assert {"train_adv", "train_target_id", "train_smooth"} <= set(logged)
+    assert np.isfinite([logged["train_adv"], logged["train_target_id"], logged["train_smooth"]]).all()
+    with pytest.raises(UserInputError, match="needs unlabelled target images"):
+        Pairwise(protocol=protocol, params=params).fit(
+            FitData(train_images=images[:24], train_ages=ages[:24], val_images=images[24:32], val_ages=ages[24:32]),
+            LoopConfig(epochs=1, batch_size=8, seed=0, device="cpu", progress=False))

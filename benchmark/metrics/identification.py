@@ -184,6 +184,23 @@ def _self_columns(exclude_self, probe_ids: np.ndarray, gallery_ids: np.ndarray) 
 
 
 # ----------------------------------------------------------------------------------------- ranks
+def _checked_inputs(queries, references, query_ids, reference_ids, *, names: tuple[str, str]):
+    """Validate a (query, reference) pair of embedding matrices with their ids; encode the ids to integers.
+
+    Returns ``(Q, R, query_ids, reference_ids, query_codes, reference_codes, n_identities)``.
+    """
+    q_name, r_name = names
+    Q = _as_matrix(queries, q_name)
+    R = _as_matrix(references, r_name)
+    if Q.shape[1] != R.shape[1]:
+        raise ValueError(f"{q_name} has {Q.shape[1]} features but {r_name} has {R.shape[1]}.")
+    qids, rids, qcode, rcode, n_ids = _encode_ids(query_ids, reference_ids, query_name=f"{q_name}_ids",
+                                                  reference_name=f"{r_name}_ids")
+    check_same_length(**{q_name: Q, f"{q_name}_ids": qids})
+    check_same_length(**{r_name: R, f"{r_name}_ids": rids})
+    return Q, R, qids, rids, qcode, rcode, n_ids
+
+
 def identification_hits(probe, gallery, probe_ids, gallery_ids, *, exclude_self=False,
                         chunk_size: int | None = None, dtype=np.float32) -> np.ndarray:
     """Per-probe rank (1-based, ``int64``) of the best same-identity gallery entry, by cosine similarity.
@@ -221,14 +238,8 @@ def identification_hits(probe, gallery, probe_ids, gallery_ids, *, exclude_self=
     ValueError: Probe 2 (identity 2) has no mate in the gallery other than itself; closed-set identification needs every probe identity in the gallery.
     """
     dt = _check_dtype(dtype)
-    P = _as_matrix(probe, "probe")
-    G = _as_matrix(gallery, "gallery")
-    if P.shape[1] != G.shape[1]:
-        raise ValueError(f"probe has {P.shape[1]} features but gallery has {G.shape[1]}.")
-    pids, gids, pcode, gcode, n_ids = _encode_ids(probe_ids, gallery_ids, query_name="probe_ids",
-                                                  reference_name="gallery_ids")
-    check_same_length(probe=P, probe_ids=pids)
-    check_same_length(gallery=G, gallery_ids=gids)
+    P, G, pids, gids, pcode, gcode, n_ids = _checked_inputs(probe, gallery, probe_ids, gallery_ids,
+                                                            names=("probe", "gallery"))
     n_p, n_g = P.shape[0], G.shape[0]
     if n_p == 0:
         raise ValueError("There are no probes.")
@@ -471,14 +482,8 @@ def mean_average_precision(query, database, query_ids, database_ids, *, max_k: i
     (0.75, [1.0, 0.5, 0.3333, 0.5, 0.4])
     """
     max_k = _check_positive_int(max_k, "max_k")
-    Q = _as_matrix(query, "query")
-    D = _as_matrix(database, "database")
-    if Q.shape[1] != D.shape[1]:
-        raise ValueError(f"query has {Q.shape[1]} features but database has {D.shape[1]}.")
-    qids, dids, qcode, dcode, n_ids = _encode_ids(query_ids, database_ids, query_name="query_ids",
-                                                  reference_name="database_ids")
-    check_same_length(query=Q, query_ids=qids)
-    check_same_length(database=D, database_ids=dids)
+    Q, D, qids, dids, qcode, dcode, n_ids = _checked_inputs(query, database, query_ids, database_ids,
+                                                            names=("query", "database"))
     n_q, n_d = Q.shape[0], D.shape[0]
     if n_q == 0:
         raise ValueError("There are no queries.")

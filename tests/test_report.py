@@ -1,0 +1,48 @@
+"""The bias report: paired changes against source-only, escaping, plain-language sentences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from facebench.reports.bias_report import changes_against_reference, load_runs, plain_language
+
+
+def _run(folder: Path, name: str, errors: dict[str, list[float]], *, split: str = "s1", label: str | None = None) -> None:
+    run_dir = folder / f"{name}-x"
+    run_dir.mkdir(parents=True)
+    rows = [{"sample_id": f"{race}/{i}.jpg", "abs_error": e, "race": race}
+            for race, values in errors.items() for i, e in enumerate(values)]
+    pd.DataFrame(rows).to_csv(run_dir / "outcomes.csv", index=False)
+    results = {"baseline": {"name": name, "label": label}, "protocol": {"primary_metric": "mae"},
+               "data": {"split_fingerprint": split}, "provenance": {"seed": 0},
+               "files": {"outcomes": "outcomes.csv"}}
+    (run_dir / "results.json").write_text(json.dumps(results))
+
+
+def test_changes_against_source_only_are_paired_per_group(tmp_path: Path) -> None:
+    _run(tmp_path, "source_only", {"white": [1, 2, 3, 4], "black": [5, 6, 7, 8]})
+    # dann: white unchanged, black exactly 1 year better on every image -> a zero-width paired interval
+    _run(tmp_path, "dann", {"white": [1, 2, 3, 4], "black": [4, 5, 6, 7]}, label="dann fc1")
+    _run(tmp_path, "other", {"white": [9, 9, 9, 9], "black": [9, 9, 9, 9]}, split="another split")
+    changes = changes_against_reference(load_runs(tmp_path), n_boot=200)
+    assert changes["groups"] == ["white", "black"]
+    (row,) = changes["rows"]  # the run scored on another split is not paired
+    assert row["name"] == "dann fc1"
+    black, white = row["cells"]["black"], row["cells"]["white"]
+    assert (black.difference, black.ci_low, black.ci_high, black.n) == (-1.0, -1.0, -1.0, 4)
+    assert black.significant and not white.significant and white.difference == 0.0
+
+
+def test_no_reference_run_means_no_change_table(tmp_path: Path) -> None:
+    _run(tmp_path, "dann", {"white": [1.0]})
+    _run(tmp_path, "mmd", {"white": [2.0]})
+    assert changes_against_reference(load_runs(tmp_path)) is None
+
+
+def test_plain_language_sentence() -> None:
+    gap = {"worst_group": "black", "best_group": "white", "gap": 2.1, "gap_ci_low": 1.7, "gap_ci_high": 2.5, "ratio": 1.3}
+    assert plain_language("mae", "race", gap, "years", False) == (
+        "MAE for black is 2.10 years worse (higher) than for white (95% CI 1.70–2.50; ratio 1.30).")
