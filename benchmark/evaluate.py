@@ -100,19 +100,19 @@ def score_predictions_file(
     task = TASKS.get(protocol.task)
     test_ids = split["test"]
     frame = task.read_predictions(predictions, test_ids)  # raises before anything is written
-    outcomes = task.outcomes(dataset.table, frame, age_bands=protocol.groups.age_bands)
+    outcomes = task.outcomes(dataset.table, frame, protocol=protocol, split=split)
     scored = score_outcomes(protocol, outcomes, seed=seed)
 
     splits: dict[str, dict[str, Any]] = {}
     for label, path in (extra_splits or {}).items():
         part = label.removeprefix("source_")
-        extra = task.outcomes(dataset.table, task.read_predictions(path, split[part]), age_bands=protocol.groups.age_bands)
+        extra = task.outcomes(dataset.table, task.read_predictions(path, split[part]), protocol=protocol, split=split)
         extra_scored = score_outcomes(protocol, extra, seed=seed, attributes=())
         splits[label] = metrics_section(extra_scored)["overall"]
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    if Path(predictions).resolve() != (out_dir / "predictions.csv").resolve():
-        with atomic_write(out_dir / "predictions.csv", "wb") as handle, open(predictions, "rb") as source:
+    if Path(predictions).resolve() != (out_dir / task.predictions_file).resolve():
+        with atomic_write(out_dir / task.predictions_file, "wb") as handle, open(predictions, "rb") as source:
             shutil.copyfileobj(source, handle)
     with atomic_write(out_dir / "outcomes.csv", "w", encoding="utf-8", newline="") as handle:
         outcomes.to_csv(handle, index=False, float_format="%.6f")
@@ -133,7 +133,7 @@ def score_predictions_file(
         "splits": splits,
         "training": training or {},
         "reference": [r.model_dump() for r in protocol.reference],
-        "files": {"predictions": "predictions.csv", "outcomes": "outcomes.csv"},
+        "files": {"predictions": task.predictions_file, "outcomes": "outcomes.csv"},
     }
     write_json(out_dir / "results.json", results)
     return results

@@ -322,7 +322,7 @@ def _check_names(protocol: Protocol, where: str) -> None:
             f"{where}: key 'model.backbone': unknown backbone '{protocol.model.backbone}'"
             f"{did_you_mean(protocol.model.backbone, backbone_names())}."
         )
-    known_attributes = ("race", "gender", "age_band")
+    known_attributes = TASKS.get(protocol.task).group_attributes
     for i, attribute in enumerate(protocol.groups.attributes):
         if attribute not in known_attributes:
             raise UserInputError(

@@ -22,6 +22,8 @@ class AgeRegressionTask:
     """Age estimation: predictions are a CSV ``sample_id,age`` with one row per test image."""
 
     name: str = "age_regression"
+    predictions_file: str = "predictions.csv"
+    group_attributes: tuple[str, ...] = ("race", "gender", "age_band")
     prediction_columns: tuple[str, ...] = ("sample_id", "age")
     description: str = "CSV with header sample_id,age: one row per test image, age in years (any real number)"
 
@@ -74,7 +76,7 @@ class AgeRegressionTask:
         frame["age"] = ages.astype(float)
         return frame.set_index("sample_id").loc[list(expected_ids)].reset_index()
 
-    def outcomes(self, table: pd.DataFrame, predictions: pd.DataFrame, *, age_bands: tuple[int, ...]) -> pd.DataFrame:
+    def outcomes(self, table: pd.DataFrame, predictions: pd.DataFrame, *, protocol, split=None) -> pd.DataFrame:
         """Per-sample outcomes with the group columns: sample_id, y_true, y_pred, error, abs_error, race, gender, age_band."""
         labels = table.set_index("sample_id").loc[predictions["sample_id"]]
         y_true = labels["age"].to_numpy(dtype=float)
@@ -87,8 +89,106 @@ class AgeRegressionTask:
             "abs_error": np.abs(y_pred - y_true),
             "race": labels["race"].to_numpy(dtype=object),
             "gender": labels["gender"].to_numpy(dtype=object),
-            "age_band": age_band(y_true, age_bands).to_numpy(),
+            "age_band": age_band(y_true, protocol.groups.age_bands).to_numpy(),
         })
 
 
 AGE_REGRESSION = AgeRegressionTask()
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Validated embedding predictions: ids in the protocol's test order and a float32 (N, D) matrix."""
+
+    sample_ids: tuple[str, ...]
+    matrix: np.ndarray
+
+    def rows(self, ids) -> np.ndarray:
+        index = {sample_id: i for i, sample_id in enumerate(self.sample_ids)}
+        return self.matrix[[index[sample_id] for sample_id in ids]]
+
+
+#: Age-gap bins (years between a probe and its gallery mate): lower edges, the last open.
+AGE_GAP_EDGES: tuple[int, ...] = (0, 5, 10, 20)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaceIdentificationTask:
+    """Closed-set identification across age: one gallery and one probe image per test subject.
+
+    Predictions are an ``.npz`` with ``sample_id`` (N strings) and ``embedding`` (N × D floats) for every
+    gallery and probe image of the test split. Each probe is ranked against the gallery by cosine similarity
+    (:func:`facebench.metrics.identification.identification_hits`); its outcome is the rank of its mate, and
+    rank-k is the fraction of probes with rank ≤ k, disaggregated by the probe's race, gender, age band
+    and the probe-gallery age gap.
+    """
+
+    name: str = "face_identification"
+    predictions_file: str = "predictions.npz"
+    group_attributes: tuple[str, ...] = ("race", "gender", "age_band", "age_gap")
+    description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), gallery and probe images"
+
+    def write_predictions(self, path: Path, sample_ids, embeddings: np.ndarray) -> None:
+        from facebench.io import atomic_write
+
+        with atomic_write(path, "wb") as handle:
+            np.savez(handle, sample_id=np.asarray(list(sample_ids), dtype=str),
+                     embedding=np.asarray(embeddings, dtype=np.float32))
+
+    def read_predictions(self, path: str | Path, expected_ids: tuple[str, ...]) -> Embeddings:
+        path = Path(path)
+        if not path.is_file():
+            raise UserInputError(f"Predictions file {path} does not exist.")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+        except (OSError, ValueError) as exc:
+            raise UserInputError(f"{path}: not a readable .npz archive ({str(exc).splitlines()[0]}).") from None
+        if set(arrays) != {"sample_id", "embedding"}:
+            raise UserInputError(f"{path}: arrays are {', '.join(sorted(arrays)) or 'none'}; expected exactly sample_id and embedding.")
+        ids, matrix = arrays["sample_id"], arrays["embedding"]
+        if ids.ndim != 1 or matrix.ndim != 2 or len(ids) != len(matrix):
+            raise UserInputError(f"{path}: sample_id must be 1-D and embedding 2-D with one row per sample_id "
+                                 f"(got {ids.shape} and {matrix.shape}).")
+        if not np.issubdtype(matrix.dtype, np.number):
+            raise UserInputError(f"{path}: embedding has dtype {matrix.dtype}, not numbers.")
+        ids = ids.astype(str)
+        bad = ~np.isfinite(matrix).all(axis=1)
+        if bad.any():
+            raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ('{ids[bad][0]}') has a NaN or infinite value.")
+        unique, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise UserInputError(f"{path}: sample_id '{unique[counts > 1][0]}' appears {int(counts.max())} times.")
+        expected = set(expected_ids)
+        unknown = [i for i in ids if i not in expected]
+        if unknown:
+            raise UserInputError(f"{path}: sample_id '{unknown[0]}' is not in this protocol's test set.")
+        missing = [i for i in expected_ids if i not in set(ids)]
+        if missing:
+            raise UserInputError(f"{path}: {len(missing)} test images have no embedding, the first being '{missing[0]}'.")
+        order = {sample_id: i for i, sample_id in enumerate(ids)}
+        return Embeddings(tuple(expected_ids), matrix[[order[i] for i in expected_ids]].astype(np.float32))
+
+    def outcomes(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split) -> pd.DataFrame:
+        from facebench.metrics.identification import identification_hits
+
+        labels = table.set_index("sample_id")
+        probes, gallery = list(split["probe"]), list(split["gallery"])
+        ranks = identification_hits(predictions.rows(probes), predictions.rows(gallery),
+                                    labels.loc[probes, "subject_id"].to_numpy(dtype=str),
+                                    labels.loc[gallery, "subject_id"].to_numpy(dtype=str))
+        probe_age = labels.loc[probes, "age"].to_numpy(dtype=float)
+        mate_age = labels.loc[gallery].set_index("subject_id").loc[labels.loc[probes, "subject_id"], "age"].to_numpy(dtype=float)
+        return pd.DataFrame({
+            "sample_id": probes,
+            "y_true": labels.loc[probes, "subject_id"].to_numpy(dtype=str),
+            "y_pred": ranks.astype(float),
+            "rank": ranks,
+            "race": labels.loc[probes, "race"].to_numpy(dtype=object),
+            "gender": labels.loc[probes, "gender"].to_numpy(dtype=object),
+            "age_band": age_band(probe_age, protocol.groups.age_bands).to_numpy(),
+            "age_gap": age_band(np.abs(probe_age - mate_age), AGE_GAP_EDGES).to_numpy(),
+        })
+
+
+FACE_IDENTIFICATION = FaceIdentificationTask()

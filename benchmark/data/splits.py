@@ -30,7 +30,7 @@ class Split:
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
         for name, ids in self.parts.items():
-            if name == "target":  # target images are unlabelled copies of test images by design
+            if name in ("target", "gallery", "probe"):  # views of other parts: unlabelled target copies; test halves
                 continue
             for sample_id in ids:
                 if sample_id in seen:
@@ -100,4 +100,55 @@ def cross_ethnicity_split(
         },
         description=(f"train and validate on {source}; test on held-out {source} images and all other ethnicities"
                      + (f"; unlabelled target images: {target}" if target else "")),
+    )
+
+
+def largest_age_gap_split(
+    table: pd.DataFrame,
+    *,
+    seed: int,
+    n_test_subjects: int = 3000,
+    val_fraction: float = 0.05,
+) -> Split:
+    """The MORPH AIFR identification setting: per test subject the two images with the largest age gap.
+
+    Among subjects with at least two images, ``n_test_subjects`` are drawn with ``seed`` (all of them if
+    fewer exist). Each test subject's youngest image goes to ``gallery`` and its oldest to ``probe`` (ties
+    broken by sample id); their other images are unused. Every image of the remaining subjects is for
+    training, with a ``val_fraction`` of those subjects held out for validation.
+
+    >>> t = pd.DataFrame({"sample_id": [f"{s}_{a}.jpg" for s in "abcd" for a in (20, 30, 40)],
+    ...                   "subject_id": [s for s in "abcd" for _ in range(3)], "age": [20, 30, 40] * 4})
+    >>> s = largest_age_gap_split(t, seed=0, n_test_subjects=2, val_fraction=0.5)
+    >>> s.sizes()
+    {'train': 3, 'val': 3, 'gallery': 2, 'probe': 2, 'test': 4}
+    >>> sorted(a.split("_")[1] for a in s["probe"])
+    ['40.jpg', '40.jpg']
+    """
+    usable = table[table["subject_id"].notna() & table["age"].notna()]
+    counts = usable.groupby("subject_id")["sample_id"].count()
+    eligible = np.sort(counts[counts >= 2].index.to_numpy(dtype=str))
+    if len(eligible) < 2:
+        raise UserInputError("split: fewer than two subjects have two or more images; an age-gap split needs more.")
+    order = np.random.default_rng(seed).permutation(len(eligible))
+    test_subjects = set(eligible[order[: min(n_test_subjects, len(eligible) - 1)]])
+    in_test = usable["subject_id"].isin(test_subjects)
+    ranked = usable[in_test].sort_values(["subject_id", "age", "sample_id"])
+    gallery = ranked.groupby("subject_id")["sample_id"].first()
+    probe = ranked.groupby("subject_id")["sample_id"].last()
+    rest = np.sort(usable.loc[~in_test, "subject_id"].unique().astype(str))
+    rest = rest[np.random.default_rng([seed, 1]).permutation(len(rest))]
+    n_val = round(val_fraction * len(rest))
+    val_subjects = set(rest[:n_val])
+    train = usable.loc[~in_test & ~usable["subject_id"].isin(val_subjects), "sample_id"]
+    val = usable.loc[~in_test & usable["subject_id"].isin(val_subjects), "sample_id"]
+    return Split(
+        parts={
+            "train": tuple(sorted(train)),
+            "val": tuple(sorted(val)),
+            "gallery": tuple(gallery.sort_index()),
+            "probe": tuple(probe.sort_index()),
+        } | {"test": tuple(gallery.sort_index()) + tuple(probe.sort_index())},
+        description=(f"{len(test_subjects)} test subjects: youngest image in the gallery, oldest as the probe; "
+                     f"training on the other {len(rest)} subjects"),
     )
