@@ -53,7 +53,6 @@ def run_id(protocol: Protocol, baseline_name: str, params: dict, seed: int, data
 
 def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     """Run every baseline of ``protocol``; return the run directories (with results.json each)."""
-    from facebench.baselines.base import FitData
     from facebench.baselines.training import LoopConfig, resolve_device
 
     started_all = time.perf_counter()
@@ -87,11 +86,7 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
             continue
         console.print(f"[bold]{baseline_spec.display_name}[/] → {run_dir}")
         baseline = cls(protocol=protocol, params=params)
-        fit_data = FitData(
-            train_images=images("train"), train_ages=table.loc[list(split["train"]), "age"].to_numpy(dtype=np.float64),
-            val_images=images("val"), val_ages=table.loc[list(split["val"]), "age"].to_numpy(dtype=np.float64),
-            target_images=images("target") if "target" in split.parts else None,
-        )
+        fit_data = task.fit_data(table, split, images)
         t = protocol.training
         loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=options.seed, device=t.device, amp=t.amp,
                           channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule, checkpoint_dir=run_dir / "checkpoints",
@@ -105,16 +100,20 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
             anchors = sorted(rng.choice(np.array(split["target"]), size=cls.target_anchors, replace=False).tolist())
             baseline.set_anchors(image_store(dataset.root, anchors, size, cache_dir, progress=False, key=dataset.fingerprint()),
                                  table.loc[anchors, "age"].to_numpy(dtype=np.float64))
-        task.write_predictions(run_dir / "predictions.csv", split["test"], baseline.predict(images("test")))
-        task.write_predictions(run_dir / "predictions_val.csv", split["val"], baseline.predict(images("val")))
+        predictions = run_dir / task.predictions_file
+        task.write_predictions(predictions, split["test"], baseline.predict(images("test")))
+        extra_splits = {}
+        for label, part in task.extra_splits:  # e.g. the source validation MAE of seed 000's tables
+            extra_splits[label] = run_dir / f"predictions_{part}{predictions.suffix}"
+            task.write_predictions(extra_splits[label], split[part], baseline.predict(images(part)))
         score_predictions_file(
-            protocol=protocol, dataset=dataset, split=split, predictions=run_dir / "predictions.csv", out_dir=run_dir,
+            protocol=protocol, dataset=dataset, split=split, predictions=predictions, out_dir=run_dir,
             seed=options.seed, started=started, device=str(resolve_device(t.device)),
             baseline={"name": baseline_spec.name, "label": baseline_spec.display_name, "params": params.model_dump(mode="json"), "kind": "baseline",
                       "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json"),
                       "labelled_target_anchors": anchors},
             training={"epochs": history.epochs, "resumed_from_epoch": history.resumed_from_epoch},
-            extra_splits={"source_val": run_dir / "predictions_val.csv"},
+            extra_splits=extra_splits,
         )
         run_dirs.append(run_dir)
     console.print(f"done in {time.perf_counter() - started_all:.1f} s")

@@ -26,6 +26,19 @@ class AgeRegressionTask:
     group_attributes: tuple[str, ...] = ("race", "gender", "age_band")
     prediction_columns: tuple[str, ...] = ("sample_id", "age")
     description: str = "CSV with header sample_id,age: one row per test image, age in years (any real number)"
+    #: Splits scored overall besides the test split: (label in results.json, split part).
+    extra_splits: tuple[tuple[str, str], ...] = (("source_val", "val"),)
+
+    def fit_data(self, table: pd.DataFrame, split, images):
+        """What a baseline may train on: source images with ages, validation, unlabelled target images."""
+        from facebench.baselines.base import FitData
+
+        ages = table["age"]
+        return FitData(
+            train_images=images("train"), train_ages=ages.loc[list(split["train"])].to_numpy(dtype=np.float64),
+            val_images=images("val"), val_ages=ages.loc[list(split["val"])].to_numpy(dtype=np.float64),
+            target_images=images("target") if "target" in split.parts else None,
+        )
 
     def write_predictions(self, path: Path, sample_ids, ages: np.ndarray) -> None:
         from facebench.io import atomic_write
@@ -127,6 +140,21 @@ class FaceIdentificationTask:
     predictions_file: str = "predictions.npz"
     group_attributes: tuple[str, ...] = ("race", "gender", "age_band", "age_gap")
     description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), gallery and probe images"
+    extra_splits: tuple[tuple[str, str], ...] = ()
+
+    def fit_data(self, table: pd.DataFrame, split, images):
+        """Training images with identity codes (0..C-1) and ages; validation likewise (its own codes)."""
+        from facebench.baselines.face_recognition import FaceFitData
+
+        def codes(part: str) -> np.ndarray:
+            return pd.factorize(table.loc[list(split[part]), "subject_id"], sort=True)[0].astype(np.int64)
+
+        ages = table["age"]
+        return FaceFitData(
+            train_images=images("train"), train_ages=ages.loc[list(split["train"])].to_numpy(dtype=np.float64),
+            val_images=images("val"), val_ages=ages.loc[list(split["val"])].to_numpy(dtype=np.float64),
+            train_subjects=codes("train"), val_subjects=codes("val"),
+        )
 
     def write_predictions(self, path: Path, sample_ids, embeddings: np.ndarray) -> None:
         from facebench.io import atomic_write
