@@ -331,6 +331,10 @@ def _check_names(protocol: Protocol, where: str) -> None:
     for i, baseline in enumerate(protocol.baselines):
         key = f"baselines[{i}]"
         cls = BASELINES.get(baseline.name, where=f"{where}: key '{key}.name'")
+        task = TASKS.get(protocol.task)
+        if cls.task != task.baseline_kind:
+            raise UserInputError(f"{where}: key '{key}.name': baseline '{baseline.name}' is a {cls.task} method and "
+                                 f"cannot run task '{protocol.task}'.")
         try:
             cls.Params.model_validate(baseline.params)
         except ValidationError as exc:

@@ -22,6 +22,7 @@ class AgeRegressionTask:
     """Age estimation: predictions are a CSV ``sample_id,age`` with one row per test image."""
 
     name: str = "age_regression"
+    baseline_kind: str = "age_regression"  # baselines whose ``task`` is this can run the task
     predictions_file: str = "predictions.csv"
     group_attributes: tuple[str, ...] = ("race", "gender", "age_band")
     prediction_columns: tuple[str, ...] = ("sample_id", "age")
@@ -137,6 +138,7 @@ class FaceIdentificationTask:
     """
 
     name: str = "face_identification"
+    baseline_kind: str = "face_recognition"  # any embedder
     predictions_file: str = "predictions.npz"
     group_attributes: tuple[str, ...] = ("race", "gender", "age_band", "age_gap")
     description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), gallery and probe images"
