@@ -85,16 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="synthesise or verify datasets in their real on-disk formats")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_commands.add_parser("synth", help="write synthetic faces in a dataset's exact on-disk format")
-    synth.add_argument("dataset", choices=["utkface"])
-    synth.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to create (DIR/UTKFace/...)")
+    synth.add_argument("dataset", choices=["utkface", "morph", "cacd", "fgnet", "agedb"])
+    synth.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to create (DIR/UTKFace/... etc.)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--n", type=int, default=6000, help="number of images (default 6000)")
+    synth.add_argument("--n", type=int, default=6000,
+                       help="number of images for utkface, of people for the longitudinal datasets (default 6000)")
     synth.add_argument("--size", type=int, default=200, help="image side in pixels (default 200, as UTKFace)")
     synth.set_defaults(handler=_cmd_data_synth)
     verify = data_commands.add_parser("verify", help="parse a dataset copy strictly; print counts per group and rejects")
-    verify.add_argument("dataset", choices=["utkface"])
-    verify.add_argument("--root", type=Path, required=True, metavar="DIR", help="dataset root (the folder holding UTKFace/)")
-    verify.add_argument("--variant", default="aligned", help="aligned (UTKFace/), in_the_wild (part1-3/) or crop_part1")
+    verify.add_argument("dataset", choices=["utkface", "morph", "cacd", "fgnet", "agedb"])
+    verify.add_argument("--root", type=Path, required=True, metavar="DIR",
+                        help="dataset root (the folder holding UTKFace/, MORPH_nonCommercial/, CACD2000/, FGNET/ or AgeDB/)")
+    verify.add_argument("--variant", default=None,
+                        help="utkface: aligned (default), in_the_wild or crop_part1; morph: album2; cacd: metadata or names; "
+                             "fgnet and agedb: images")
     verify.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     verify.set_defaults(handler=_cmd_data_verify)
 
@@ -190,18 +194,25 @@ def _cmd_protocols_validate(args) -> int:
 
 
 def _cmd_data_synth(args) -> int:
-    from facebench.data.synth import SynthConfig, write_utkface
+    if args.dataset == "utkface":
+        from facebench.data.synth import SynthConfig, write_utkface
 
-    config = SynthConfig(n=args.n, seed=args.seed, image_size=args.size)
-    out = write_utkface(args.out, config, progress=True)
-    print(f"wrote {args.n} synthetic faces to {Path(out) / 'UTKFace'} (SYNTHETIC.json marks the folder)")
+        out = write_utkface(args.out, SynthConfig(n=args.n, seed=args.seed, image_size=args.size), progress=True)
+    else:
+        from facebench.data.synth import aifr
+
+        out = getattr(aifr, f"write_{args.dataset}")(args.out, n_people=args.n, seed=args.seed, image_size=args.size,
+                                                     progress=True)
+    print(f"wrote synthetic {args.dataset} ({args.n} {'images' if args.dataset == 'utkface' else 'people'}) to {out} "
+          "(SYNTHETIC.json marks the folder)")
     return 0
 
 
 def _cmd_data_verify(args) -> int:
-    from facebench.data.utkface import read_utkface, verify_summary
+    from facebench.registry import DATASETS
 
-    summary = verify_summary(read_utkface(args.root, variant=args.variant))
+    spec = DATASETS.get(args.dataset)
+    summary = spec.verify_summary(spec.read(args.root, variant=args.variant or spec.default_variant))
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -210,6 +221,8 @@ def _cmd_data_verify(args) -> int:
         print(f"  {attribute}: " + ", ".join(f"{group} {count}" for group, count in counts.items()))
     for reject in summary["rejected"]:
         print(f"  rejected {reject['sample_id']}: {reject['reason']}")
+    for conflict in summary.get("conflicts", []):
+        print(f"  conflict {conflict['sample_id']}: {conflict['reason']} (the CSV wins)")
     return 0
 
 

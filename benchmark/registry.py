@@ -110,6 +110,10 @@ TASKS: Registry = Registry("tasks")
 
 # Built-in entries, registered lazily so that importing the registry imports nothing heavy.
 DATASETS.register("utkface", "facebench.data.datasets:UTKFACE")
+DATASETS.register("morph", "facebench.data.datasets:MORPH")
+DATASETS.register("cacd", "facebench.data.datasets:CACD")
+DATASETS.register("fgnet", "facebench.data.datasets:FGNET")
+DATASETS.register("agedb", "facebench.data.datasets:AGEDB")
 SPLITS.register("cross_ethnicity", "facebench.data.splits:cross_ethnicity_split")
 SPLITS.register("largest_age_gap", "facebench.data.splits:largest_age_gap_split")
 BASELINES.register("source_only", "facebench.baselines.age_regression:SourceOnly")

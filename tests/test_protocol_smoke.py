@@ -43,8 +43,8 @@ def test_every_baseline_kind_runs_end_to_end(path: Path, label: str, cache: Path
     (results_path,) = tmp_path.glob("*/*/results.json")
     results = json.loads(results_path.read_text())
     assert results["baseline"]["label"] == label
-    mae = results["metrics"]["overall"]["mae"]
-    # Two epochs at 32 px only prove the path works: finite numbers with intervals, over the whole test set.
-    assert mae["value"] > 0 and mae["ci_low"] <= mae["value"] <= mae["ci_high"]
-    assert mae["n"] == results["data"]["split_sizes"]["test"]
+    primary = results["metrics"]["overall"][results["protocol"]["primary_metric"]]
+    # Two epochs at 32 px only prove the path works: finite numbers with intervals, over every scored sample.
+    assert primary["ci_low"] <= primary["value"] <= primary["ci_high"] and primary["n"] == results["data"]["n_samples"]
+    assert primary["n"] in (results["data"]["split_sizes"]["test"], results["data"]["split_sizes"].get("probe"))
     assert (tmp_path / path.stem / "report.html").is_file()

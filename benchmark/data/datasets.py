@@ -31,6 +31,13 @@ class DatasetSpec:
     read: Callable[..., ReadResult]                 # read(root, *, variant) -> ReadResult
     synthesize: Callable[..., Path]                 # synthesize(settings, cache_dir) -> dataset root
     how_to_get: str                                 # one paragraph for users with access to the real data
+    module: str                                     # facebench.data.<module> has read_<name> and verify_summary
+    default_variant: str
+
+    def verify_summary(self, result: ReadResult) -> dict:
+        import importlib
+
+        return importlib.import_module(f"facebench.data.{self.module}").verify_summary(result)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,10 +57,24 @@ class LoadedDataset:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_utkface(root: Path, *, variant: str = "aligned") -> ReadResult:
-    from facebench.data.utkface import read_utkface
+def _reader(module: str):
+    def read(root: Path, *, variant: str) -> ReadResult:
+        import importlib
 
-    return read_utkface(root, variant=variant)
+        return getattr(importlib.import_module(f"facebench.data.{module}"), f"read_{module}")(root, variant=variant)
+
+    return read
+
+
+def _synthesizer(settings_class: str, cached: str):
+    def synthesize(settings, cache_dir: Path) -> Path:
+        from facebench.data.synth import aifr
+
+        config = getattr(aifr, settings_class)(n_people=settings.n, seed=settings.seed, image_size=settings.image_size,
+                                               render_size=settings.render_size)
+        return getattr(aifr, cached)(config, cache_dir / "synth")
+
+    return synthesize
 
 
 def _synth_utkface(settings, cache_dir: Path) -> Path:
@@ -68,12 +89,47 @@ def _synth_utkface(settings, cache_dir: Path) -> Path:
 UTKFACE = DatasetSpec(
     name="utkface",
     title="UTKFace (aligned & cropped faces)",
-    read=_read_utkface,
+    read=_reader("utkface"),
     synthesize=_synth_utkface,
     how_to_get=(
         "UTKFace is distributed by its authors for non-commercial research (susanqq.github.io/UTKFace); "
         "download UTKFace.tar.gz, extract it so that DIR/UTKFace/*.jpg.chip.jpg exists, and pass --data-root DIR."
     ),
+    module="utkface",
+    default_variant="aligned",
+)
+
+
+MORPH = DatasetSpec(
+    name="morph",
+    title="MORPH Album 2 (non-commercial release)",
+    read=_reader("morph"),
+    synthesize=_synthesizer("MorphSettings", "synth_morph_cached"),
+    how_to_get=(
+        "MORPH Album 2 is licensed by UNCW (the non-commercial release, morph_2008_nonCommercial.csv + Album2/); "
+        "pass --data-root DIR where DIR/MORPH_nonCommercial/ holds the CSV and Album2/."
+    ),
+    module="morph",
+    default_variant="album2",
+)
+
+
+CACD = DatasetSpec(
+    name="cacd", title="Cross-Age Celebrity Dataset (CACD2000, CACD-VS)", module="cacd", default_variant="metadata",
+    read=_reader("cacd"), synthesize=_synthesizer("CacdSettings", "synth_cacd_cached"),
+    how_to_get="Download CACD2000.tar.gz and celebrity2000_meta.mat (or celebrity2000.mat) from the CACD page; "
+               "pass --data-root DIR where DIR/CACD2000/ holds the images and DIR the .mat file.",
+)
+FGNET = DatasetSpec(
+    name="fgnet", title="FG-NET aging database", module="fgnet", default_variant="images",
+    read=_reader("fgnet"), synthesize=_synthesizer("FgnetSettings", "synth_fgnet_cached"),
+    how_to_get="Obtain FG-NET (1,002 images of 82 subjects); pass --data-root DIR where DIR/FGNET/images/ holds 001A02.JPG etc.",
+)
+AGEDB = DatasetSpec(
+    name="agedb", title="AgeDB", module="agedb", default_variant="images",
+    read=_reader("agedb"), synthesize=_synthesizer("AgedbSettings", "synth_agedb_cached"),
+    how_to_get="AgeDB is released by its authors on request; pass --data-root DIR where DIR/AgeDB/ holds "
+               "0_MariaCallas_35_f.jpg-style files (insightface's agedb_30.bin may sit beside it).",
 )
 
 
@@ -90,6 +146,7 @@ def load_dataset(spec: DatasetSpec, *, variant: str, synthetic_settings, data_ro
     else:
         root = Path(data_root)
     result = spec.read(root, variant=variant)
+    root = Path(getattr(result, "root", root))  # readers resolve a root given one level too deep
     return LoadedDataset(
         name=spec.name, root=root, table=result.table, rejected=result.rejected, synthetic=is_synthetic_root(root)
     )

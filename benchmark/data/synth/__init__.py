@@ -43,3 +43,42 @@ __all__ = [
     "utkface_file_names",
     "write_utkface",
 ]
+
+# Longitudinal people (the same person at several ages) and the AIFR dataset writers.
+from facebench.data.synth.aifr import (  # noqa: E402
+    AgedbSettings,
+    CacdSettings,
+    FgnetSettings,
+    MorphSettings,
+    synth_agedb_cached,
+    synth_cacd_cached,
+    synth_fgnet_cached,
+    synth_morph_cached,
+    write_agedb,
+    write_cacd,
+    write_fgnet,
+    write_morph,
+)
+from facebench.data.synth.longitudinal import (  # noqa: E402
+    LONGITUDINAL_VERSION,
+    LongitudinalConfig,
+    sample_longitudinal_population,
+)
+
+__all__ += [
+    "LONGITUDINAL_VERSION",
+    "AgedbSettings",
+    "CacdSettings",
+    "FgnetSettings",
+    "LongitudinalConfig",
+    "MorphSettings",
+    "sample_longitudinal_population",
+    "synth_agedb_cached",
+    "synth_cacd_cached",
+    "synth_fgnet_cached",
+    "synth_morph_cached",
+    "write_agedb",
+    "write_cacd",
+    "write_fgnet",
+    "write_morph",
+]

@@ -1,0 +1,383 @@
+"""Strict readers for AgeDB: the image folder, and insightface's ``agedb_30.bin`` pair pack (notes A6).
+
+Layout of the dataset root (the folder that *contains* ``AgeDB/``)::
+
+    AgeDB/0_MariaCallas_35_f.jpg       flat folder, {imgnum}_{Name}_{age}_{gender}.jpg, gender m / f
+
+Names are matched with ``^(\\d+)_(.+)_(\\d+)_([mf])\\.jpg$``, case-insensitively (as other loaders do).
+``subject_id`` is the name as written (``MariaCallas``); ``image_num`` and ``name`` are kept; the gender code
+is kept as written in ``gender_code`` (``m``/``f``) and mapped to ``male``/``female``. AgeDB has no race
+label: ``race`` and ``race_code`` are all missing.
+
+``agedb_30.bin`` (also ``lfw.bin``, ``cfp_fp.bin``, ``calfw.bin``... of insightface's ``faces_*_112x112``
+packs) is a pickled pair ``(bins, issame_list)`` written by Python 2: ``bins[2k]`` and ``bins[2k+1]`` are the
+encoded JPEGs of pair ``k``. Python 2 ``str`` items are pickled with the ``SHORT_BINSTRING``/``BINSTRING``
+opcodes, which Python 3 decodes as ASCII text by default, so a plain ``pickle.load`` raises
+``UnicodeDecodeError`` on JPEG bytes; insightface then retries with ``encoding='bytes'``, and so does
+:func:`read_agedb_bin`. :func:`write_agedb_bin` writes such a Python-2 protocol-2 pickle opcode by opcode,
+so tests and the synthetic writer produce a file that behaves exactly like the real one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from facebench.data.table import GENDERS, ReadResult, Reject, age_band, age_band_names, check_face_table
+from facebench.data.utkface import AGE_BAND_EDGES
+from facebench.errors import UserInputError, did_you_mean
+from facebench.io import atomic_write
+
+FOLDER = "AgeDB"
+VARIANTS: tuple[str, ...] = ("images",)
+MAX_AGE = 130
+
+#: The name pattern others use, case-insensitive, ASCII digits; match with ``fullmatch``.
+AGEDB_NAME = re.compile(r"([0-9]+)_(.+)_([0-9]+)_([mf])\.jpg", re.ASCII | re.IGNORECASE)
+
+#: AgeDB gender codes (lower-cased) onto the FaceTable vocabulary.
+GENDER_CODES: dict[str, str] = {"m": "male", "f": "female"}
+
+#: FaceTable columns of an AgeDB read, in order.
+COLUMNS: tuple[str, ...] = (
+    "sample_id", "subject_id", "age", "gender", "race", "race_code", "gender_code", "image_num", "name",
+)
+
+_EXAMPLE = "0_MariaCallas_35_f.jpg"
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The image folder
+
+
+@dataclass(frozen=True)
+class AgeDBName:
+    """The labels in one valid AgeDB file name (codes as written)."""
+
+    image_num: int
+    name: str
+    age: int
+    gender_code: str
+
+
+def parse_agedb_name(file_name: str) -> AgeDBName | str:
+    """Parse ``{imgnum}_{Name}_{age}_{m|f}.jpg``: an :class:`AgeDBName`, or the reason it is rejected.
+
+    >>> parse_agedb_name("0_MariaCallas_35_f.jpg")
+    AgeDBName(image_num=0, name='MariaCallas', age=35, gender_code='f')
+    >>> parse_agedb_name("3_MariaCallas_35_x.jpg")
+    "gender code 'x' not m/f"
+    """
+    match = AGEDB_NAME.fullmatch(file_name)
+    if match is not None:
+        image_num, name, age, gender_code = match.groups()
+        if "__" in f"_{name}_" or any(ch.isspace() for ch in name):
+            return "empty field or space in the name"
+        if int(age) > MAX_AGE:
+            return f"age {int(age)} above {MAX_AGE}"
+        return AgeDBName(int(image_num), name, int(age), gender_code)
+    if not file_name.lower().endswith(".jpg"):
+        return "not an AgeDB image name: does not end in '.jpg'"
+    tokens = file_name[: -len(".jpg")].split("_")
+    if len(tokens) < 4:
+        return f"{len(tokens)} field{'s' if len(tokens) != 1 else ''} instead of 4: expected {{imgnum}}_{{Name}}_{{age}}_{{m|f}}.jpg"
+    problems = []
+    if _DIGITS.fullmatch(tokens[0]) is None:
+        problems.append(f"image number '{tokens[0]}' not a whole number")
+    if _DIGITS.fullmatch(tokens[-2]) is None:
+        problems.append(f"age '{tokens[-2]}' not a whole number")
+    if tokens[-1].lower() not in GENDER_CODES:
+        problems.append(f"gender code '{tokens[-1]}' not m/f")
+    if any(token == "" for token in tokens[1:-2]):
+        problems.append("empty name field")
+    return "; ".join(problems) if problems else "does not match the AgeDB name pattern"
+
+
+@dataclass(frozen=True)
+class AgeDBReadResult(ReadResult):
+    """A :class:`ReadResult` plus where it was read."""
+
+    root: str
+    variant: str
+
+
+def _resolve_base(root: Path) -> Path:
+    """The dataset root: ``root``, or its parent when ``root`` is ``AgeDB/`` itself."""
+    if not root.exists():
+        raise UserInputError(f"AgeDB root {root} does not exist.")
+    if not root.is_dir():
+        raise UserInputError(f"AgeDB root {root} is not a folder.")
+    if (root / FOLDER).is_dir():
+        return root
+    absolute = Path(os.path.abspath(root))
+    if absolute.name == FOLDER:
+        return root.parent if root.name == FOLDER else absolute.parent
+    try:
+        subfolders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    except OSError as error:
+        raise UserInputError(f"Cannot list AgeDB root {root}: {error.strerror or error}.") from None
+    same = [name for name in subfolders if name.lower() == FOLDER.lower()]
+    hint = f" (did you mean '{same[0]}'?)" if same else did_you_mean(FOLDER, subfolders)
+    raise UserInputError(
+        f"AgeDB root {root} has no {FOLDER}/ folder{hint}; point it at the folder that contains {FOLDER}/ "
+        f"(or at {FOLDER}/ itself)."
+    )
+
+
+def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBReadResult:
+    """Read AgeDB labels from the names in ``AgeDB/``; reject malformed names with a reason.
+
+    ``sample_id`` is ``AgeDB/<name>``. Rows are sorted by ``sample_id``. Hidden files and subfolders are
+    skipped; images are not opened.
+    """
+    if variant not in VARIANTS:
+        raise UserInputError(
+            f"Unknown AgeDB variant '{variant}'{did_you_mean(variant, VARIANTS)}; choose one of {', '.join(VARIANTS)}."
+        )
+    base = _resolve_base(Path(root))
+    directory = base / FOLDER
+    try:
+        with os.scandir(directory) as entries:
+            names = sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
+    except OSError as error:
+        raise UserInputError(f"Cannot list AgeDB folder {directory}: {error.strerror or error}.") from None
+    rows: list[tuple[str, AgeDBName]] = []
+    rejected: list[Reject] = []
+    for name in names:
+        parsed = parse_agedb_name(name)
+        if isinstance(parsed, str):
+            rejected.append(Reject(f"{FOLDER}/{name}", parsed))
+        else:
+            rows.append((f"{FOLDER}/{name}", parsed))
+    if not rows:
+        if not names:
+            raise UserInputError(f"No AgeDB images under {directory}: expected files named like {_EXAMPLE}.")
+        raise UserInputError(
+            f"No valid AgeDB images under {directory}: all {len(names)} files were rejected, "
+            f"e.g. {rejected[0].sample_id} ({rejected[0].reason}); expected files named like {_EXAMPLE}."
+        )
+    text = pd.StringDtype()
+    n = len(rows)
+    table = pd.DataFrame(
+        {
+            "sample_id": pd.array([s for s, _ in rows], dtype=text),
+            "subject_id": pd.array([p.name for _, p in rows], dtype=text),
+            "age": np.asarray([p.age for _, p in rows], dtype=np.int64),
+            "gender": pd.array([GENDER_CODES[p.gender_code.lower()] for _, p in rows], dtype=text),
+            "race": pd.array([pd.NA] * n, dtype=text),
+            "race_code": pd.array([pd.NA] * n, dtype=text),
+            "gender_code": pd.array([p.gender_code for _, p in rows], dtype=text),
+            "image_num": np.asarray([p.image_num for _, p in rows], dtype=np.int64),
+            "name": pd.array([p.name for _, p in rows], dtype=text),
+        },
+        columns=list(COLUMNS),
+    )
+    check_face_table(table)
+    return AgeDBReadResult(table=table, rejected=tuple(rejected), root=str(base), variant=variant)
+
+
+def verify_summary(result: AgeDBReadResult) -> dict[str, Any]:
+    """JSON-ready summary of a read: sizes, every rejected file with its reason, and group counts."""
+    table = result.table
+    bands = age_band(table["age"], AGE_BAND_EDGES)
+    return {
+        "dataset": "agedb",
+        "root": result.root,
+        "variant": result.variant,
+        "n_samples": int(len(table)),
+        "n_subjects": int(table["subject_id"].nunique()),
+        "n_rejected": len(result.rejected),
+        "rejected": [{"sample_id": r.sample_id, "reason": r.reason} for r in result.rejected],
+        "groups": {
+            "gender": {g: int((table["gender"] == g).sum()) for g in GENDERS},
+            "age_band": {label: int((bands == label).sum()) for label in age_band_names(AGE_BAND_EDGES)},
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# insightface .bin pair packs
+
+
+class _PackUnpickler(pickle.Unpickler):
+    """Loads only what a verification pack holds: lists, tuples, bytes, bools and plain numpy arrays.
+
+    Any other global (a pickle can name any callable) is refused, so a hostile file cannot run code.
+    """
+
+    _ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2 (a pure function)
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a verification pack")
+        if module.startswith("numpy.core"):  # Python 2 / numpy 1 names; numpy 2 keeps them as a shim
+            module = "numpy._core" + module[len("numpy.core"):]
+        return super().find_class(module, name)
+
+
+def _load_pack(data: bytes) -> Any:
+    try:
+        return _PackUnpickler(io.BytesIO(data)).load()
+    except UnicodeDecodeError:  # a Python 2 pickle of str: insightface's exact fallback
+        return _PackUnpickler(io.BytesIO(data), encoding="bytes").load()
+
+
+def read_agedb_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
+    """Read an insightface verification pack (``agedb_30.bin``): ``(images, issame)``.
+
+    ``images`` are the encoded images (JPEG bytes, not decoded); pair ``k`` is ``(images[2k], images[2k+1])``
+    and ``issame[k]`` (bool) says whether it is a genuine pair. Loads like insightface (plain load, then
+    ``encoding='bytes'`` on ``UnicodeDecodeError``) but through a restricted unpickler that refuses any
+    global other than numpy's array reconstruction. Raises :class:`UserInputError` (one sentence naming the
+    file) when it is missing, not such a pickle, or does not hold two images per pair.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"Verification pack {path} does not exist.")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UserInputError(f"Cannot read verification pack {path}: {error.strerror or error}.") from None
+    try:
+        loaded = _load_pack(data)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
+            IndexError, KeyError, UnicodeDecodeError, OverflowError, struct.error) as error:
+        raise UserInputError(f"Verification pack {path} is not an insightface .bin pickle ({error}).") from None
+    if not (isinstance(loaded, (tuple, list)) and len(loaded) == 2):
+        raise UserInputError(f"Verification pack {path} does not hold a (bins, issame_list) pair.")
+    bins, issame_list = loaded
+    if not isinstance(bins, (list, tuple)):
+        raise UserInputError(f"Verification pack {path} holds {type(bins).__name__} bins instead of a list of images.")
+    images: list[bytes] = []
+    for i, item in enumerate(bins):
+        if isinstance(item, (bytes, bytearray)):
+            images.append(bytes(item))
+        elif isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim == 1:
+            images.append(item.tobytes())
+        else:
+            raise UserInputError(
+                f"Verification pack {path} holds a {type(item).__name__} as image {i} instead of encoded image bytes."
+            )
+    issame = _issame_array(issame_list, path)
+    if len(images) != 2 * len(issame):
+        raise UserInputError(
+            f"Verification pack {path} has {len(images)} images for {len(issame)} pairs; it needs exactly two per pair."
+        )
+    return images, issame
+
+
+def _issame_array(values: Any, path: Path) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        if values.dtype != np.bool_ or values.ndim != 1:
+            raise UserInputError(f"Verification pack {path} holds an issame array of {values.dtype} instead of bool.")
+        return values.astype(bool)
+    if not isinstance(values, (list, tuple)):
+        raise UserInputError(f"Verification pack {path} holds {type(values).__name__} issame labels instead of a list.")
+    for i, value in enumerate(values):
+        if not isinstance(value, (bool, np.bool_)):
+            raise UserInputError(f"Verification pack {path} holds a {type(value).__name__} as issame label {i} instead of a bool.")
+    return np.asarray(values, dtype=bool).reshape(len(values))
+
+
+# Pickle opcodes of a Python 2 ``pickle.dump(obj, f, protocol=2)``.
+_PROTO, _STOP = b"\x80", b"."
+_EMPTY_LIST, _MARK, _APPEND, _APPENDS, _TUPLE2 = b"]", b"(", b"a", b"e", b"\x86"
+_SHORT_BINSTRING, _BINSTRING = b"U", b"T"
+_NEWTRUE, _NEWFALSE = b"\x88", b"\x89"
+_BINPUT, _LONG_BINPUT = b"q", b"r"
+_BATCHSIZE = 1000  # Python 2's pickle appends list items in batches of 1000
+
+
+class _Py2Pickler:
+    """Emits the bytes Python 2's ``pickle.dumps(obj, 2)`` writes for lists of ``str`` and ``bool``."""
+
+    def __init__(self) -> None:
+        self.out = io.BytesIO()
+        self.memo = 0
+
+    def memoize(self) -> None:
+        index = self.memo
+        self.out.write(_BINPUT + bytes([index]) if index < 256 else _LONG_BINPUT + struct.pack("<I", index))
+        self.memo += 1
+
+    def string(self, data: bytes) -> None:  # a Python 2 str
+        n = len(data)
+        self.out.write(_SHORT_BINSTRING + bytes([n]) if n < 256 else _BINSTRING + struct.pack("<i", n))
+        self.out.write(data)
+        self.memoize()
+
+    def boolean(self, value: bool) -> None:
+        self.out.write(_NEWTRUE if value else _NEWFALSE)
+
+    def list(self, items: Sequence[Any], save_item: Any) -> None:
+        self.out.write(_EMPTY_LIST)
+        self.memoize()
+        for start in range(0, len(items), _BATCHSIZE):
+            batch = items[start:start + _BATCHSIZE]
+            if len(batch) > 1:
+                self.out.write(_MARK)
+                for item in batch:
+                    save_item(item)
+                self.out.write(_APPENDS)
+            else:
+                save_item(batch[0])
+                self.out.write(_APPEND)
+
+
+def agedb_bin_bytes(images: Sequence[bytes], issame: Iterable[bool] | np.ndarray) -> bytes:
+    """The bytes of a Python-2 protocol-2 pickle of ``(list of str images, list of bool)``.
+
+    >>> data = agedb_bin_bytes([b"\\xff\\xd8a", b"\\xff\\xd8b"], [True])
+    >>> data[:2], data[-3:]
+    (b'\\x80\\x02', b'q\\x04.')
+    >>> pickle.loads(data, encoding="bytes")
+    ([b'\\xff\\xd8a', b'\\xff\\xd8b'], [True])
+    """
+    labels = [bool(v) for v in np.asarray(list(issame) if not isinstance(issame, np.ndarray) else issame).ravel()]
+    blobs = []
+    for i, image in enumerate(images):
+        if not isinstance(image, (bytes, bytearray, memoryview)):
+            raise TypeError(f"image {i} is a {type(image).__name__}, not bytes")
+        blobs.append(bytes(image))
+    if len(blobs) != 2 * len(labels):
+        raise ValueError(f"{len(blobs)} images for {len(labels)} pairs: a pack needs exactly two images per pair")
+    pickler = _Py2Pickler()
+    pickler.out.write(_PROTO + b"\x02")
+    pickler.list(blobs, pickler.string)
+    pickler.list(labels, pickler.boolean)
+    pickler.out.write(_TUPLE2)
+    pickler.memoize()
+    pickler.out.write(_STOP)
+    return pickler.out.getvalue()
+
+
+def write_agedb_bin(path: str | os.PathLike, images: Sequence[bytes], issame: Iterable[bool] | np.ndarray) -> Path:
+    """Write an insightface verification pack exactly as Python 2 pickled the real ``agedb_30.bin``.
+
+    ``images[2k]``, ``images[2k+1]`` are pair ``k`` (encoded JPEG bytes); ``issame[k]`` its label. The file
+    is a protocol-2 pickle with ``SHORT_BINSTRING``/``BINSTRING`` items, so a plain Python 3
+    ``pickle.load`` raises ``UnicodeDecodeError`` on it and ``pickle.load(f, encoding='bytes')`` returns
+    ``bytes`` (see the module docstring). Written atomically; returns ``path``.
+    """
+    data = agedb_bin_bytes(images, issame)
+    path = Path(path)
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+    return path
