@@ -33,7 +33,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facebench.data.table import GENDERS, ReadResult, Reject, age_band, age_band_names, check_face_table
+from facebench.data.table import (
+    GENDERS,
+    ReadResult,
+    Reject,
+    age_band,
+    age_band_names,
+    check_face_table,
+    read_summary,
+    resolve_dataset_root,
+    vocabulary_counts,
+)
 from facebench.data.utkface import AGE_BAND_EDGES
 from facebench.errors import UserInputError, did_you_mean
 from facebench.io import atomic_write
@@ -112,29 +122,6 @@ class AgeDBReadResult(ReadResult):
     variant: str
 
 
-def _resolve_base(root: Path) -> Path:
-    """The dataset root: ``root``, or its parent when ``root`` is ``AgeDB/`` itself."""
-    if not root.exists():
-        raise UserInputError(f"AgeDB root {root} does not exist.")
-    if not root.is_dir():
-        raise UserInputError(f"AgeDB root {root} is not a folder.")
-    if (root / FOLDER).is_dir():
-        return root
-    absolute = Path(os.path.abspath(root))
-    if absolute.name == FOLDER:
-        return root.parent if root.name == FOLDER else absolute.parent
-    try:
-        subfolders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-    except OSError as error:
-        raise UserInputError(f"Cannot list AgeDB root {root}: {error.strerror or error}.") from None
-    same = [name for name in subfolders if name.lower() == FOLDER.lower()]
-    hint = f" (did you mean '{same[0]}'?)" if same else did_you_mean(FOLDER, subfolders)
-    raise UserInputError(
-        f"AgeDB root {root} has no {FOLDER}/ folder{hint}; point it at the folder that contains {FOLDER}/ "
-        f"(or at {FOLDER}/ itself)."
-    )
-
-
 def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBReadResult:
     """Read AgeDB labels from the names in ``AgeDB/``; reject malformed names with a reason.
 
@@ -145,7 +132,7 @@ def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBRead
         raise UserInputError(
             f"Unknown AgeDB variant '{variant}'{did_you_mean(variant, VARIANTS)}; choose one of {', '.join(VARIANTS)}."
         )
-    base = _resolve_base(Path(root))
+    base = resolve_dataset_root(root, FOLDER, title="AgeDB")
     directory = base / FOLDER
     try:
         with os.scandir(directory) as entries:
@@ -190,20 +177,10 @@ def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBRead
 def verify_summary(result: AgeDBReadResult) -> dict[str, Any]:
     """JSON-ready summary of a read: sizes, every rejected file with its reason, and group counts."""
     table = result.table
-    bands = age_band(table["age"], AGE_BAND_EDGES)
-    return {
-        "dataset": "agedb",
-        "root": result.root,
-        "variant": result.variant,
-        "n_samples": int(len(table)),
-        "n_subjects": int(table["subject_id"].nunique()),
-        "n_rejected": len(result.rejected),
-        "rejected": [{"sample_id": r.sample_id, "reason": r.reason} for r in result.rejected],
-        "groups": {
-            "gender": {g: int((table["gender"] == g).sum()) for g in GENDERS},
-            "age_band": {label: int((bands == label).sum()) for label in age_band_names(AGE_BAND_EDGES)},
-        },
-    }
+    return read_summary("agedb", result, root=result.root, variant=result.variant, groups={
+        "gender": vocabulary_counts(table["gender"], GENDERS),
+        "age_band": vocabulary_counts(age_band(table["age"], AGE_BAND_EDGES), age_band_names(AGE_BAND_EDGES)),
+    })
 
 
 # ---------------------------------------------------------------------------------------------------------

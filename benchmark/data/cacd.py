@@ -34,7 +34,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facebench.data.table import ReadResult, Reject, age_band, age_band_names, check_face_table
+from facebench.data.table import (
+    ReadResult,
+    Reject,
+    age_band,
+    age_band_names,
+    check_face_table,
+    read_summary,
+    resolve_dataset_root,
+)
 from facebench.data.utkface import AGE_BAND_EDGES
 from facebench.errors import UserInputError, did_you_mean
 
@@ -238,32 +246,6 @@ def _check_variant(variant: str) -> None:
         )
 
 
-def _resolve_base(root: Path, folder: str, *, title: str, also: Sequence[str] = ()) -> Path:
-    """The dataset root: ``root``, or its parent when ``root`` is ``folder`` itself.
-
-    ``also``: files that make ``root`` a dataset root even without ``folder`` (the metadata).
-    """
-    if not root.exists():
-        raise UserInputError(f"{title} root {root} does not exist.")
-    if not root.is_dir():
-        raise UserInputError(f"{title} root {root} is not a folder.")
-    if (root / folder).is_dir() or any((root / name).is_file() for name in also):
-        return root
-    absolute = Path(os.path.abspath(root))
-    if absolute.name == folder:
-        return root.parent if root.name == folder else absolute.parent
-    try:
-        subfolders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-    except OSError as error:
-        raise UserInputError(f"Cannot list {title} root {root}: {error.strerror or error}.") from None
-    same = [name for name in subfolders if name.lower() == folder.lower()]
-    hint = f" (did you mean '{same[0]}'?)" if same else did_you_mean(folder, subfolders)
-    raise UserInputError(
-        f"{title} root {root} has no {folder}/ folder{hint}; point it at the folder that contains {folder}/ "
-        f"(or at {folder}/ itself)."
-    )
-
-
 def _list_folder(base: Path, folder: str, *, title: str) -> list[str]:
     """Sorted ``folder/name`` of every non-hidden file directly in ``base/folder``."""
     directory = base / folder
@@ -297,7 +279,7 @@ def read_cacd(
     """
     _check_variant(variant)
     root = Path(root)
-    base = _resolve_base(root, FOLDER, title="CACD", also=METADATA_FILES if variant == "metadata" else ())
+    base = resolve_dataset_root(root, FOLDER, title="CACD", also=METADATA_FILES if variant == "metadata" else ())
     if variant == "names":
         meta_path = None
         rows, rejected = _read_names(base)
@@ -451,7 +433,7 @@ def read_cacd_vs(root: str | os.PathLike, *, require_complete: bool = True) -> C
     ``require_complete`` (default) all 4,000 pairs must be present, since the 10-fold protocol needs every
     fold whole. ``root`` is the folder that contains ``CACD_VS/`` or ``CACD_VS/`` itself.
     """
-    base = _resolve_base(Path(root), VS_FOLDER, title="CACD-VS")
+    base = resolve_dataset_root(Path(root), VS_FOLDER, title="CACD-VS")
     halves: dict[int, set[str]] = {}
     rejected: list[Reject] = []
     for sample_id in _list_folder(base, VS_FOLDER, title="CACD-VS"):
@@ -507,14 +489,4 @@ def verify_summary(result: CACDReadResult) -> dict[str, Any]:
     }
     if result.variant == "metadata":
         groups["year"] = {str(y): int(n) for y, n in sorted(Counter(table["year"].dropna().tolist()).items())}
-    return {
-        "dataset": "cacd",
-        "root": result.root,
-        "variant": result.variant,
-        "metadata": result.metadata,
-        "n_samples": int(len(table)),
-        "n_subjects": int(table["subject_id"].nunique()),
-        "n_rejected": len(result.rejected),
-        "rejected": [{"sample_id": r.sample_id, "reason": r.reason} for r in result.rejected],
-        "groups": groups,
-    }
+    return read_summary("cacd", result, root=result.root, variant=result.variant, groups=groups, metadata=result.metadata)

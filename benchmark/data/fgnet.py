@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facebench.data.table import ReadResult, Reject, age_band, age_band_names, check_face_table
+from facebench.data.table import (
+    ReadResult,
+    Reject,
+    age_band,
+    age_band_names,
+    check_face_table,
+    read_summary,
+    vocabulary_counts,
+)
 from facebench.errors import UserInputError, did_you_mean
 
 FOLDER = "FGNET"
@@ -173,15 +181,6 @@ def read_fgnet(root: str | os.PathLike, *, variant: str = "images") -> FGNETRead
 
 def verify_summary(result: FGNETReadResult) -> dict[str, Any]:
     """JSON-ready summary of a read: sizes, every rejected file with its reason, and age-band counts."""
-    table = result.table
-    bands = age_band(table["age"], AGE_BAND_EDGES)
-    return {
-        "dataset": "fgnet",
-        "root": result.root,
-        "variant": result.variant,
-        "n_samples": int(len(table)),
-        "n_subjects": int(table["subject_id"].nunique()),
-        "n_rejected": len(result.rejected),
-        "rejected": [{"sample_id": r.sample_id, "reason": r.reason} for r in result.rejected],
-        "groups": {"age_band": {label: int((bands == label).sum()) for label in age_band_names(AGE_BAND_EDGES)}},
-    }
+    bands = age_band(result.table["age"], AGE_BAND_EDGES)
+    return read_summary("fgnet", result, root=result.root, variant=result.variant,
+                        groups={"age_band": vocabulary_counts(bands, age_band_names(AGE_BAND_EDGES))})

@@ -39,7 +39,6 @@ import csv
 import datetime as dt
 import os
 import re
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +55,9 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    read_summary,
+    resolve_dataset_root,
+    vocabulary_counts,
 )
 from facebench.data.utkface import AGE_BAND_EDGES
 from facebench.errors import UserInputError, did_you_mean
@@ -253,30 +255,13 @@ def parse_morph_row(fields: list[str]) -> MorphRow | str:
 
 def _resolve_base(root: Path) -> Path:
     """The dataset root: ``root`` itself, or its parent when ``root`` is ``MORPH_nonCommercial/``."""
-    if not root.exists():
-        raise UserInputError(f"MORPH root {root} does not exist.")
-    if not root.is_dir():
-        raise UserInputError(f"MORPH root {root} is not a folder.")
-    if (root / FOLDER).is_dir():
-        return root
-    absolute = Path(os.path.abspath(root))
-    if absolute.name == FOLDER:
-        return root.parent if root.name == FOLDER else absolute.parent
-    if (root / CSV_NAME).is_file():
+    if (root.is_dir() and not (root / FOLDER).is_dir() and Path(os.path.abspath(root)).name != FOLDER
+            and (root / CSV_NAME).is_file()):
         raise UserInputError(
             f"MORPH root {root} holds {CSV_NAME} but is not named {FOLDER}/; rename it so that image paths "
             f"({FOLDER}/Album2/...) match the release."
         )
-    try:
-        subfolders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-    except OSError as error:
-        raise UserInputError(f"Cannot list MORPH root {root}: {error.strerror or error}.") from None
-    same = [name for name in subfolders if name.lower() == FOLDER.lower()]
-    hint = f" (did you mean '{same[0]}'?)" if same else did_you_mean(FOLDER, subfolders)
-    raise UserInputError(
-        f"MORPH root {root} has no {FOLDER}/ folder{hint}; point it at the folder that contains {FOLDER}/ "
-        f"(or at {FOLDER}/ itself)."
-    )
+    return resolve_dataset_root(root, FOLDER, title="MORPH")
 
 
 def _read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
@@ -407,33 +392,13 @@ def _table(rows: list[MorphRow]) -> pd.DataFrame:
 # Summary
 
 
-def _counts(values: pd.Series, vocabulary: Iterable[str]) -> dict[str, int]:
-    present = Counter("missing" if pd.isna(v) else str(v) for v in values)
-    counts = {v: present.pop(v, 0) for v in vocabulary}
-    missing = present.pop("missing", 0)
-    counts.update(sorted(present.items()))
-    if missing:
-        counts["missing"] = missing
-    return counts
-
-
 def verify_summary(result: MorphReadResult) -> dict[str, Any]:
     """JSON-ready summary of a read: sizes, every rejected row and name conflict, and group counts."""
     table = result.table
-    return {
-        "dataset": "morph",
-        "root": result.root,
-        "variant": result.variant,
-        "n_samples": int(len(table)),
-        "n_subjects": int(table["subject_id"].nunique()),
-        "n_rejected": len(result.rejected),
-        "rejected": [{"sample_id": r.sample_id, "reason": r.reason} for r in result.rejected],
-        "n_conflicts": len(result.conflicts),
-        "conflicts": [{"sample_id": c.sample_id, "reason": c.reason} for c in result.conflicts],
-        "groups": {
-            "race": _counts(table["race"], RACES),
-            "race_detail": _counts(table["race_detail"], RACE_DETAIL.values()),
-            "gender": _counts(table["gender"], GENDERS),
-            "age_band": _counts(age_band(table["age"], AGE_BAND_EDGES), age_band_names(AGE_BAND_EDGES)),
-        },
-    }
+    return read_summary("morph", result, root=result.root, variant=result.variant, groups={
+        "race": vocabulary_counts(table["race"], RACES),
+        "race_detail": vocabulary_counts(table["race_detail"], RACE_DETAIL.values()),
+        "gender": vocabulary_counts(table["gender"], GENDERS),
+        "age_band": vocabulary_counts(age_band(table["age"], AGE_BAND_EDGES), age_band_names(AGE_BAND_EDGES)),
+    }, n_conflicts=len(result.conflicts),
+        conflicts=[{"sample_id": c.sample_id, "reason": c.reason} for c in result.conflicts])

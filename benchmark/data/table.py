@@ -115,3 +115,70 @@ def age_band(ages: Iterable[float] | pd.Series, edges: Iterable[int]) -> pd.Seri
         raise ValueError(f"age {values[values < edges[0]].iloc[0]:g} below the first band edge {edges[0]}")
     bands = pd.cut(values, bins=[*edges, np.inf], right=False, labels=list(labels))
     return pd.Series(pd.Categorical(bands, categories=list(labels), ordered=True), index=series.index, name="age_band")
+
+
+# --------------------------------------------------------------------------------------------- shared by readers
+
+
+def vocabulary_counts(values: pd.Series, vocabulary: Iterable[str]) -> dict[str, int]:
+    """Counts over ``vocabulary`` in order (zeros kept), then any other value sorted, then ``"missing"``.
+
+    >>> vocabulary_counts(pd.Series(["b", None, "a", "z"]), ["a", "b", "c"])
+    {'a': 1, 'b': 1, 'c': 0, 'z': 1, 'missing': 1}
+    """
+    present = values.astype("object").where(values.notna(), "missing").value_counts()
+    counts = {str(v): int(present.get(v, 0)) for v in vocabulary}
+    for value, count in sorted(present.items(), key=lambda kv: str(kv[0])):
+        if str(value) not in counts and value != "missing":
+            counts[str(value)] = int(count)
+    if "missing" in present.index:
+        counts["missing"] = int(present["missing"])
+    return counts
+
+
+def read_summary(dataset: str, result: ReadResult, *, root, variant: str | None,
+                 groups: dict[str, dict[str, int]], **extra) -> dict:
+    """The JSON-ready summary every ``facebench data verify`` prints: sizes, rejects with reasons, groups."""
+    table = result.table
+    summary = {"dataset": dataset, "root": str(root)}
+    if variant is not None:
+        summary["variant"] = variant
+    summary.update(extra)
+    summary.update({
+        "n_samples": int(len(table)),
+        "n_subjects": int(table["subject_id"].nunique()),
+        "n_rejected": len(result.rejected),
+        "rejected": [{"sample_id": r.sample_id, "reason": r.reason} for r in result.rejected],
+        "groups": groups,
+    })
+    return summary
+
+
+def resolve_dataset_root(root, folder: str, *, title: str, also: tuple[str, ...] = ()):
+    """The dataset root: ``root`` when it holds ``folder`` (or one of the files ``also``), its parent when
+    ``root`` *is* ``folder``; otherwise one sentence naming the path, with a did-you-mean on its subfolders."""
+    import os
+    from pathlib import Path
+
+    from facebench.errors import UserInputError, did_you_mean
+
+    root = Path(root)
+    if not root.exists():
+        raise UserInputError(f"{title} root {root} does not exist.")
+    if not root.is_dir():
+        raise UserInputError(f"{title} root {root} is not a folder.")
+    if (root / folder).is_dir() or any((root / name).is_file() for name in also):
+        return root
+    absolute = Path(os.path.abspath(root))
+    if absolute.name == folder:
+        return root.parent if root.name == folder else absolute.parent
+    try:
+        subfolders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    except OSError as error:
+        raise UserInputError(f"Cannot list {title} root {root}: {error.strerror or error}.") from None
+    same = [name for name in subfolders if name.lower() == folder.lower()]
+    hint = f" (did you mean '{same[0]}'?)" if same else did_you_mean(folder, subfolders)
+    raise UserInputError(
+        f"{title} root {root} has no {folder}/ folder{hint}; point it at the folder that contains {folder}/ "
+        f"(or at {folder}/ itself)."
+    )

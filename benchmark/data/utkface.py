@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    vocabulary_counts,
 )
 from facebench.errors import UserInputError, did_you_mean
 
@@ -347,18 +347,6 @@ def read_utkface(root: str | os.PathLike, *, variant: str = "aligned") -> UTKFac
 # Summaries
 
 
-def _counts(values: pd.Series, vocabulary: Iterable[str]) -> dict[str, int]:
-    """Counts over ``vocabulary`` in order (zeros kept), then any other value, then ``"missing"``."""
-    present = values.astype("object").where(values.notna(), "missing").value_counts()
-    counts = {str(v): int(present.get(v, 0)) for v in vocabulary}
-    for value, count in sorted(present.items(), key=lambda kv: str(kv[0])):
-        if str(value) not in counts and value != "missing":
-            counts[str(value)] = int(count)
-    if "missing" in present.index:
-        counts["missing"] = int(present["missing"])
-    return counts
-
-
 def verify_summary(result: ReadResult, *, root: str | os.PathLike | None = None) -> dict[str, Any]:
     """JSON-ready summary of a read: sizes, every rejected file with its reason, and group counts.
 
@@ -380,9 +368,9 @@ def verify_summary(result: ReadResult, *, root: str | os.PathLike | None = None)
             "n_rejected": len(result.rejected),
             "rejected": [{"sample_id": r.sample_id, "reason": r.reason} for r in result.rejected],
             "groups": {
-                "race": _counts(table["race"], RACES),
-                "gender": _counts(table["gender"], GENDERS),
-                "age_band": _counts(age_band(table["age"], AGE_BAND_EDGES), age_band_names(AGE_BAND_EDGES)),
+                "race": vocabulary_counts(table["race"], RACES),
+                "gender": vocabulary_counts(table["gender"], GENDERS),
+                "age_band": vocabulary_counts(age_band(table["age"], AGE_BAND_EDGES), age_band_names(AGE_BAND_EDGES)),
             },
         }
     )
