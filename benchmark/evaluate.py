@@ -49,12 +49,16 @@ def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, att
     """Disaggregate every metric of the protocol over its group attributes (and their intersections)."""
     attributes = protocol.groups.attributes if attributes is None else attributes
     metrics = [get_metric(name) for name in protocol.evaluation.metrics]
-    engine = Disaggregation(
-        outcomes["y_true"].to_numpy(), outcomes["y_pred"].to_numpy(), outcomes[list(attributes)], metrics,
-        n_boot=protocol.evaluation.n_boot, seed=seed, confidence=protocol.evaluation.confidence,
-        intersections=min(protocol.groups.intersections, max(len(attributes), 1)),
-        min_group_size=protocol.groups.min_group_size,
-    )
+    common = dict(n_boot=protocol.evaluation.n_boot, seed=seed, confidence=protocol.evaluation.confidence,
+                  intersections=min(protocol.groups.intersections, max(len(attributes), 1)),
+                  min_group_size=protocol.groups.min_group_size)
+    columns = dict(getattr(TASKS.get(protocol.task), "outcome_columns", ()))
+    if columns:  # the task computed each metric's per-sample outcome itself (e.g. average precision)
+        engine = Disaggregation.from_outcomes({m: outcomes[columns[m.name]].to_numpy() for m in metrics},
+                                              outcomes[list(attributes)], **common)
+    else:
+        engine = Disaggregation(outcomes["y_true"].to_numpy(), outcomes["y_pred"].to_numpy(),
+                                outcomes[list(attributes)], metrics, **common)
     frame = engine.frame()
     gaps = engine.disparities()
     tests = engine.group_tests() if attributes else pd.DataFrame()

@@ -130,6 +130,8 @@ AGE_GAP_EDGES: tuple[int, ...] = (0, 5, 10, 20)
 class FaceIdentificationTask:
     """Closed-set identification across age: one gallery and one probe image per test subject.
 
+    (Its embedding file format, validation and training data are shared by every face-recognition task.)
+
     Predictions are an ``.npz`` with ``sample_id`` (N strings) and ``embedding`` (N × D floats) for every
     gallery and probe image of the test split. Each probe is ranked against the gallery by cosine similarity
     (:func:`facebench.metrics.identification.identification_hits`); its outcome is the rank of its mate, and
@@ -222,3 +224,60 @@ class FaceIdentificationTask:
 
 
 FACE_IDENTIFICATION = FaceIdentificationTask()
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaceRetrievalTask(FaceIdentificationTask):
+    """CACD retrieval across age (CARC protocol): each query image ranks a database of earlier photos.
+
+    Same predictions format as identification. Per (query, database) the outcomes are the query's average
+    precision (:func:`facebench.metrics.identification.mean_average_precision`, CARC ``evaluation.m``) and
+    whether its top-ranked database image is relevant (P@1; ties keep database order, like MATLAB's stable
+    sort). MAP per database is the mean AP, disaggregated by ``database`` (the age gap to the 2013 queries)
+    and the query's age band. A query whose identity has no image in a database is skipped for that database.
+    """
+
+    name: str = "face_retrieval"
+    description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), query and database images"
+    group_attributes: tuple[str, ...] = ("database", "age_band", "gender", "race")
+    #: Each metric's per-sample outcome column (the engine's ``from_outcomes`` path).
+    outcome_columns: tuple[tuple[str, str], ...] = (("map", "ap"), ("p_at_1", "hit1"))
+
+    def outcomes(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split) -> pd.DataFrame:
+        from facebench.metrics.identification import mean_average_precision
+
+        labels = table.set_index("sample_id")
+        queries = list(split["query"])
+        frames = []
+        for part in (p for p in split.parts if p.startswith("db_")):
+            database = list(split[part])
+            database_ids = labels.loc[database, "subject_id"].to_numpy(dtype=str)
+            query_ids = labels.loc[queries, "subject_id"].to_numpy(dtype=str)
+            kept = np.isin(query_ids, database_ids)
+            if not kept.any():
+                continue
+            kept_queries = [q for q, k in zip(queries, kept, strict=True) if k]
+            q, d = predictions.rows(kept_queries), predictions.rows(database)
+            result = mean_average_precision(q, d, query_ids[kept], database_ids, max_k=1)
+            similarity = _unit(q) @ _unit(d).T
+            hit1 = database_ids[np.argmax(similarity, axis=1)] == query_ids[kept]  # first maximum: stable order
+            ages = labels.loc[kept_queries, "age"].to_numpy(dtype=float)
+            frames.append(pd.DataFrame({
+                "sample_id": kept_queries, "database": part.removeprefix("db_"),
+                "y_true": query_ids[kept], "y_pred": np.asarray(result.ap, dtype=float),
+                "ap": np.asarray(result.ap, dtype=float), "hit1": hit1.astype(float),
+                "age_band": age_band(ages, protocol.groups.age_bands).to_numpy(),
+                "gender": labels.loc[kept_queries, "gender"].to_numpy(dtype=object),
+                "race": labels.loc[kept_queries, "race"].to_numpy(dtype=object),
+            }))
+        if not frames:
+            raise UserInputError("No query identity has an image in any database: nothing to score.")
+        return pd.concat(frames, ignore_index=True)
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+FACE_RETRIEVAL = FaceRetrievalTask()

@@ -26,11 +26,14 @@ class Split:
 
     parts: dict[str, tuple[str, ...]]
     description: str
+    #: Parts that re-use images of other parts (unlabelled target copies, the gallery/probe or query/database
+    #: halves of ``test``); every other part must be disjoint from the rest.
+    views: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
         for name, ids in self.parts.items():
-            if name in ("target", "gallery", "probe"):  # views of other parts: unlabelled target copies; test halves
+            if name in self.views:
                 continue
             for sample_id in ids:
                 if sample_id in seen:
@@ -100,6 +103,7 @@ def cross_ethnicity_split(
         },
         description=(f"train and validate on {source}; test on held-out {source} images and all other ethnicities"
                      + (f"; unlabelled target images: {target}" if target else "")),
+        views=("target",),
     )
 
 
@@ -151,4 +155,54 @@ def largest_age_gap_split(
         } | {"test": tuple(gallery.sort_index()) + tuple(probe.sort_index())},
         description=(f"{len(test_subjects)} test subjects: youngest image in the gallery, oldest as the probe; "
                      f"training on the other {len(rest)} subjects"),
+        views=("gallery", "probe"),
+    )
+
+
+#: CACD retrieval databases (CARC, seed 002 Table 2): label → capture years.
+CACD_DATABASES: dict[str, tuple[int, ...]] = {
+    "2004-2006": (2004, 2005, 2006), "2007-2009": (2007, 2008, 2009), "2010-2012": (2010, 2011, 2012),
+}
+
+
+def cacd_retrieval_split(
+    table: pd.DataFrame,
+    *,
+    seed: int,
+    test_ranks: tuple[int, int] = (3, 5),
+    query_year: int = 2013,
+    val_fraction: float = 0.05,
+) -> Split:
+    """CACD's retrieval setting (CARC ``main.m``): celebrities ranked 3-5 in their birth year are the test
+    set; their images from ``query_year`` are queries, their images from 2004-06, 2007-09 and 2010-12 form
+    three databases (parts ``db_2004-2006`` …). Every image of the other celebrities is for training (a
+    ``val_fraction`` of those celebrities, drawn with ``seed``, for validation).
+
+    >>> t = pd.DataFrame({"sample_id": [f"{s}_{y}.jpg" for s in "ab" for y in (2005, 2013)],
+    ...                   "subject_id": [s for s in "ab" for _ in range(2)], "rank": [3, 3, 9, 9],
+    ...                   "year": [2005, 2013] * 2})
+    >>> s = cacd_retrieval_split(t, seed=0, val_fraction=0.0)
+    >>> s["query"], s["db_2004-2006"], s["train"]
+    (('a_2013.jpg',), ('a_2005.jpg',), ('b_2005.jpg', 'b_2013.jpg'))
+    """
+    if "rank" not in table.columns or table["rank"].isna().all():
+        raise UserInputError("split cacd_retrieval needs CACD's metadata (rank, year): read CACD with variant 'metadata'.")
+    low, high = test_ranks
+    in_test = table["rank"].between(low, high).fillna(False).to_numpy(dtype=bool)
+    test = table[in_test]
+    parts: dict[str, tuple[str, ...]] = {"query": tuple(sorted(test.loc[test["year"] == query_year, "sample_id"]))}
+    for label, years in CACD_DATABASES.items():
+        parts[f"db_{label}"] = tuple(sorted(test.loc[test["year"].isin(years), "sample_id"]))
+    rest = np.sort(table.loc[~in_test, "subject_id"].unique().astype(str))
+    rest = rest[np.random.default_rng(seed).permutation(len(rest))]
+    val_subjects = set(rest[: round(val_fraction * len(rest))])
+    others = table[~in_test]
+    parts["train"] = tuple(sorted(others.loc[~others["subject_id"].isin(val_subjects), "sample_id"]))
+    parts["val"] = tuple(sorted(others.loc[others["subject_id"].isin(val_subjects), "sample_id"]))
+    parts["test"] = tuple(sorted(set().union(*(parts[p] for p in parts if p == "query" or p.startswith("db_")))))
+    return Split(
+        parts=parts,
+        description=(f"{test['subject_id'].nunique()} test celebrities (rank {low}-{high}): {query_year} queries against "
+                     f"databases {', '.join(CACD_DATABASES)}; training on the other {len(rest)} celebrities"),
+        views=("query", *(f"db_{label}" for label in CACD_DATABASES)),
     )

@@ -180,7 +180,13 @@ __all__ = [
 # Task families whose metric objects live with their procedures (imported last: they use the registry above).
 from . import generation, identification, verification  # noqa: E402,F401
 
+#: CACD retrieval (CARC): the outcomes are computed per query by the task; these only aggregate them.
+MAP = Metric(name="map", description="Mean average precision: mean over queries of each query's AP (CARC evaluation.m).",
+             higher_is_better=True, outcome=lambda y_true, y_pred: y_pred)
+P_AT_1 = Metric(name="p_at_1", description="Precision at 1: fraction of queries whose top database image is relevant.",
+                higher_is_better=True, outcome=lambda y_true, y_pred: y_pred, is_rate=True)
+
 for _m in (identification.rank_at(1), identification.rank_at(5), generation.IDENTITY_PRESERVATION,
-           generation.AGE_ACCURACY):
+           generation.AGE_ACCURACY, MAP, P_AT_1):
     if _m.name not in _REGISTRY:
         register_metric(_m)
