@@ -55,7 +55,7 @@ def test_fingerprint_changes_with_settings() -> None:
         ("baselines.0.name=source_onyl", "(did you mean 'source_only'?)"),
         ("baselines.0.params.gamma=1", "unknown key 'baselines[0].params.gamma'"),
         ("baselines.0.name=arcface", "baseline 'arcface' is a face_recognition method and cannot run task 'age_regression'"),
-        ("evaluation.metrics=[mae,mea]", "key 'evaluation.metrics[1]': unknown metric 'mea' (did you mean 'mae'?)"),
+        ("evaluation.metrics=[mae,maee]", "key 'evaluation.metrics[1]': unknown metric 'maee' (did you mean 'mae'?)"),
         ("evaluation.primary_metric=rmse", "key 'evaluation.primary_metric'"),
         ("dataset.name=utkfce", "key 'dataset.name'"),
         ("split.name=cross_ethnicty", "(did you mean 'cross_ethnicity'?)"),

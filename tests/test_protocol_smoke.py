@@ -11,7 +11,7 @@ import pytest
 from facebench.cli import main
 from facebench.protocol import builtin_protocols, load_protocol, validate_all_profiles
 
-TINY = ["--set", "dataset.synthetic.n=500", "--set", "dataset.synthetic.image_size=48",
+TINY = ["--set", "dataset.synthetic.n=200", "--set", "dataset.synthetic.image_size=48",
         "--set", "dataset.synthetic.render_size=48", "--set", "model.image_size=32",
         "--set", "training.epochs=2", "--set", "evaluation.n_boot=50", "--no-progress"]
 
@@ -46,5 +46,4 @@ def test_every_baseline_kind_runs_end_to_end(path: Path, label: str, cache: Path
     primary = results["metrics"]["overall"][results["protocol"]["primary_metric"]]
     # Two epochs at 32 px only prove the path works: finite numbers with intervals, over every scored sample.
     assert primary["ci_low"] <= primary["value"] <= primary["ci_high"] and primary["n"] == results["data"]["n_samples"]
-    assert primary["n"] in (results["data"]["split_sizes"]["test"], results["data"]["split_sizes"].get("probe"))
     assert (tmp_path / path.stem / "report.html").is_file()

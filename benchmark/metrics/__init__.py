@@ -13,10 +13,10 @@ True
 >>> get_metric("tpr@cat").name, get_metric("balanced_accuracy").higher_is_better
 ('tpr@cat', True)
 >>> try:
-...     get_metric("mea")
+...     get_metric("maee")
 ... except UserInputError as err:
 ...     print(err)   # doctest: +ELLIPSIS
-Unknown metric 'mea' (did you mean 'mae'?); known metrics: mae, rmse, mean_signed_error, cs5, cs10, ...
+Unknown metric 'maee' (did you mean 'mae'?); known metrics: mae, rmse, mean_signed_error, cs5, cs10, ...
 
 Other task modules add theirs with :func:`register_metric`.
 """
