@@ -61,6 +61,7 @@ from facebench.data.synth.longitudinal import (
 )
 from facebench.data.synth.population import GENERATOR_VERSION, GroupAppearance
 from facebench.data.synth.render import render_faces
+from facebench.data.synth.utkface import encode_faces
 from facebench.errors import UserInputError
 
 MANIFEST_NAME = "SYNTHETIC.json"
@@ -306,36 +307,6 @@ def _write_atomically(out_dir: str | os.PathLike, entries: Sequence[str], what: 
     return out_dir
 
 
-def _encode(root: Path, population: pd.DataFrame, paths: Sequence[str], image_size: int,
-            render_size: int | None, progress: bool, what: str) -> None:
-    """Render every row of ``population`` and save it as a JPEG at ``root / paths[i]`` (its own quality)."""
-    for folder in sorted({Path(p).parent for p in paths}):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    size = render_size or image_size
-    qualities = population["jpeg_quality"].to_numpy()
-
-    def write_blocks(advance: Callable[[int], Any]) -> None:
-        for start in range(0, len(population), WRITE_BLOCK):
-            stop = min(start + WRITE_BLOCK, len(population))
-            images = render_faces(population.iloc[start:stop], size=size)
-            for offset, pixels in enumerate(images):
-                i = start + offset
-                image = Image.fromarray(np.ascontiguousarray(pixels))
-                if size != image_size:
-                    image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                image.save(root / paths[i], format="JPEG", quality=int(qualities[i]))
-            advance(stop - start)
-
-    if not progress:
-        write_blocks(lambda k: None)
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"Writing {len(population)} synthetic {what} faces", total=len(population))
-        write_blocks(lambda k: bar.advance(task, k))
-
-
 def _manifest(settings: _Settings, photos: pd.DataFrame, subjects: list[dict], **extra: Any) -> dict:
     return {
         "synthetic": True,
@@ -565,7 +536,7 @@ def write_morph(out_dir: str | os.PathLike, *, n_people: int, seed: int, image_s
         records = morph_records(settings)
         folder = tmp / MORPH_FOLDER
         folder.mkdir()
-        _encode(folder, records, list(records["photo_path"]), settings.image_size, settings.render_size,
+        encode_faces(folder, records, list(records["photo_path"]), settings.image_size, settings.render_size,
                 progress, "MORPH")
         (folder / MORPH_CSV).write_text(_morph_csv(records), encoding="utf-8", newline="")
         return _manifest(settings, records, _subjects(records.sort_values(["person", "photo"]), "id_num"))
@@ -696,7 +667,7 @@ def write_cacd(out_dir: str | os.PathLike, *, n_people: int, seed: int, image_si
         images, celebrities = cacd_records(settings)
         pairs, issame = cacd_vs_pairs(settings, images)  # before writing: refuse impossible settings early
         files = list(images["file"])
-        _encode(tmp / CACD_FOLDER, images, files, settings.image_size, settings.render_size, progress, "CACD")
+        encode_faces(tmp / CACD_FOLDER, images, files, settings.image_size, settings.render_size, progress, "CACD")
         (tmp / CACD_META).write_bytes(cacd_meta_bytes(images, celebrities))
         vs = tmp / CACD_VS_FOLDER
         vs.mkdir()
@@ -755,7 +726,7 @@ def write_fgnet(out_dir: str | os.PathLike, *, n_people: int = 82, seed: int, im
 
     def build(tmp: Path) -> dict:
         records = fgnet_records(settings)
-        _encode(tmp / FGNET_IMAGES, records, list(records["file"]), settings.image_size, settings.render_size,
+        encode_faces(tmp / FGNET_IMAGES, records, list(records["file"]), settings.image_size, settings.render_size,
                 progress, "FG-NET")
         return _manifest(settings, records, _subjects(records, "subject"))
 
@@ -801,7 +772,7 @@ def write_agedb(out_dir: str | os.PathLike, *, n_people: int, seed: int, image_s
     def build(tmp: Path) -> dict:
         photos = agedb_records(settings)
         pairs, issame = agedb_pairs(settings, photos)
-        _encode(tmp / AGEDB_FOLDER, photos, list(photos["file"]), settings.image_size, settings.render_size,
+        encode_faces(tmp / AGEDB_FOLDER, photos, list(photos["file"]), settings.image_size, settings.render_size,
                 progress, "AgeDB")
         used = sorted({i for pair in pairs for i in pair})
         crops = render_faces(photos.iloc[used], size=BIN_IMAGE_SIZE) if used else []

@@ -18,8 +18,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,21 +73,24 @@ def manifest(config: SynthConfig) -> dict:
     }
 
 
-def _encode_all(folder: Path, config: SynthConfig, population: pd.DataFrame, names: list[str],
-                progress: bool) -> None:
-    render_size = config.render_size or config.image_size
+def encode_faces(root: Path, population: pd.DataFrame, paths: Sequence[str], image_size: int,
+            render_size: int | None, progress: bool, what: str) -> None:
+    """Render every row of ``population`` and save it as a JPEG at ``root / paths[i]`` (its own quality)."""
+    for folder in sorted({Path(p).parent for p in paths}):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    size = render_size or image_size
     qualities = population["jpeg_quality"].to_numpy()
 
-    def write_blocks(advance) -> None:
+    def write_blocks(advance: Callable[[int], Any]) -> None:
         for start in range(0, len(population), WRITE_BLOCK):
             stop = min(start + WRITE_BLOCK, len(population))
-            images = render_faces(population.iloc[start:stop], size=render_size)
+            images = render_faces(population.iloc[start:stop], size=size)
             for offset, pixels in enumerate(images):
                 i = start + offset
                 image = Image.fromarray(np.ascontiguousarray(pixels))
-                if render_size != config.image_size:
-                    image = image.resize((config.image_size, config.image_size), Image.Resampling.BILINEAR)
-                image.save(folder / names[i], format="JPEG", quality=int(qualities[i]))
+                if size != image_size:
+                    image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+                image.save(root / paths[i], format="JPEG", quality=int(qualities[i]))
             advance(stop - start)
 
     if not progress:
@@ -94,7 +99,7 @@ def _encode_all(folder: Path, config: SynthConfig, population: pd.DataFrame, nam
     from rich.progress import Progress
 
     with Progress(transient=True) as bar:
-        task = bar.add_task(f"Writing {len(population)} synthetic faces", total=len(population))
+        task = bar.add_task(f"Writing {len(population)} synthetic {what} faces", total=len(population))
         write_blocks(lambda k: bar.advance(task, k))
 
 
@@ -122,7 +127,7 @@ def write_utkface(out_dir: str | os.PathLike, config: SynthConfig, *, progress: 
     try:
         os.chmod(tmp, 0o755)
         (tmp / IMAGE_FOLDER).mkdir()
-        _encode_all(tmp / IMAGE_FOLDER, config, population, names, progress)
+        encode_faces(tmp / IMAGE_FOLDER, population, names, config.image_size, config.render_size, progress, "UTKFace")
         write_json(tmp / MANIFEST_NAME, manifest(config))
         os.chmod(tmp / MANIFEST_NAME, 0o644)
         if not out_dir.exists():
