@@ -66,10 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a predictions file exactly as a baseline's predictions are scored",
                                    description="Validate and score a predictions file for a protocol's test split. "
-                                   "Age protocols take a CSV with header sample_id,age (sample_id = image path relative to "
-                                   "the dataset root). Writes OUT/<protocol>/submission-<name>/ and refreshes the report.")
+                                   "Age protocols take a CSV with header sample_id,age; face-recognition protocols an .npz "
+                                   "with arrays sample_id and embedding (sample_id = image path relative to the dataset "
+                                   "root; --list-ids prints them). Writes OUT/<protocol>/submission-<name>/ and refreshes "
+                                   "the report.")
     _add_protocol_arguments(evaluate)
-    evaluate.add_argument("--predictions", type=Path, required=True, metavar="FILE", help="the predictions file")
+    evaluate.add_argument("--predictions", type=Path, metavar="FILE", help="the predictions file (required unless --list-ids)")
     evaluate.add_argument("--name", default=None, help="name of the submission (default: the file's stem)")
     evaluate.add_argument("--list-ids", action="store_true", help="print the test split's sample ids (one per line) and exit")
     evaluate.set_defaults(handler=_cmd_evaluate)
@@ -154,6 +156,8 @@ def _cmd_evaluate(args) -> int:
     if args.list_ids:
         sys.stdout.write("".join(f"{sample_id}\n" for sample_id in split["test"]))
         return 0
+    if args.predictions is None:
+        raise UserInputError("evaluate needs --predictions FILE (or --list-ids to print the ids to predict).")
     name = args.name or args.predictions.stem
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "submission"
     run_dir = args.out / protocol.name / f"submission-{safe}"

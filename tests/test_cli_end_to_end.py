@@ -89,6 +89,14 @@ def test_evaluate_scores_a_file_exactly_like_the_baseline(run_dir: Path, cache: 
     assert mine["baseline"]["kind"] == "submission"
 
 
+def test_list_ids_prints_the_test_split_and_predictions_are_required(run_dir: Path, cache: Path, capsys) -> None:
+    assert main(["evaluate", str(AGE), "--list-ids", "--cache-dir", str(cache), *SMALL]) == 0
+    ids = capsys.readouterr().out.split()
+    assert ids == pd.read_csv(run_dir / "predictions.csv")["sample_id"].tolist()
+    assert main(["evaluate", str(AGE), "--cache-dir", str(cache), *SMALL]) == 2
+    assert "needs --predictions FILE" in capsys.readouterr().err
+
+
 def test_submission_names_are_escaped_in_the_report(run_dir: Path, cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     assert main(["evaluate", str(AGE), "--predictions", str(run_dir / "predictions.csv"), "--name",
