@@ -106,6 +106,8 @@ def score_predictions_file(
     frame = task.read_predictions(predictions, test_ids)  # raises before anything is written
     outcomes = task.outcomes(dataset.table, frame, protocol=protocol, split=split)
     scored = score_outcomes(protocol, outcomes, seed=seed)
+    differentials_of = getattr(task, "differentials", None)  # verification view, for tasks that have one
+    differentials = differentials_of(dataset.table, frame, protocol=protocol, split=split, seed=seed) if differentials_of else None
 
     splits: dict[str, dict[str, Any]] = {}
     for label, path in (extra_splits or {}).items():
@@ -133,7 +135,7 @@ def score_predictions_file(
         "provenance": {**environment(), "device": device, "seed": seed,
                        "duration_s": round(time.perf_counter() - started, 3),
                        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-        "metrics": metrics_section(scored),
+        "metrics": {**metrics_section(scored), **({"differentials": differentials} if differentials else {})},
         "splits": splits,
         "training": training or {},
         "reference": [r.model_dump() for r in protocol.reference],

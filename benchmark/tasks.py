@@ -223,6 +223,46 @@ class FaceIdentificationTask:
         })
 
 
+    def differentials(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split, seed: int) -> dict:
+        """Verification view of the same test set: every probe-gallery pair is a comparison (its mate genuine,
+        every other gallery image an impostor). NIST-style FMR/FNMR per group at global thresholds, FDR,
+        GARBE, and a DET curve per group (:func:`facebench.metrics.verification.demographic_differentials`)."""
+        from facebench.metrics.verification import demographic_differentials
+
+        labels = table.set_index("sample_id")
+        probes, gallery = list(split["probe"]), list(split["gallery"])
+        scores = _unit(predictions.rows(probes)) @ _unit(predictions.rows(gallery)).T
+        issame = (labels.loc[probes, "subject_id"].to_numpy(dtype=str)[:, None]
+                  == labels.loc[gallery, "subject_id"].to_numpy(dtype=str)[None, :])
+        grid = np.quantile(scores, np.linspace(0.0, 1.0, 81))
+        out: dict = {"comparisons": int(scores.size), "genuine": int(issame.sum()), "by_attribute": {}}
+        for attribute in ("race", "gender"):
+            probe_groups = labels.loc[probes, attribute].to_numpy(dtype=object)
+            gallery_groups = labels.loc[gallery, attribute].to_numpy(dtype=object)
+            if pd.isna(probe_groups).all():
+                continue
+            g1 = np.repeat(probe_groups, len(gallery))
+            g2 = np.tile(gallery_groups, len(probes))
+            result = demographic_differentials(scores.ravel(), issame.ravel(), g1, g2, target_fmrs=(1e-2, 1e-3),
+                                               n_boot=200, seed=seed, min_group_size=protocol.groups.min_group_size)
+            det = {}
+            for group in result.groups:
+                mask = (g1 == group) & (g2 == group)
+                genuine, impostor = scores.ravel()[mask & issame.ravel()], scores.ravel()[mask & ~issame.ravel()]
+                if len(genuine) and len(impostor):
+                    det[str(group)] = {"fmr": [float(np.mean(impostor >= t)) for t in grid],
+                                       "fnmr": [float(np.mean(genuine < t)) for t in grid]}
+            out["pair_rule"] = result.pair_rule
+            out["by_attribute"][attribute] = {
+                "rates": [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+                          for row in result.to_frame().to_dict(orient="records")],
+                "summary": {f"{target:g}": {k: (None if not np.isfinite(v) else float(v)) for k, v in values.items()}
+                            for target, values in result.summary().items()},
+                "det": det,
+            }
+        return out
+
+
 FACE_IDENTIFICATION = FaceIdentificationTask()
 
 
@@ -240,6 +280,8 @@ class FaceRetrievalTask(FaceIdentificationTask):
     name: str = "face_retrieval"
     description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), query and database images"
     group_attributes: tuple[str, ...] = ("database", "age_band", "gender", "race")
+    #: No pair view: queries and databases overlap in identity many-to-many (a later issue may add one).
+    differentials = None
     #: Each metric's per-sample outcome column (the engine's ``from_outcomes`` path).
     outcome_columns: tuple[tuple[str, str], ...] = (("map", "ap"), ("p_at_1", "hit1"))
 

@@ -102,9 +102,17 @@ def _view(results: dict[str, Any]) -> dict[str, Any]:
         band_plot = plots.lines_by_band(series, metric=primary, unit=unit, title=f"{primary} by age band, per race")
     tests = sorted((t for t in metrics.get("group_tests", []) if t["metric"] == primary and "*" not in t["attribute"]),
                    key=lambda t: (t["p_holm"] if t["p_holm"] is not None else 2.0, -abs(t["difference"] or 0)))
+    differentials = []
+    for attribute, view in metrics.get("differentials", {}).get("by_attribute", {}).items():
+        differentials.append({
+            "attribute": attribute, "rates": view["rates"], "summary": view["summary"],
+            "det": plots.det_curves(view["det"], title=f"DET curve per {attribute} (same-group pairs)") if view["det"] else None,
+        })
     return {
         "dir": results["_dir"],
         "tests": tests,
+        "differentials": differentials,
+        "pair_rule": metrics.get("differentials", {}).get("pair_rule", ""),
         "name": results["baseline"].get("label") or results["baseline"]["name"],
         "kind": results["baseline"].get("kind", "baseline"),
         "results": results,

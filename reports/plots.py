@@ -53,3 +53,21 @@ def lines_by_band(series: dict[str, list[tuple[str, float, float, float]]], *, m
     ax.set_title(title, fontsize=10, loc="left")
     ax.legend(fontsize=8, frameon=False, ncols=min(len(series), 5))
     return figure_to_data_uri(fig)
+
+
+def det_curves(curves: dict[str, dict[str, list[float]]], *, title: str) -> str:
+    """One DET curve per group: FNMR against FMR over a shared threshold grid, both axes logarithmic."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    palette = sns.color_palette("colorblind", n_colors=max(len(curves), 1))
+    floor = 1e-4  # rates of exactly 0 cannot sit on a log axis; they are drawn at the floor
+    for colour, (group, curve) in zip(palette, curves.items(), strict=False):
+        fmr = [max(v, floor) for v in curve["fmr"]]
+        fnmr = [max(v, floor) for v in curve["fnmr"]]
+        ax.plot(fmr, fnmr, "-", color=colour, lw=1.6, label=group)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("false match rate (FMR)")
+    ax.set_ylabel("false non-match rate (FNMR)")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.legend(fontsize=8, frameon=False)
+    return figure_to_data_uri(fig)

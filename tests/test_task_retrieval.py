@@ -115,3 +115,32 @@ def test_aifr_cacd_runs_end_to_end_on_tiny_synthetic_cacd(tmp_path: Path) -> Non
     results = json.loads(path.read_text())
     assert set(results["metrics"]["by_group"]["database"]) == {"2004-2006", "2007-2009", "2010-2012"}
     assert 0 < results["metrics"]["overall"]["map"]["value"] <= 1
+
+
+def test_identification_verification_view_counts_every_comparison(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    rows = [{"sample_id": f"Album2/{s}_{k}.JPG", "subject_id": str(s), "age": 20 + 4 * k, "race": "black" if s % 2 else "white",
+             "gender": "male" if s % 3 else "female"} for s in range(50) for k in range(2)]
+    table = pd.DataFrame(rows)
+    split = largest_age_gap_split(table, seed=0, n_test_subjects=40, val_fraction=0.0)
+    subject = table.set_index("sample_id")["subject_id"]
+    centres = {str(s): rng.normal(size=8) for s in range(50)}
+    ids = list(split["test"])
+    path = tmp_path / "e.npz"
+    FACE_IDENTIFICATION.write_predictions(path, ids, np.stack([centres[subject[i]] + rng.normal(scale=0.8, size=8) for i in ids]))
+    predictions = FACE_IDENTIFICATION.read_predictions(path, split["test"])
+    protocol = load_protocol(PROTOCOLS / "aifr_morph.yaml")
+    view = FACE_IDENTIFICATION.differentials(table, predictions, protocol=protocol, split=split, seed=0)
+    assert (view["comparisons"], view["genuine"]) == (40 * 40, 40)
+    race = view["by_attribute"]["race"]
+    # FMR of the white group at the 1e-2 threshold, recomputed directly from same-group impostor pairs.
+    row = next(r for r in race["rates"] if r["group"] == "white" and r["metric"] == "fmr" and r["target_fmr"] == 0.01)
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    probes, gallery = list(split["probe"]), list(split["gallery"])
+    scores = unit(predictions.rows(probes)) @ unit(predictions.rows(gallery)).T
+    white = table.set_index("sample_id")["race"]
+    mask = np.outer(white[probes].to_numpy() == "white", white[gallery].to_numpy() == "white")
+    impostor = mask & (subject[probes].to_numpy()[:, None] != subject[gallery].to_numpy()[None, :])
+    assert row["n"] == impostor.sum()
+    assert row["value"] == pytest.approx(np.mean(scores[impostor] >= row["threshold"]), abs=1e-12)
+    assert set(race["det"]) == {"black", "white"} and len(race["det"]["white"]["fmr"]) == 81
