@@ -40,6 +40,7 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    nothing_read_error,
     read_summary,
     resolve_dataset_root,
     vocabulary_counts,
@@ -148,12 +149,7 @@ def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBRead
         else:
             rows.append((f"{FOLDER}/{name}", parsed))
     if not rows:
-        if not names:
-            raise UserInputError(f"No AgeDB images under {directory}: expected files named like {_EXAMPLE}.")
-        raise UserInputError(
-            f"No valid AgeDB images under {directory}: all {len(names)} files were rejected, "
-            f"e.g. {rejected[0].sample_id} ({rejected[0].reason}); expected files named like {_EXAMPLE}."
-        )
+        raise nothing_read_error("AgeDB", directory, n_seen=len(names), rejected=rejected, example=_EXAMPLE)
     text = pd.StringDtype()
     n = len(rows)
     table = pd.DataFrame(

@@ -48,6 +48,7 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    nothing_read_error,
     read_summary,
     resolve_dataset_root,
 )
@@ -289,13 +290,8 @@ def read_cacd(
     rejected.sort(key=lambda r: (r.sample_id, r.reason))
     if not rows:
         where = base / FOLDER
-        if not rejected:
-            raise UserInputError(f"No CACD images under {where}: expected files named like 53_Robin_Williams_0001.jpg.")
-        first = rejected[0]
-        raise UserInputError(
-            f"No valid CACD images under {where}: all {len(rejected)} entries were rejected, "
-            f"e.g. {first.sample_id} ({first.reason})."
-        )
+        raise nothing_read_error("CACD", where, n_seen=len(rejected), rejected=rejected,
+                                 example="53_Robin_Williams_0001.jpg", unit="entries")
     rows.sort(key=lambda r: r["sample_id"])
     table = _table(rows)
     check_face_table(table)

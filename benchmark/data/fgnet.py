@@ -29,6 +29,7 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    nothing_read_error,
     read_summary,
     vocabulary_counts,
 )
@@ -154,12 +155,7 @@ def read_fgnet(root: str | os.PathLike, *, variant: str = "images") -> FGNETRead
         else:
             rows.append((sample_id, parsed))
     if not rows:
-        if not names:
-            raise UserInputError(f"No FG-NET images under {directory}: expected files named like {_EXAMPLE}.")
-        raise UserInputError(
-            f"No valid FG-NET images under {directory}: all {len(names)} files were rejected, "
-            f"e.g. {rejected[0].sample_id} ({rejected[0].reason}); expected files named like {_EXAMPLE}."
-        )
+        raise nothing_read_error("FG-NET", directory, n_seen=len(names), rejected=rejected, example=_EXAMPLE)
     text = pd.StringDtype()
     n = len(rows)
     table = pd.DataFrame(

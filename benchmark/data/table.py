@@ -182,3 +182,17 @@ def resolve_dataset_root(root, folder: str, *, title: str, also: tuple[str, ...]
         f"{title} root {root} has no {folder}/ folder{hint}; point it at the folder that contains {folder}/ "
         f"(or at {folder}/ itself)."
     )
+
+
+def nothing_read_error(title: str, where, *, n_seen: int, rejected, example: str, unit: str = "files"):
+    """The one sentence for a read that accepted nothing: no candidates at all, or every one rejected."""
+    from facebench.errors import UserInputError
+
+    expected = f"expected files named like {example}"
+    if n_seen == 0 or not rejected:
+        return UserInputError(f"No {title} images under {where}: {expected}.")
+    first = rejected[0]
+    return UserInputError(
+        f"No valid {title} images under {where}: all {n_seen} {unit} were rejected, "
+        f"e.g. {first.sample_id} ({first.reason}); {expected}."
+    )

@@ -45,6 +45,7 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    nothing_read_error,
     vocabulary_counts,
 )
 from facebench.errors import UserInputError, did_you_mean
@@ -286,14 +287,7 @@ class UTKFaceReadResult(ReadResult):
 def _empty_error(base: Path, variant: str, paths: list[str], rejected: list[Reject]) -> UserInputError:
     folders = VARIANT_FOLDERS[variant]
     where = str(base / folders[0]) if len(folders) == 1 else f"{base} ({', '.join(f + '/' for f in folders)})"
-    expected = f"expected files named like {_EXAMPLE_NAME[variant]}"
-    if not paths:
-        return UserInputError(f"No UTKFace images under {where}: {expected}.")
-    first = rejected[0]
-    return UserInputError(
-        f"No valid UTKFace images under {where}: all {len(paths)} files were rejected, "
-        f"e.g. {first.sample_id} ({first.reason}); {expected}."
-    )
+    return nothing_read_error("UTKFace", where, n_seen=len(paths), rejected=rejected, example=_EXAMPLE_NAME[variant])
 
 
 def read_utkface(root: str | os.PathLike, *, variant: str = "aligned") -> UTKFaceReadResult:
