@@ -107,6 +107,32 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="(re)build the HTML bias report of a protocol's run folder")
     report.add_argument("folder", type=Path, help="OUT/<protocol> folder holding run directories")
     report.set_defaults(handler=_cmd_report)
+
+    leaderboard = commands.add_parser(
+        "leaderboard", help="build a static, offline leaderboard site from run folders",
+        description="Collect every results.json under the given folders (baselines and scored submissions) and write a "
+                    "self-contained static site: an index of protocols, a sortable table per protocol (primary metric, "
+                    "worst group, largest gap with its interval, published reference numbers) and a bias report per run.")
+    leaderboard.add_argument("runs", nargs="+", type=Path, metavar="RUNS_DIR",
+                             help="folders holding run directories (e.g. runs/ or runs/aifr_morph), searched recursively")
+    leaderboard.add_argument("--out", type=Path, required=True, metavar="SITE", help="folder to write the site to")
+    leaderboard.set_defaults(handler=_cmd_leaderboard)
+
+    compare = commands.add_parser(
+        "compare", help="compare a run with a leaderboard: paired bootstrap, fairness gates, exit 0/1/2",
+        description="Compare RESULTS (a results.json or its run folder) with a leaderboard entry scored on the same data. "
+                    "Exit 0: no significant regression and every gate holds; 1: a significant regression or a broken gate; "
+                    "2: bad input, or results that cannot be compared (different data or protocol version). "
+                    "Prints a markdown summary fit for a pull-request comment.")
+    compare.add_argument("results", type=Path, help="results.json of the candidate run (or its run folder)")
+    compare.add_argument("--leaderboard", type=Path, required=True, metavar="SITE_OR_DIR",
+                         help="a site built by `facebench leaderboard` or a folder of run directories")
+    compare.add_argument("--against", metavar="NAME", help="the entry to compare with (default: the best on the primary metric)")
+    compare.add_argument("--gate", type=Path, metavar="GATES.yaml", help="fairness gates, e.g. max_gap: {metric: mae, attribute: race, value: 2.0}")
+    compare.add_argument("--markdown", type=Path, metavar="FILE", help="also write the markdown summary to FILE")
+    compare.add_argument("--n-boot", type=int, default=2000, help="paired bootstrap resamples (default 2000)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap (default 0)")
+    compare.set_defaults(handler=_cmd_compare)
     return parser
 
 
@@ -235,6 +261,18 @@ def _cmd_report(args) -> int:
 
     print(f"report:  {write_protocol_report(args.folder)}")
     return 0
+
+
+def _cmd_leaderboard(args) -> int:
+    from facebench.reports.leaderboard import cli_main
+
+    return cli_main(args)
+
+
+def _cmd_compare(args) -> int:
+    from facebench.compare import cli_main
+
+    return cli_main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
