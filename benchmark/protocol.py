@@ -38,12 +38,22 @@ class SyntheticData(_Spec):
     seed: int = 0
     image_size: int = Field(200, ge=16, description="side of the written JPEGs (UTKFace crops are 200)")
     render_size: int | None = Field(None, ge=16, description="internal render size; None = image_size")
+    options: dict[str, Any] = Field({}, description="more settings of the dataset's synthetic writer, e.g. "
+                                    "{pairs_per_fold: 100} for the pairs of a small synthetic agedb_30.bin")
 
 
 class DatasetSection(_Spec):
     name: str
     variant: str = "aligned"
     synthetic: SyntheticData = SyntheticData()
+
+
+class TrainingDataSection(DatasetSection):
+    """A training dataset other than the test dataset (FG-NET and AgeDB are test sets only): every subject
+    of it trains, but a ``val_fraction`` of subjects (drawn with ``seed``) validates."""
+
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    seed: int = 0
 
 
 class SplitSection(_Spec):
@@ -124,6 +134,8 @@ class Protocol(_Spec):
     paper: str = ""
     task: str
     dataset: DatasetSection
+    train_dataset: TrainingDataSection | None = Field(
+        None, description="train on this dataset instead of the split's train part (test-only datasets)")
     split: SplitSection
     groups: GroupsSection = GroupsSection()
     evaluation: EvaluationSection
@@ -303,6 +315,8 @@ def _check_names(protocol: Protocol, where: str) -> None:
 
     TASKS.check(protocol.task, where=f"{where}: key 'task'")
     DATASETS.check(protocol.dataset.name, where=f"{where}: key 'dataset.name'")
+    if protocol.train_dataset is not None:
+        DATASETS.check(protocol.train_dataset.name, where=f"{where}: key 'train_dataset.name'")
     SPLITS.check(protocol.split.name, where=f"{where}: key 'split.name'")
     for i, metric in enumerate(protocol.evaluation.metrics):
         try:

@@ -33,6 +33,7 @@ class RunOptions:
     cache_dir: Path | None = None
     progress: bool = True
     baselines: tuple[str, ...] = ()    # run only these (default: all of the protocol's)
+    train_data_root: Path | None = None  # the protocol's train_dataset (default: data_root if same dataset)
 
 
 def prepare_data(protocol: Protocol, *, data_root: Path | None, cache_dir: Path, progress: bool = True
@@ -45,9 +46,44 @@ def prepare_data(protocol: Protocol, *, data_root: Path | None, cache_dir: Path,
     return dataset, split
 
 
-def run_id(protocol: Protocol, baseline_name: str, params: dict, seed: int, dataset: LoadedDataset, split: Split) -> str:
-    payload = json.dumps([protocol.fingerprint(), baseline_name, params, seed, dataset.fingerprint(), split.fingerprint()],
-                         sort_keys=True)
+def prepare_training_data(protocol: Protocol, dataset: LoadedDataset, split: Split, *, data_root: Path | None,
+                          train_data_root: Path | None, cache_dir: Path, progress: bool = True
+                          ) -> tuple[LoadedDataset, Split]:
+    """What the baselines train on: the split's own train/val parts, or the protocol's ``train_dataset``
+    (read from ``train_data_root``; by default from ``data_root`` when it is the test dataset's kind; the
+    synthetic stand-in without either) with a subject hold-out for validation."""
+    source = protocol.train_dataset
+    if source is None:
+        return dataset, split
+    from facebench.data.splits import subject_holdout_split
+
+    if train_data_root is None and data_root is not None and source.name == protocol.dataset.name:
+        train_data_root = data_root
+    if data_root is not None and train_data_root is None:
+        from facebench.errors import UserInputError
+
+        raise UserInputError(f"Protocol {protocol.name} trains on {source.name}: pass --train-data-root DIR for your copy "
+                             "of it (or run without --data-root to use synthetic data for both).")
+    train = load_dataset(DATASETS.get(source.name), variant=source.variant, synthetic_settings=source.synthetic,
+                         data_root=train_data_root, cache_dir=cache_dir, progress=progress)
+    return train, subject_holdout_split(train.table, seed=source.seed, val_fraction=source.val_fraction)
+
+
+def training_id(protocol: Protocol, baseline_name: str, params: dict, seed: int, train: LoadedDataset,
+                train_split: Split) -> str:
+    """Hash of everything a model trained on a separate ``train_dataset`` depends on (not the test data)."""
+    payload = json.dumps([baseline_name, params, seed, protocol.model.model_dump(mode="json"),
+                          protocol.training.model_dump(mode="json"), protocol.train_dataset.model_dump(mode="json"),
+                          train.fingerprint(), train_split.fingerprint()], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def run_id(protocol: Protocol, baseline_name: str, params: dict, seed: int, dataset: LoadedDataset, split: Split,
+           train: tuple[LoadedDataset, Split] | None = None) -> str:
+    fingerprints = [dataset.fingerprint(), split.fingerprint()]
+    if train is not None and train[0] is not dataset:
+        fingerprints += [train[0].fingerprint(), train[1].fingerprint()]
+    payload = json.dumps([protocol.fingerprint(), baseline_name, params, seed, *fingerprints], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -61,6 +97,12 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     if dataset.synthetic:
         console.print("[bold yellow]SYNTHETIC DATA[/]: numbers measure the pipeline on generated faces, not real-world bias.")
     console.print(f"{protocol.name} ({protocol.profile} profile): {len(dataset.table)} images, split {split.sizes()}")
+    train_dataset, train_split = prepare_training_data(protocol, dataset, split, data_root=options.data_root,
+                                                       train_data_root=options.train_data_root, cache_dir=cache_dir,
+                                                       progress=options.progress)
+    if train_dataset is not dataset:
+        console.print(f"training on {train_dataset.name}{' (synthetic)' if train_dataset.synthetic else ''}: "
+                      f"{train_split.description}")
     task = TASKS.get(protocol.task)
     table = dataset.table.set_index("sample_id")
     size = protocol.model.image_size
@@ -68,6 +110,10 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     def images(part: str) -> np.ndarray:
         return image_store(dataset.root, list(split[part]), size, cache_dir, progress=options.progress,
                            key=dataset.fingerprint())
+
+    def train_images(part: str) -> np.ndarray:
+        return image_store(train_dataset.root, list(train_split[part]), size, cache_dir, progress=options.progress,
+                           key=train_dataset.fingerprint())
 
     wanted = options.baselines or tuple(b.display_name for b in protocol.baselines)
     run_dirs: list[Path] = []
@@ -77,7 +123,8 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
         started = time.perf_counter()
         cls = BASELINES.get(baseline_spec.name)
         params = cls.Params.model_validate(baseline_spec.params)
-        rid = run_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed, dataset, split)
+        rid = run_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed, dataset, split,
+                     (train_dataset, train_split))
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in baseline_spec.display_name)
         run_dir = Path(options.out_dir) / protocol.name / f"{slug}-{rid}"
         if (run_dir / "results.json").is_file():
@@ -86,11 +133,18 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
             continue
         console.print(f"[bold]{baseline_spec.display_name}[/] → {run_dir}")
         baseline = cls(protocol=protocol, params=params)
-        fit_data = task.fit_data(table, split, images)
+        fit_data = task.fit_data(train_dataset.table.set_index("sample_id"), train_split, train_images)
         t = protocol.training
+        checkpoint_dir, fingerprint = run_dir / "checkpoints", rid
+        if train_dataset is not dataset:
+            # Training does not depend on the test dataset: protocols that train the same baseline the same way
+            # on the same data (FG-NET and AgeDB-30 both train on CACD) share one model, trained once.
+            fingerprint = training_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed,
+                                      train_dataset, train_split)
+            checkpoint_dir = Path(options.out_dir) / "_trained" / f"{slug}-{fingerprint}"
         loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=options.seed, device=t.device, amp=t.amp,
-                          channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule, checkpoint_dir=run_dir / "checkpoints",
-                          progress=options.progress, fingerprint=rid)
+                          channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule,
+                          checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint)
         history = baseline.fit(fit_data, loop)
         anchors: list[str] = []
         if cls.target_anchors:
@@ -111,7 +165,12 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
             seed=options.seed, started=started, device=str(resolve_device(t.device)),
             baseline={"name": baseline_spec.name, "label": baseline_spec.display_name, "params": params.model_dump(mode="json"), "kind": "baseline",
                       "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json"),
-                      "labelled_target_anchors": anchors},
+                      "labelled_target_anchors": anchors,
+                      **({"train_data": {"dataset": train_dataset.name, "model_dir": f"_trained/{checkpoint_dir.name}",
+                                         "synthetic": train_dataset.synthetic,
+                                         "fingerprint": train_dataset.fingerprint(),
+                                         "split_fingerprint": train_split.fingerprint(),
+                                         "split": train_split.description}} if train_dataset is not dataset else {})},
             training={"epochs": history.epochs, "resumed_from_epoch": history.resumed_from_epoch},
             extra_splits=extra_splits,
         )

@@ -65,7 +65,7 @@ CELEBRITY_FIELDS: tuple[str, ...] = ("name", "identity", "birth", "rank", "lfw")
 #: The numeric per-image fields the reader uses (``feature`` is never read).
 NUMERIC_FIELDS: tuple[str, ...] = ("age", "identity", "year", "rank", "lfw", "birth")
 
-VARIANTS: tuple[str, ...] = ("metadata", "names")
+VARIANTS: tuple[str, ...] = ("metadata", "names", "vs")
 MAX_AGE = 130
 
 #: FaceTable columns of a CACD read, in order.
@@ -280,6 +280,8 @@ def read_cacd(
     """
     _check_variant(variant)
     root = Path(root)
+    if variant == "vs":
+        return _read_vs_table(root)
     base = resolve_dataset_root(root, FOLDER, title="CACD", also=METADATA_FILES if variant == "metadata" else ())
     if variant == "names":
         meta_path = None
@@ -470,6 +472,33 @@ def read_cacd_vs(root: str | os.PathLike, *, require_complete: bool = True) -> C
         }
     )
     return CACDVSReadResult(pairs=pairs, rejected=tuple(rejected), root=str(base))
+
+
+def _read_vs_table(root: Path) -> CACDReadResult:
+    """CACD-VS as a FaceTable (variant ``vs``): one row per pair image with ``pair_id``, ``side`` (0/1),
+    ``fold`` and ``issame``. The release names no identities; ``subject_id`` is derived from the pair
+    layout alone (both images of a positive pair ``vs0007``; a negative pair's ``vs0207_0`` / ``vs0207_1``),
+    which is exactly what the pairs assert and nothing more. Ages are not given and stay missing."""
+    vs = read_cacd_vs(root)
+    pairs = vs.pairs
+    text = pd.StringDtype()
+    rows = []
+    for pair in pairs.itertuples(index=False):
+        for side, sample_id in ((0, pair.sample_id_1), (1, pair.sample_id_2)):
+            subject = f"vs{pair.pair_id:04d}" if pair.issame else f"vs{pair.pair_id:04d}_{side}"
+            rows.append((sample_id, subject, pair.pair_id, side, pair.fold, bool(pair.issame)))
+    n = len(rows)
+    table = pd.DataFrame({
+        "sample_id": pd.array([r[0] for r in rows], dtype=text),
+        "subject_id": pd.array([r[1] for r in rows], dtype=text),
+        "age": pd.array([pd.NA] * n, dtype="Int64"),
+        "gender": pd.array([pd.NA] * n, dtype=text), "race": pd.array([pd.NA] * n, dtype=text),
+        "race_code": pd.array([pd.NA] * n, dtype=text), "gender_code": pd.array([pd.NA] * n, dtype=text),
+        "pair_id": np.asarray([r[2] for r in rows], dtype=np.int64), "side": np.asarray([r[3] for r in rows], dtype=np.int64),
+        "fold": np.asarray([r[4] for r in rows], dtype=np.int64), "issame": np.asarray([r[5] for r in rows], dtype=bool),
+    }).sort_values("sample_id", ignore_index=True)
+    check_face_table(table)
+    return CACDReadResult(table=table, rejected=vs.rejected, root=str(Path(vs.root)), variant="vs", metadata=None)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from facebench.data.table import ReadResult, Reject
+from facebench.errors import UserInputError
 
 
 def default_cache_dir() -> Path:
@@ -70,8 +71,11 @@ def _synthesizer(settings_class: str, cached: str):
     def synthesize(settings, cache_dir: Path) -> Path:
         from facebench.data.synth import aifr
 
-        config = getattr(aifr, settings_class)(n_people=settings.n, seed=settings.seed, image_size=settings.image_size,
-                                               render_size=settings.render_size)
+        try:
+            config = getattr(aifr, settings_class)(n_people=settings.n, seed=settings.seed, image_size=settings.image_size,
+                                                   render_size=settings.render_size, **settings.options)
+        except (TypeError, ValueError) as error:
+            raise UserInputError(f"dataset.synthetic.options {dict(settings.options)}: {error}.") from None
         return getattr(aifr, cached)(config, cache_dir / "synth")
 
     return synthesize
@@ -80,9 +84,11 @@ def _synthesizer(settings_class: str, cached: str):
 def _synth_utkface(settings, cache_dir: Path) -> Path:
     from facebench.data.synth import SynthConfig, synth_utkface_cached
 
-    config = SynthConfig(
-        n=settings.n, seed=settings.seed, image_size=settings.image_size, render_size=settings.render_size
-    )
+    try:
+        config = SynthConfig(n=settings.n, seed=settings.seed, image_size=settings.image_size,
+                             render_size=settings.render_size, **settings.options)
+    except (TypeError, ValueError) as error:
+        raise UserInputError(f"dataset.synthetic.options {dict(settings.options)}: {error}.") from None
     return synth_utkface_cached(config, cache_dir / "synth")
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from facebench.data.pairs import PairList, fold_pairs
 from facebench.data.table import RACES
 from facebench.errors import UserInputError, did_you_mean
 
@@ -29,6 +30,8 @@ class Split:
     #: Parts that re-use images of other parts (unlabelled target copies, the gallery/probe or query/database
     #: halves of ``test``); every other part must be disjoint from the rest.
     views: tuple[str, ...] = ()
+    #: Verification protocols: the ordered pairs to score (their images are the ``test`` part).
+    pairs: PairList | None = None
 
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
@@ -52,6 +55,8 @@ class Split:
             digest.update(name.encode() + b"\0")
             for sample_id in sorted(self.parts[name]):
                 digest.update(sample_id.encode() + b"\n")
+        if self.pairs is not None:  # pair order decides the folds, so it is hashed as it is
+            digest.update(b"pairs\0" + self.pairs.fingerprint().encode())
         return digest.hexdigest()
 
 
@@ -206,3 +211,91 @@ def cacd_retrieval_split(
                      f"databases {', '.join(CACD_DATABASES)}; training on the other {len(rest)} celebrities"),
         views=("query", *(f"db_{label}" for label in CACD_DATABASES)),
     )
+
+
+def subject_holdout_split(table: pd.DataFrame, *, seed: int, val_fraction: float = 0.05) -> Split:
+    """A training dataset used whole (FG-NET, AgeDB and CACD-VS protocols train on another dataset):
+    every subject trains, except a ``val_fraction`` of subjects drawn with ``seed`` for validation.
+
+    >>> t = pd.DataFrame({"sample_id": [f"{s}{i}.jpg" for s in "abcd" for i in (1, 2)],
+    ...                   "subject_id": [s for s in "abcd" for _ in (1, 2)], "age": [20, 30] * 4})
+    >>> subject_holdout_split(t, seed=0, val_fraction=0.25).sizes()
+    {'train': 6, 'val': 2}
+    """
+    usable = table[table["subject_id"].notna()]
+    subjects = np.sort(usable["subject_id"].unique().astype(str))
+    subjects = subjects[np.random.default_rng(seed).permutation(len(subjects))]
+    val_subjects = set(subjects[: round(val_fraction * len(subjects))])
+    in_val = usable["subject_id"].isin(val_subjects)
+    return Split(
+        parts={"train": tuple(sorted(usable.loc[~in_val, "sample_id"])), "val": tuple(sorted(usable.loc[in_val, "sample_id"]))},
+        description=f"all {len(subjects) - len(val_subjects)} subjects train; {len(val_subjects)} subjects validate",
+    )
+
+
+def leave_one_out_split(table: pd.DataFrame, *, seed: int) -> Split:
+    """FG-NET's leave-one-out identification: every image is a probe against all the others (``test``).
+
+    Images without a subject or age are left out. ``seed`` is unused (the split is the whole dataset) and
+    accepted so that every split builder has one signature.
+
+    >>> t = pd.DataFrame({"sample_id": ["001A02.JPG", "001A10.JPG"], "subject_id": ["001", "001"], "age": [2, 10]})
+    >>> leave_one_out_split(t, seed=0)["test"]
+    ('001A02.JPG', '001A10.JPG')
+    """
+    usable = table[table["subject_id"].notna() & table["age"].notna()]
+    counts = usable.groupby("subject_id")["sample_id"].transform("count")
+    if (counts < 2).all():
+        raise UserInputError("split leave_one_out: no subject has two images, so no probe has a mate.")
+    return Split(parts={"test": tuple(sorted(usable["sample_id"]))},
+                 description=f"leave-one-out over {len(usable)} images of {usable['subject_id'].nunique()} subjects: "
+                             "each image a probe against all the others")
+
+
+def age_gap_pairs_split(table: pd.DataFrame, *, seed: int, n_folds: int = 10, pairs_per_fold: int = 600,
+                        min_gap: int = 30) -> Split:
+    """AgeDB-30 built from a labelled folder: ``n_folds`` identity-disjoint folds, each with
+    ``pairs_per_fold / 2`` genuine then as many impostor pairs, every pair ``min_gap`` or more years apart,
+    drawn with ``seed`` (insightface's ``agedb_30.bin`` is 10 x (300 + 300) pairs with a 30-year gap).
+
+    >>> t = pd.DataFrame({"sample_id": [f"{s}_{a}.jpg" for s in "abcd" for a in (10, 45)],
+    ...                   "subject_id": [s for s in "abcd" for _ in (1, 2)], "age": [10, 45] * 4})
+    >>> s = age_gap_pairs_split(t, seed=0, n_folds=2, pairs_per_fold=2)
+    >>> s.pairs.same, s.pairs.fold
+    ((True, False, True, False), (0, 0, 1, 1))
+    """
+    if pairs_per_fold < 2 or pairs_per_fold % 2:
+        raise UserInputError(f"split age_gap_pairs: pairs_per_fold must be an even number >= 2, not {pairs_per_fold}.")
+    usable = table[table["subject_id"].notna() & table["age"].notna()].sort_values("sample_id")
+    person = pd.factorize(usable["subject_id"].astype(str), sort=True)[0]
+    pairs, issame = fold_pairs(np.random.default_rng(seed), person, usable["age"].to_numpy(dtype=np.int64),
+                               n_folds=n_folds, pairs_per_fold=pairs_per_fold, min_gap_same=min_gap,
+                               min_gap_other=min_gap, what=f"{min_gap}-year")
+    ids = usable["sample_id"].to_numpy(dtype=str)
+    pair_list = PairList(first=tuple(ids[a] for a, _ in pairs), second=tuple(ids[b] for _, b in pairs),
+                         same=tuple(bool(x) for x in issame),
+                         fold=tuple(i // pairs_per_fold for i in range(len(pairs))))
+    return Split(parts={"test": pair_list.images()}, pairs=pair_list,
+                 description=f"{n_folds} identity-disjoint folds of {pairs_per_fold // 2} genuine + "
+                             f"{pairs_per_fold // 2} impostor pairs, each {min_gap}+ years apart (seed {seed})")
+
+
+def listed_pairs_split(table: pd.DataFrame, *, seed: int) -> Split:
+    """Pairs listed by the dataset itself (CACD-VS: columns ``pair_id``, ``side``, ``fold``, ``issame``).
+
+    ``seed`` is unused: the release fixes the pairs and their folds.
+
+    >>> t = pd.DataFrame({"sample_id": ["CACD_VS/0000_0.jpg", "CACD_VS/0000_1.jpg"], "pair_id": [0, 0],
+    ...                   "side": [0, 1], "fold": [0, 0], "issame": [True, True]})
+    >>> listed_pairs_split(t, seed=0).pairs.first
+    ('CACD_VS/0000_0.jpg',)
+    """
+    needed = {"pair_id", "side", "fold", "issame"}
+    if not needed <= set(table.columns):
+        raise UserInputError("split listed_pairs needs a dataset that lists its pairs (e.g. CACD with variant 'vs').")
+    sides = table.pivot(index="pair_id", columns="side", values="sample_id").sort_index()
+    info = table[table["side"] == 0].set_index("pair_id").loc[sides.index]
+    pair_list = PairList(first=tuple(sides[0].astype(str)), second=tuple(sides[1].astype(str)),
+                         same=tuple(bool(x) for x in info["issame"]), fold=tuple(int(x) for x in info["fold"]))
+    return Split(parts={"test": pair_list.images()}, pairs=pair_list,
+                 description=f"{len(pair_list)} pairs listed by the dataset in {pair_list.n_folds} folds")

@@ -42,6 +42,7 @@ import pandas as pd
 import scipy.io
 from PIL import Image
 
+from facebench.data.pairs import fold_pairs
 from facebench.data.synth.longitudinal import (
     AGEDB_GROUPS,
     CACD_GROUPS,
@@ -341,88 +342,6 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def pick_pairs(rng: np.random.Generator, person: np.ndarray, age: np.ndarray, needed: int, *, same: bool,
-               min_gap: int, what: str) -> list[tuple[int, int]]:
-    """``needed`` distinct unordered pairs of row indices (each returned in random order) of photos of the
-    same person (``same``) or of two different people, whose ``age`` labels differ by at least ``min_gap``.
-
-    Small sets are enumerated exactly; large ones are sampled by rejection. Raises :class:`UserInputError`
-    when there are not enough such pairs.
-    """
-    m = len(person)
-    if needed == 0:
-        return []
-    if m * (m - 1) // 2 <= 300_000:
-        i, j = np.triu_indices(m, 1)
-        ok = ((person[i] == person[j]) == same) & (np.abs(age[i] - age[j]) >= min_gap)
-        candidates = np.flatnonzero(ok)
-        if len(candidates) < needed:
-            raise UserInputError(
-                f"Only {len(candidates)} {what} exist but {needed} are needed; use more people or photos, or "
-                "fewer pairs."
-            )
-        chosen = rng.choice(candidates, needed, replace=False)
-        a, b = i[chosen], j[chosen]
-    else:
-        order = np.argsort(person, kind="stable")
-        rank = np.empty(m, np.int64)
-        rank[order] = np.arange(m)
-        starts = np.searchsorted(person[order], person[order], side="left")
-        ends = np.searchsorted(person[order], person[order], side="right")
-        seen: set[tuple[int, int]] = set()
-        pa: list[int] = []
-        pb: list[int] = []
-        for _ in range(200):
-            ia = rng.integers(0, m, 4 * needed + 64)
-            if same:  # a second photo of the same person
-                r = rank[ia]
-                pos = starts[r] + (rng.random(len(ia)) * (ends[r] - starts[r])).astype(np.int64)
-                ib = order[pos]
-            else:
-                ib = rng.integers(0, m, len(ia))
-            ok = (ia != ib) & ((person[ia] == person[ib]) == same) & (np.abs(age[ia] - age[ib]) >= min_gap)
-            for x, y in zip(ia[ok], ib[ok], strict=True):
-                key = (int(min(x, y)), int(max(x, y)))
-                if key not in seen:
-                    seen.add(key)
-                    pa.append(int(x))
-                    pb.append(int(y))
-                    if len(pa) == needed:
-                        break
-            if len(pa) == needed:
-                break
-        else:
-            raise UserInputError(f"Could not find {needed} {what}; use more people or photos, or fewer pairs.")
-        a, b = np.array(pa), np.array(pb)
-    swap = rng.random(needed) < 0.5
-    first, second = np.where(swap, b, a), np.where(swap, a, b)
-    return [(int(x), int(y)) for x, y in zip(first, second, strict=True)]
-
-
-def _folds(rng: np.random.Generator, n_people: int, n_folds: int) -> list[np.ndarray]:
-    """People (0..n-1) shuffled and split into ``n_folds`` near-equal, disjoint folds."""
-    return [np.sort(f) for f in np.array_split(rng.permutation(n_people), n_folds)]
-
-
-def _verification_pairs(rng: np.random.Generator, photos: pd.DataFrame, n_folds: int, pairs_per_fold: int,
-                        min_gap_same: int, min_gap_other: int, what: str) -> tuple[list[tuple[int, int]], list[bool]]:
-    """LFW-style folds: identities disjoint across folds, each fold first its positive pairs, then its
-    negative ones. Returns row positions in ``photos`` and the ``issame`` flags."""
-    pairs: list[tuple[int, int]] = []
-    issame: list[bool] = []
-    person = photos["person"].to_numpy(np.int64)
-    age = photos["age"].to_numpy(np.int64)
-    half = pairs_per_fold // 2
-    for k, fold in enumerate(_folds(rng, int(person.max()) + 1 if len(person) else 0, n_folds)):
-        rows = np.flatnonzero(np.isin(person, fold))
-        for same, gap in ((True, min_gap_same), (False, min_gap_other)):
-            chosen = pick_pairs(rng, person[rows], age[rows], half, same=same, min_gap=gap,
-                                what=f"{'positive' if same else 'negative'} {what} pairs in fold {k + 1}")
-            pairs.extend((int(rows[a]), int(rows[b])) for a, b in chosen)
-            issame.extend([same] * half)
-    return pairs, issame
-
-
 def _jpeg_bytes(pixels: np.ndarray, quality: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="JPEG", quality=int(quality))
@@ -651,7 +570,8 @@ def cacd_vs_pairs(settings: CacdSettings, images: pd.DataFrame) -> tuple[list[tu
     if settings.n_vs_folds == 0 or settings.pairs_per_fold == 0:
         return [], []
     rng = np.random.default_rng(sub_seed(settings.seed, "cacd-vs"))
-    return _verification_pairs(rng, images, settings.n_vs_folds, settings.pairs_per_fold, 1, 0, "CACD-VS")
+    return fold_pairs(rng, images["person"].to_numpy(), images["age"].to_numpy(), n_folds=settings.n_vs_folds,
+                      pairs_per_fold=settings.pairs_per_fold, min_gap_same=1, min_gap_other=0, what="CACD-VS")
 
 
 def write_cacd(out_dir: str | os.PathLike, *, n_people: int, seed: int, image_size: int = 250,
@@ -755,8 +675,9 @@ def agedb_pairs(settings: AgedbSettings, photos: pd.DataFrame) -> tuple[list[tup
     if settings.n_folds == 0 or settings.pairs_per_fold == 0:
         return [], []
     rng = np.random.default_rng(sub_seed(settings.seed, "agedb-30"))
-    return _verification_pairs(rng, photos, settings.n_folds, settings.pairs_per_fold, settings.min_gap,
-                               settings.min_gap, f"AgeDB-{settings.min_gap}")
+    return fold_pairs(rng, photos["person"].to_numpy(), photos["age"].to_numpy(), n_folds=settings.n_folds,
+                      pairs_per_fold=settings.pairs_per_fold, min_gap_same=settings.min_gap,
+                      min_gap_other=settings.min_gap, what=f"AgeDB-{settings.min_gap}")
 
 
 def write_agedb(out_dir: str | os.PathLike, *, n_people: int, seed: int, image_size: int = 200,
