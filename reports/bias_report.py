@@ -3,10 +3,18 @@
 The page is built from the ``results.json`` files only (never from images), rendered by jinja2 with
 autoescaping on, with plots inlined as PNG data URIs: no network, no scripts from elsewhere, and no face
 images of any dataset. Results on synthetic data carry a SYNTHETIC banner at the top of the page.
+
+The pieces are shared with the leaderboard site (:mod:`facebench.reports.leaderboard`):
+:func:`read_results` loads a run, :func:`run_view` prepares it for the templates, :func:`environment` is the
+one jinja2 environment, and ``templates/_macros.html.j2`` lays out a run's sections for both the report and
+the site's run pages.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,27 +29,86 @@ from facebench.reports import plots
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
+def _refuse_non_finite(constant: str) -> float:
+    """``json.loads`` accepts NaN and Infinity, which are not JSON (and facebench never writes them)."""
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """One ``results.json`` document, with ``_dir`` (its run directory's name) and ``_path`` (that directory).
+
+    ``_path`` is for reading the run's other files (``outcomes.csv``); templates must never print or link it.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{path} cannot be read ({exc}).") from None
+    try:
+        results = json.loads(text, parse_constant=_refuse_non_finite)
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+    except ValueError as exc:
+        raise UserInputError(f"{path} is not valid JSON ({exc}).") from None
+    if not isinstance(results, dict):
+        raise UserInputError(f"{path} is not a facebench results.json (it holds no JSON object).")
+    results["_dir"] = path.parent.name
+    results["_path"] = str(path.parent)
+    return results
+
+
 def load_runs(folder: Path) -> list[dict[str, Any]]:
     """All results.json documents directly under ``folder``'s run directories, in name order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserInputError(f"Run folder {folder} does not exist.")
-    runs = []
-    for path in sorted(folder.glob("*/results.json")):
-        try:
-            results = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise UserInputError(f"{path} is not valid JSON.") from None
-        results["_dir"] = path.parent.name
-        results["_path"] = str(path.parent)
-        runs.append(results)
+    runs = [read_results(path) for path in sorted(folder.glob("*/results.json"))]
     if not runs:
         raise UserInputError(f"No run directories with results.json under {folder}.")
     return runs
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
+    """A number with ``digits`` decimals, or an em dash for a missing one.
+
+    >>> _fmt(2.104), _fmt(None), _fmt(0.12345, 3)
+    ('2.10', '—', '0.123')
+    """
     return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _signed(value: float | None, digits: int = 2) -> str:
+    """A difference with its sign: ``+1.20`` / ``-0.30`` (an em dash when missing)."""
+    return "—" if value is None else f"{value:+.{digits}f}"
+
+
+def _pvalue(value: float | None) -> str:
+    """A p-value to two significant digits (an em dash when missing)."""
+    return "—" if value is None else f"{value:.2g}"
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The jinja2 environment of every facebench page: autoescaping on for all templates, strict undefined."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(fmt=_fmt, signed=_signed, pvalue=_pvalue)
+    return env
+
+
+def content_security_policy(script: str | None = None) -> str:
+    """The page's Content-Security-Policy: nothing from the network, images only as data URIs, inline styles,
+    and no script except (when given) exactly ``script``, allowed by its SHA-256 hash.
+
+    Even if some text escaped escaping, the browser would refuse to run it or to fetch anything.
+    """
+    if script is None:
+        scripts = "'none'"
+    else:
+        digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+        scripts = f"'sha256-{digest}'"
+    return (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {scripts}; "
+            "base-uri 'none'; form-action 'none'")
 
 
 def _metric_direction(metric: str) -> tuple[bool, str]:
@@ -61,8 +128,37 @@ def plain_language(metric: str, attribute: str, gap: dict[str, Any], unit: str, 
     )
 
 
-def _view(results: dict[str, Any]) -> dict[str, Any]:
-    """Everything the template needs for one run, precomputed (the template only lays it out)."""
+def _sorted_gaps(metrics: dict[str, Any], primary: str) -> list[dict[str, Any]]:
+    """Every (metric, attribute) disparity with its sentence, worst-group size and Holm-adjusted p-value, most
+    severe first: the primary metric before the others, single attributes before intersections, then the
+    largest gap first (gaps of different metrics are in different units, so they are never ranked together).
+    """
+    tests = {(t["metric"], t["attribute"], t["group"]): t for t in metrics.get("group_tests", [])}
+    metric_order = list(metrics["overall"])
+    gaps = []
+    for metric, by_attribute in metrics["disparities"].items():
+        hib, metric_unit = _metric_direction(metric)
+        for attribute, gap in by_attribute.items():
+            if gap.get("worst_group") is None:  # every value of the attribute missing: nothing to compare
+                continue
+            worst = metrics["by_group"].get(attribute, {}).get(gap["worst_group"], {}).get(metric, {})
+            test = tests.get((metric, attribute, gap["worst_group"]), {})
+            gaps.append({"metric": metric, "attribute": attribute, **gap,
+                         "worst_n": worst.get("n"), "worst_small": worst.get("flag") == "small",
+                         "p_holm": test.get("p_holm"),
+                         "sentence": plain_language(metric, attribute, gap, metric_unit, hib)})
+
+    def severity(gap: dict[str, Any]) -> tuple:
+        metric = gap["metric"]
+        return (metric != primary, metric_order.index(metric) if metric in metric_order else len(metric_order),
+                "*" in gap["attribute"], -(gap["gap"] if gap["gap"] is not None else -1.0))
+
+    gaps.sort(key=severity)
+    return gaps
+
+
+def run_view(results: dict[str, Any]) -> dict[str, Any]:
+    """Everything the templates need for one run, precomputed (the templates only lay it out)."""
     primary = results["protocol"]["primary_metric"]
     metrics = results["metrics"]
     higher_is_better, unit = _metric_direction(primary)
@@ -76,17 +172,6 @@ def _view(results: dict[str, Any]) -> dict[str, Any]:
             forest = plots.forest_plot(points, metric=primary, unit=unit, title=f"{primary} by {attribute}",
                                        overall=metrics["overall"].get(primary))
         attributes.append({"name": attribute, "rows": rows, "forest": forest})
-    gaps = []
-    for metric, by_attribute in metrics["disparities"].items():
-        hib, metric_unit = _metric_direction(metric)
-        for attribute, gap in by_attribute.items():
-            gaps.append({"metric": metric, "attribute": attribute, **gap,
-                         "sentence": plain_language(metric, attribute, gap, metric_unit, hib)})
-    # The protocol's primary metric first; within it single attributes in protocol order, then intersections.
-    attribute_order = [a for a in metrics["by_group"] if "*" not in a]
-    gaps.sort(key=lambda g: (g["metric"] != primary, "*" in g["attribute"],
-                             attribute_order.index(g["attribute"]) if g["attribute"] in attribute_order else 0,
-                             -(g["gap"] or 0)))
     band_plot = None
     crossed = metrics["by_group"].get("race*age_band")
     if crossed:
@@ -108,6 +193,10 @@ def _view(results: dict[str, Any]) -> dict[str, Any]:
             "attribute": attribute, "rates": view["rates"], "summary": view["summary"],
             "det": plots.det_curves(view["det"], title=f"DET curve per {attribute} (same-group pairs)") if view["det"] else None,
         })
+    training = results.get("training") or {}
+    provenance = dict.fromkeys(("facebench_version", "git_commit", "torch", "device", "seed", "duration_s",
+                                "created_at"))
+    provenance.update(results.get("provenance") or {})
     return {
         "dir": results["_dir"],
         "tests": tests,
@@ -121,9 +210,12 @@ def _view(results: dict[str, Any]) -> dict[str, Any]:
         "metric_names": metric_names,
         "overall": metrics["overall"],
         "attributes": attributes,
-        "gaps": gaps,
+        "gaps": _sorted_gaps(metrics, primary),
         "band_plot": band_plot,
-        "source_val": results.get("splits", {}).get("source_val", {}),
+        "epochs": training.get("epochs") or [],
+        "resumed_from_epoch": training.get("resumed_from_epoch"),
+        "provenance": provenance,
+        "source_val": (results.get("splits") or {}).get("source_val", {}),
         "race_primary": {g: v[primary] for g, v in metrics["by_group"].get("race", {}).items()},
     }
 
@@ -147,7 +239,8 @@ def changes_against_reference(runs: list[dict[str, Any]], *, reference_name: str
     outcome_column = {"mae": "abs_error"}.get(primary)
     if outcome_column is None:
         return None
-    load = lambda r: pd.read_csv(Path(r["_path"]) / r["files"]["outcomes"]).set_index("sample_id")  # noqa: E731
+    load = lambda r: pd.read_csv(  # noqa: E731
+        Path(r["_path"]) / (r.get("files") or {}).get("outcomes", "outcomes.csv")).set_index("sample_id")
     base = load(reference)
     groups = [g for g in RACES if g in set(base[attribute])]
     rows = []
@@ -168,16 +261,15 @@ def changes_against_reference(runs: list[dict[str, Any]], *, reference_name: str
 
 
 def render_report(runs: list[dict[str, Any]]) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"]),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["fmt"] = _fmt
+    """The per-protocol report page (HTML) for ``runs``, results documents of one protocol."""
     first = runs[0]
-    views = [_view(r) for r in runs]
+    views = [run_view(r) for r in runs]
     present = {g for v in views for g in v["race_primary"]}
     races = [r for r in RACES if r in present] + sorted(present - set(RACES))
-    return env.get_template("report.html.j2").render(
+    return environment().get_template("report.html.j2").render(
         protocol=first["protocol"], data=first["data"], synthetic=any(r["data"]["synthetic"] for r in runs),
         runs=views, races=races, reference=first.get("reference", []), changes=changes_against_reference(runs),
+        csp=content_security_policy(), script=None,
     )
 
 

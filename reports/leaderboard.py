@@ -1,0 +1,407 @@
+"""``facebench leaderboard RUNS_DIR... --out SITE``: a static, offline leaderboard site.
+
+The site is built from ``results.json`` documents only (never from images) and works from ``file://``:
+
+- ``index.html`` — one row per protocol, with its best entry on the primary metric;
+- ``protocols/<protocol>/index.html`` — a sortable table of the protocol's baselines and submissions (primary
+  metric with interval and ``n``, worst group, largest gap with its interval) and the published reference
+  numbers beside them, marked "not comparable" on synthetic data;
+- ``protocols/<protocol>/<run>.html`` — the run's bias report, laid out by the same macros as the
+  per-protocol report (:mod:`facebench.reports.bias_report`);
+- ``runs/<protocol>/<run>/results.json`` and ``outcomes.csv`` — copies of each run's files, and
+  ``manifest.json`` listing them: the data contract ``facebench compare --leaderboard SITE`` reads
+  (see :data:`MANIFEST_SCHEMA` and :func:`build_site`).
+
+Safety: every string from a results file is escaped by jinja2's autoescaping and the one script (column
+sorting, ``static/sortable.js``) never uses ``innerHTML``; a Content-Security-Policy forbids every other
+script and all network access. Links are relative paths that facebench makes from sanitised names
+(:func:`safe_name`), never paths read from a results file. The site is built in a temporary folder next to
+SITE and renamed into place at the end, so a failure leaves the previous site (or nothing) behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facebench.errors import UserInputError
+from facebench.io import write_json, write_text
+from facebench.progress import track
+from facebench.reports.bias_report import (
+    changes_against_reference,
+    content_security_policy,
+    environment,
+    read_results,
+    run_view,
+)
+
+#: ``manifest.json``'s ``schema``; bump on any incompatible change of the manifest or the ``runs/`` layout.
+MANIFEST_SCHEMA = "facebench-leaderboard/1"
+
+#: The column-sorting script, inlined into the pages that have sortable tables.
+SORT_SCRIPT = (Path(__file__).resolve().parent / "static" / "sortable.js").read_text(encoding="utf-8")
+
+#: Keys a results.json must have for the site to show it (dotted paths).
+REQUIRED_KEYS = ("protocol.name", "protocol.title", "protocol.primary_metric", "baseline.name",
+                 "data.synthetic", "metrics.overall", "metrics.by_group", "metrics.disparities")
+
+
+def safe_name(name: str) -> str:
+    """A file or folder name made from ``name`` that cannot leave its parent folder or surprise a shell.
+
+    Anything but letters, digits, ``.``, ``_`` and ``-`` becomes ``_``; leading dots are dropped (no ``..``,
+    no hidden files); the result is at most 100 characters and never empty.
+
+    >>> safe_name("submission-<script>alert(1)</script>")
+    'submission-_script_alert_1_script_'
+    >>> safe_name("../../etc"), safe_name(".."), safe_name("")
+    ('_.._etc', '_', '_')
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).lstrip(".")[:100]
+    return cleaned or "_"
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... whichever is not in ``taken`` yet (it is added to ``taken``)."""
+    candidate, counter = name, 1
+    while candidate in taken:
+        counter += 1
+        candidate = f"{name}-{counter}"
+    taken.add(candidate)
+    return candidate
+
+
+@dataclass
+class Run:
+    """One run directory found under the RUNS_DIR folders, and where it goes in the site."""
+
+    results: dict[str, Any]    # the results.json document (+ ``_dir``/``_path``: bias_report.read_results)
+    results_path: Path         # the results.json that was read
+    outcomes_path: Path        # its outcomes.csv (checked to lie inside the run directory)
+    protocol_slug: str = ""    # the protocol's folder name in the site
+    slug: str = ""             # the run's folder/page name in the site, unique within its protocol
+
+    @property
+    def protocol(self) -> str:
+        return str(self.results["protocol"]["name"])
+
+    @property
+    def name(self) -> str:
+        """The entry's display name: the baseline's label, else its name (a submission's ``--name``)."""
+        baseline = self.results["baseline"]
+        return str(baseline.get("label") or baseline["name"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.results["baseline"].get("kind", "baseline"))
+
+    @property
+    def primary_metric(self) -> str:
+        return str(self.results["protocol"]["primary_metric"])
+
+    @property
+    def primary_value(self) -> dict[str, Any]:
+        return self.results["metrics"]["overall"].get(self.primary_metric) or {}
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.results["data"]["synthetic"])
+
+    @property
+    def page(self) -> str:
+        """The run report's path relative to the site root."""
+        return f"protocols/{self.protocol_slug}/{self.slug}.html"
+
+    @property
+    def files_dir(self) -> str:
+        """The folder of the run's copied files, relative to the site root."""
+        return f"runs/{self.protocol_slug}/{self.slug}"
+
+
+# ----------------------------------------------------------------------------------------------- reading runs
+def _require(results: dict[str, Any], path: Path) -> None:
+    for dotted in REQUIRED_KEYS:
+        node: Any = results
+        for key in dotted.split("."):
+            if not isinstance(node, dict) or key not in node:
+                raise UserInputError(f"{path} is not a facebench results.json: it has no '{dotted}'.")
+            node = node[key]
+    version = str(results.get("schema_version", ""))
+    if not version.startswith("1."):
+        raise UserInputError(f"{path} has results schema version '{version}'; "
+                             "this facebench reads version 1.x.")
+    from facebench.metrics import get_metric
+
+    for metric in [results["protocol"]["primary_metric"], *results["metrics"]["disparities"]]:
+        try:
+            get_metric(metric)
+        except UserInputError as exc:
+            raise UserInputError(f"{path} uses a metric this facebench does not know: {exc}") from None
+
+
+def _outcomes_path(results: dict[str, Any], results_path: Path) -> Path:
+    """The run's outcomes.csv, refusing a ``files.outcomes`` entry that points outside its run directory."""
+    run_dir = results_path.parent.resolve()
+    relative = (results.get("files") or {}).get("outcomes") or "outcomes.csv"
+    candidate = (run_dir / str(relative)).resolve()
+    if not candidate.is_relative_to(run_dir):
+        raise UserInputError(f"{results_path} names outcomes file '{relative}', "
+                             "which is outside its run directory.")
+    if not candidate.is_file():
+        raise UserInputError(f"{results_path} names outcomes file '{relative}', which does not exist.")
+    return candidate
+
+
+def find_results(folders: Sequence[Path], *, exclude: Path | None = None) -> list[Path]:
+    """Every ``results.json`` under ``folders`` (recursively), each file once, in path order.
+
+    Hidden folders (a name starting with ``.``, such as an interrupted build's temporary site) are skipped,
+    and so is ``exclude`` (the site being rebuilt, which holds copies of the runs) unless a folder lies
+    inside it.
+    """
+    exclude = exclude.resolve() if exclude is not None else None
+    found: dict[Path, None] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.exists():
+            raise UserInputError(f"Run folder {folder} does not exist.")
+        if not folder.is_dir():
+            raise UserInputError(f"{folder} is not a folder of run directories.")
+        root = folder.resolve()
+        skip = exclude if exclude is not None and not root.is_relative_to(exclude) else None
+        for path in sorted(root.rglob("results.json")):
+            relative_parts = path.relative_to(root).parts[:-1]
+            if any(part.startswith(".") for part in relative_parts):
+                continue
+            if skip is not None and path.is_relative_to(skip):
+                continue
+            found[path] = None
+    if not found:
+        raise UserInputError(f"No results.json found under {', '.join(str(f) for f in folders)}.")
+    return list(found)
+
+
+def collect_runs(folders: Sequence[Path], *, exclude: Path | None = None) -> list[Run]:
+    """Read and check every run under ``folders`` and give each a unique, safe place in the site."""
+    runs = []
+    for path in find_results(folders, exclude=exclude):
+        results = read_results(path)
+        _require(results, path)
+        runs.append(Run(results=results, results_path=path, outcomes_path=_outcomes_path(results, path)))
+    protocol_slugs: dict[str, str] = {}
+    taken_protocols: set[str] = set()
+    taken_runs: dict[str, set[str]] = {}
+    for run in runs:
+        if run.protocol not in protocol_slugs:
+            protocol_slugs[run.protocol] = _unique(safe_name(run.protocol), taken_protocols)
+        run.protocol_slug = protocol_slugs[run.protocol]
+        # Two folders may hold run directories of the same name (e.g. runs copied from two machines).
+        run.slug = _unique(safe_name(run.results["_dir"]), taken_runs.setdefault(run.protocol_slug, set()))
+    return runs
+
+
+# ------------------------------------------------------------------------------------------ leaderboard rows
+def _badness(metric: str, value: float | None) -> float:
+    """How bad ``value`` is for ``metric`` (lower is better; a missing value is worst), for ranking."""
+    from facebench.metrics import get_metric
+
+    if value is None:
+        return float("inf")
+    return float(get_metric(metric).badness([value])[0])
+
+
+def _direction(metric: str) -> str:
+    """How to read ``metric``: "lower is better", "higher is better" or "closer to 0 is better"."""
+    from facebench.metrics import get_metric
+
+    spec = get_metric(metric)
+    if spec.worst_by_abs:
+        return "closer to 0 is better"
+    return "higher is better" if spec.higher_is_better else "lower is better"
+
+
+def _pick_attribute(by_attribute: dict[str, Any]) -> str | None:
+    """The attribute of the "worst group" column: race when the run has it, else its first attribute."""
+    if "race" in by_attribute:
+        return "race"
+    singles = [a for a in by_attribute if "*" not in a]
+    return (singles or list(by_attribute) or [None])[0]
+
+
+def leaderboard_row(run: Run) -> dict[str, Any]:
+    """One row of a protocol's table: primary metric, worst group, largest gap, data, provenance."""
+    metrics = run.results["metrics"]
+    disparities = metrics["disparities"].get(run.primary_metric, {})
+    attribute = _pick_attribute(disparities)
+    worst = None
+    if attribute is not None and disparities[attribute].get("worst_group") is not None:
+        worst = {"attribute": attribute, **disparities[attribute]}
+    # The largest gap over the protocol's attributes; intersections (often tiny groups) are on the run page.
+    gaps = [{"attribute": a, **d} for a, d in disparities.items()
+            if "*" not in a and d.get("gap") is not None]
+    largest = max(gaps, key=lambda d: d["gap"], default=None)
+    return {
+        "run": run,
+        "name": run.name,
+        "kind": run.kind,
+        "primary": run.primary_value,
+        "worst": worst,
+        "largest_gap": largest,
+        "synthetic": run.synthetic,
+        "data_fingerprint": str(run.results["data"].get("fingerprint") or "")[:8],
+        "profile": run.results["protocol"].get("profile", ""),
+        "created": str((run.results.get("provenance") or {}).get("created_at") or "")[:10],
+    }
+
+
+def protocol_table(runs: list[Run]) -> list[dict[str, Any]]:
+    """The rows of one protocol's table, best first on the primary metric, each with its ``rank``."""
+    def best_first(row: dict[str, Any]) -> tuple[float, str]:
+        return _badness(row["run"].primary_metric, row["primary"].get("value")), row["name"]
+
+    rows = sorted((leaderboard_row(run) for run in runs), key=best_first)
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def _page(template: str, *, script: str | None = None, **context: Any) -> str:
+    """Render one site page: the wide layout, with ``script`` (if any) allowed by the page's CSP."""
+    return environment().get_template(template).render(csp=content_security_policy(script), script=script,
+                                                       wide=True, **context)
+
+
+def _write_protocol(site: Path, runs: list[Run]) -> dict[str, Any]:
+    """Write the table page of one protocol's ``runs``; return the protocol's row of the index."""
+    rows = protocol_table(runs)
+    newest = max(runs, key=lambda r: str((r.results.get("provenance") or {}).get("created_at") or ""))
+    synthetic = any(run.synthetic for run in runs)
+    any_real = not all(run.synthetic for run in runs)
+    fingerprints = {str(run.results["data"].get("fingerprint")) for run in runs}
+    changes = changes_against_reference([run.results for run in runs])
+    slug = runs[0].protocol_slug
+    write_text(site / "protocols" / slug / "index.html", _page(
+        "site_protocol.html.j2", script=SORT_SCRIPT, root="../../", protocol=newest.results["protocol"],
+        data=newest.results["data"], rows=rows, synthetic=synthetic, any_real=any_real,
+        reference=newest.results.get("reference") or [], mixed_data=len(fingerprints) > 1, changes=changes,
+        direction=_direction(newest.primary_metric)))
+    best = rows[0]
+    return {"protocol": newest.results["protocol"], "page": f"protocols/{slug}/index.html", "best": best,
+            "n_baselines": sum(r.kind == "baseline" for r in runs),
+            "n_submissions": sum(r.kind != "baseline" for r in runs),
+            "synthetic": synthetic,
+            "datasets": sorted({str(r.results["data"].get("dataset", "")) for r in runs})}
+
+
+def _write_run(site: Path, run: Run) -> dict[str, Any]:
+    """Write one run's report page and copy its files; return its manifest entry."""
+    files = site / run.files_dir
+    files.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run.results_path, files / "results.json")
+    shutil.copyfile(run.outcomes_path, files / "outcomes.csv")
+    write_text(site / run.page, _page(
+        "site_run.html.j2", root="../../", run=run_view(run.results), protocol=run.results["protocol"],
+        data=run.results["data"], synthetic=run.synthetic, files=f"../../{run.files_dir}/"))
+    return {"protocol": run.protocol, "name": run.name, "kind": run.kind, "run": run.slug,
+            "results": f"{run.files_dir}/results.json", "outcomes": f"{run.files_dir}/outcomes.csv",
+            "primary_metric": run.primary_metric, "value": run.primary_value.get("value")}
+
+
+def _write_site(site: Path, runs: list[Run], *, show_progress: bool) -> None:
+    by_protocol: dict[str, list[Run]] = {}
+    for run in runs:
+        by_protocol.setdefault(run.protocol, []).append(run)
+    entries = [_write_run(site, run) for run in track(runs, total=len(runs), description="leaderboard",
+                                                       enabled=show_progress)]
+    protocols = [_write_protocol(site, by_protocol[name]) for name in sorted(by_protocol)]
+    write_text(site / "index.html", _page(
+        "site_index.html.j2", script=SORT_SCRIPT, root="", protocols=protocols,
+        synthetic=any(run.synthetic for run in runs), n_runs=len(runs)))
+    write_json(site / "manifest.json", {"schema": MANIFEST_SCHEMA, "entries": entries})
+
+
+def _is_site(folder: Path) -> bool:
+    """Whether ``folder`` is a site this command built (so it may be replaced)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        return manifest.get("schema") == MANIFEST_SCHEMA
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse to replace anything but a previous leaderboard site or an empty folder."""
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} is a file, not a folder.")
+    if out.is_dir() and any(out.iterdir()) and not _is_site(out):
+        raise UserInputError(f"--out {out} is a folder that is not a facebench leaderboard site; "
+                             "pick an empty or new folder so nothing of yours is overwritten.")
+
+
+def _publishable_permissions(site: Path) -> None:
+    """Give the site ordinary permissions (temporary folders and atomic writes start private: 0700/0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for folder, _, names in os.walk(site):
+        os.chmod(folder, 0o777 & ~umask)
+        for name in names:
+            os.chmod(os.path.join(folder, name), 0o666 & ~umask)
+
+
+def _replace(out: Path, staging: Path) -> None:
+    """Put the finished ``staging`` folder at ``out``, replacing a previous site with two renames."""
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    previous = Path(tempfile.mkdtemp(prefix=f".{out.name}.previous.", dir=out.parent))
+    os.rename(out, previous / "site")
+    try:
+        os.rename(staging, out)
+    except OSError:
+        os.rename(previous / "site", out)
+        raise
+    finally:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def build_site(run_folders: Iterable[Path], *, out: Path, show_progress: bool = True) -> Path:
+    """Build the leaderboard site at ``out`` from every run under ``run_folders``; return its ``index.html``.
+
+    Besides the pages, ``out/manifest.json`` is ``{"schema": MANIFEST_SCHEMA, "entries": [...]}`` with one
+    entry per run: ``protocol``, ``name`` (label or name), ``kind``, ``run`` (its folder name in the site),
+    ``results`` and ``outcomes`` (paths relative to ``out``: ``runs/<protocol>/<run>/results.json`` and
+    ``.../outcomes.csv``), ``primary_metric`` and ``value`` (the overall value of the primary metric).
+
+    Raises :class:`UserInputError` for a missing folder, no results.json, a file that is not valid JSON or not
+    a results document, or an ``out`` that is a folder of something else.
+    """
+    out = Path(out).absolute()
+    runs = collect_runs([Path(f) for f in run_folders], exclude=out)
+    _check_replaceable(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building.", dir=out.parent))
+    try:
+        _write_site(staging, runs, show_progress=show_progress)
+        _publishable_permissions(staging)
+        _replace(out, staging)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+        raise
+    return out / "index.html"
+
+
+def cli_main(args) -> int:
+    """``facebench leaderboard``: build the site and print the path of its index page."""
+    index = build_site(args.runs, out=args.out)
+    print(index)
+    return 0
