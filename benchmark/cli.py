@@ -62,17 +62,30 @@ def build_parser() -> argparse.ArgumentParser:
                               "last epoch checkpoint and skips finished ones.")
     _add_protocol_arguments(run)
     run.add_argument("--baseline", action="append", default=[], metavar="NAME", help="run only this baseline (repeatable)")
+    run.add_argument("--train-data-root", type=Path, metavar="DIR",
+                     help="your copy of the protocol's train_dataset, for protocols that train on another dataset than "
+                          "they test on (FG-NET, AgeDB-30, CACD-VS); default: --data-root when it is the same dataset")
     run.set_defaults(handler=_cmd_run)
 
-    evaluate = commands.add_parser("evaluate", help="score a predictions file exactly as a baseline's predictions are scored",
-                                   description="Validate and score a predictions file for a protocol's test split. "
-                                   "Age protocols take a CSV with header sample_id,age; face-recognition protocols an .npz "
-                                   "with arrays sample_id and embedding (sample_id = image path relative to the dataset "
-                                   "root; --list-ids prints them). Writes OUT/<protocol>/submission-<name>/ and refreshes "
-                                   "the report.")
+    evaluate = commands.add_parser("evaluate", help="score a predictions file, or your own model, exactly as a baseline is scored",
+                                   description="Validate and score a submission for a protocol's test split: a predictions "
+                                   "file (--predictions) or a model (--model). Age protocols take a CSV with header "
+                                   "sample_id,age; face-recognition protocols an .npz with arrays sample_id and embedding "
+                                   "(sample_id = image path relative to the dataset root; --list-ids prints them). "
+                                   "--model package.module:factory (or path/to/file.py:factory) is called as "
+                                   "factory(task=NAME, image_size=S) and must return model(batch) -> ages (N,) or "
+                                   "embeddings (N, D), batch being float32 (N, 3, S, S) RGB in [0, 1] on the GPU when "
+                                   "present; its outputs are scored exactly like a predictions file "
+                                   "(docs/submissions.md). Writes OUT/<protocol>/submission-<name>/ and refreshes the "
+                                   "report; a bad submission writes nothing.")
     _add_protocol_arguments(evaluate)
-    evaluate.add_argument("--predictions", type=Path, metavar="FILE", help="the predictions file (required unless --list-ids)")
-    evaluate.add_argument("--name", default=None, help="name of the submission (default: the file's stem)")
+    submission = evaluate.add_mutually_exclusive_group()
+    submission.add_argument("--predictions", type=Path, metavar="FILE",
+                            help="the predictions file (this, --model or --list-ids is required)")
+    submission.add_argument("--model", metavar="MODULE:FACTORY",
+                            help="your model's factory: package.module:factory or path/to/file.py:factory")
+    evaluate.add_argument("--name", default=None,
+                          help="name of the submission (default: the predictions file's stem, or the factory's name)")
     evaluate.add_argument("--list-ids", action="store_true", help="print the test split's sample ids (one per line) and exit")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
@@ -162,7 +175,8 @@ def _cmd_run(args) -> int:
             known = [b.display_name for b in protocol.baselines]
             raise UserInputError(f"--baseline {name}: not a baseline of {args.protocol}{did_you_mean(name, known)}; it has {', '.join(known)}.")
     options = RunOptions(out_dir=args.out, seed=args.seed, data_root=args.data_root, cache_dir=args.cache_dir,
-                         progress=not args.no_progress, baselines=tuple(args.baseline))
+                         progress=not args.no_progress, baselines=tuple(args.baseline),
+                         train_data_root=args.train_data_root)
     run_dirs = run_protocol(protocol, options)
     report = write_protocol_report(run_dirs[0].parent)
     print(f"results: {', '.join(str(d / 'results.json') for d in run_dirs)}")
@@ -171,25 +185,31 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
+    from facebench.adapters import evaluate_model, load_model, score_submission
     from facebench.data.datasets import default_cache_dir
-    from facebench.evaluate import score_predictions_file
+    from facebench.registry import TASKS
     from facebench.reports.bias_report import write_protocol_report
     from facebench.run import prepare_data
 
     protocol = _load(args)
-    dataset, split = prepare_data(protocol, data_root=args.data_root, cache_dir=args.cache_dir or default_cache_dir(),
-                                  progress=not args.no_progress)
+    if not args.list_ids and args.predictions is None and args.model is None:
+        raise UserInputError("evaluate needs --predictions FILE or --model MODULE:FACTORY "
+                             "(or --list-ids to print the ids to predict).")
+    model = None
+    if args.model is not None and not args.list_ids:  # a bad spec fails before any data is prepared
+        model = load_model(args.model, task=TASKS.get(protocol.task), image_size=protocol.model.image_size)
+    cache_dir = args.cache_dir or default_cache_dir()
+    dataset, split = prepare_data(protocol, data_root=args.data_root, cache_dir=cache_dir, progress=not args.no_progress)
     if args.list_ids:
         sys.stdout.write("".join(f"{sample_id}\n" for sample_id in split["test"]))
         return 0
-    if args.predictions is None:
-        raise UserInputError("evaluate needs --predictions FILE (or --list-ids to print the ids to predict).")
-    name = args.name or args.predictions.stem
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "submission"
-    run_dir = args.out / protocol.name / f"submission-{safe}"
-    score_predictions_file(protocol=protocol, dataset=dataset, split=split, predictions=args.predictions,
-                           out_dir=run_dir, seed=args.seed,
-                           baseline={"name": name, "params": {}, "kind": "submission", "source": str(args.predictions)})
+    if model is not None:
+        run_dir = evaluate_model(model, protocol=protocol, dataset=dataset, split=split, cache_dir=cache_dir,
+                                 out=args.out, seed=args.seed, name=args.name, progress=not args.no_progress)
+    else:
+        run_dir = score_submission(protocol=protocol, dataset=dataset, split=split, predictions=args.predictions,
+                                   out=args.out, name=args.name or args.predictions.stem, source=str(args.predictions),
+                                   seed=args.seed)
     report = write_protocol_report(run_dir.parent)
     print(f"results: {run_dir / 'results.json'}")
     print(f"report:  {report}")

@@ -52,15 +52,22 @@ class AgeRegressionTask:
         """Read and validate a predictions CSV against the protocol's test ids; return it in test order."""
         path = Path(path)
         if not path.is_file():
-            raise UserInputError(f"Predictions file {path} does not exist.")
+            raise UserInputError(f"Predictions file {path} {'is not a file' if path.exists() else 'does not exist'}.")
+        with open(path, "rb") as handle:
+            if b"\x00" in handle.read(1 << 16):
+                raise UserInputError(f"{path}: not a readable CSV (it contains NUL bytes, so it is a binary file).")
         try:
             frame = pd.read_csv(path, dtype={"sample_id": str}, keep_default_na=False, na_values=[""])
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-            raise UserInputError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]}).") from None
+            reason = str(exc).splitlines()[0].removeprefix("Error tokenizing data. C error: ")  # one sentence
+            raise UserInputError(f"{path}: not a readable CSV ({reason}).") from None
+        if not isinstance(frame.index, pd.RangeIndex):  # pandas takes extra leading fields for an index
+            raise UserInputError(f"{path}: line 2 has more fields than the header has columns.")
         columns = list(frame.columns)
         if columns != list(self.prediction_columns):
             raise UserInputError(
-                f"{path}: columns are {','.join(map(str, columns)) or 'missing'}; expected exactly {','.join(self.prediction_columns)}."
+                f"{path}: columns are {','.join(repr(str(c))[1:-1] for c in columns) or 'missing'}; "  # escapes control characters
+                f"expected exactly {','.join(self.prediction_columns)}."
             )
         # Row numbers in messages are file lines (the header is line 1).
         missing_id = frame["sample_id"].isna()
@@ -69,18 +76,20 @@ class AgeRegressionTask:
         duplicated = frame["sample_id"].duplicated()
         if duplicated.any():
             line = int(np.flatnonzero(duplicated)[0]) + 2
-            raise UserInputError(f"{path}: line {line} repeats sample_id '{frame['sample_id'][duplicated].iloc[0]}'.")
+            raise UserInputError(f"{path}: line {line} repeats sample_id {str(frame['sample_id'][duplicated].iloc[0])!r}.")
         ages = pd.to_numeric(frame["age"], errors="coerce")
         bad = ages.isna() | ~np.isfinite(ages.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             line = int(np.flatnonzero(bad)[0]) + 2
-            raise UserInputError(f"{path}: line {line} has age {frame['age'].iloc[line - 2]!r}, which is not a finite number.")
+            raw = frame["age"].iloc[line - 2]
+            shown = "'' (empty)" if not isinstance(raw, str) and pd.isna(raw) else repr(str(raw))
+            raise UserInputError(f"{path}: line {line} has age {shown}, which is not a finite number.")
         expected = pd.Index(expected_ids)
         unknown = ~frame["sample_id"].isin(expected)
         if unknown.any():
             line = int(np.flatnonzero(unknown)[0]) + 2
             raise UserInputError(
-                f"{path}: line {line} has sample_id '{frame['sample_id'][unknown].iloc[0]}', which is not in this protocol's test set."
+                f"{path}: line {line} has sample_id {str(frame['sample_id'][unknown].iloc[0])!r}, which is not in this protocol's test set."
             )
         absent = ~expected.isin(frame["sample_id"])
         if absent.any():
@@ -168,38 +177,71 @@ class FaceIdentificationTask:
                      embedding=np.asarray(embeddings, dtype=np.float32))
 
     def read_predictions(self, path: str | Path, expected_ids: tuple[str, ...]) -> Embeddings:
+        """Read and validate an embeddings ``.npz`` against the test ids; rows come back in test order.
+
+        Rows in messages are 0-based indices into the file's arrays.
+        """
+        import zipfile
+
         path = Path(path)
         if not path.is_file():
-            raise UserInputError(f"Predictions file {path} does not exist.")
+            raise UserInputError(f"Predictions file {path} {'is not a file' if path.exists() else 'does not exist'}.")
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+        if magic == b"\x93NUMPY":
+            raise UserInputError(f"{path}: not a readable .npz archive (it is a single .npy array; write both arrays "
+                                 "with numpy.savez(path, sample_id=..., embedding=...)).")
+        if not magic.startswith(b"PK"):
+            raise UserInputError(f"{path}: not a readable .npz archive (it is not a zip file; write one with "
+                                 "numpy.savez(path, sample_id=..., embedding=...)).")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError) as exc:
-            raise UserInputError(f"{path}: not a readable .npz archive ({str(exc).splitlines()[0]}).") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise UserInputError(f"{path}: not a readable .npz archive ({reason}).") from None
         if set(arrays) != {"sample_id", "embedding"}:
-            raise UserInputError(f"{path}: arrays are {', '.join(sorted(arrays)) or 'none'}; expected exactly sample_id and embedding.")
+            names = ", ".join(repr(key)[1:-1] for key in sorted(arrays)) or "none"  # escapes control characters
+            raise UserInputError(f"{path}: arrays are {names}; expected exactly sample_id and embedding.")
+        not_arrays = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
+        if not_arrays:
+            raise UserInputError(f"{path}: member {not_arrays[0]!r} is not a .npy array.")
         ids, matrix = arrays["sample_id"], arrays["embedding"]
         if ids.ndim != 1 or matrix.ndim != 2 or len(ids) != len(matrix):
             raise UserInputError(f"{path}: sample_id must be 1-D and embedding 2-D with one row per sample_id "
                                  f"(got {ids.shape} and {matrix.shape}).")
-        if not np.issubdtype(matrix.dtype, np.number):
-            raise UserInputError(f"{path}: embedding has dtype {matrix.dtype}, not numbers.")
-        ids = ids.astype(str)
+        if matrix.shape[1] == 0:
+            raise UserInputError(f"{path}: embedding has shape {matrix.shape}, so each embedding is empty (width 0).")
+        if matrix.dtype.kind not in "iuf":
+            raise UserInputError(f"{path}: embedding has dtype {matrix.dtype}, not real numbers.")
+        if ids.dtype.kind not in "US":
+            raise UserInputError(f"{path}: sample_id has dtype {ids.dtype}, not strings.")
+        try:
+            ids = np.char.decode(ids, "utf-8") if ids.dtype.kind == "S" else ids.astype(str)
+        except UnicodeDecodeError as exc:
+            raise UserInputError(f"{path}: sample_id holds bytes that are not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
         bad = ~np.isfinite(matrix).all(axis=1)
         if bad.any():
-            raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ('{ids[bad][0]}') has a NaN or infinite value.")
+            raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ({str(ids[bad][0])!r}) has a NaN or infinite value.")
+        with np.errstate(over="ignore"):
+            matrix = matrix.astype(np.float32)
+        bad = ~np.isfinite(matrix).all(axis=1)
+        if bad.any():
+            raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ({str(ids[bad][0])!r}) has a value beyond "
+                                 "float32's range.")
         unique, counts = np.unique(ids, return_counts=True)
         if (counts > 1).any():
-            raise UserInputError(f"{path}: sample_id '{unique[counts > 1][0]}' appears {int(counts.max())} times.")
+            raise UserInputError(f"{path}: sample_id {str(unique[counts > 1][0])!r} appears {int(counts[counts > 1][0])} times.")
         expected = set(expected_ids)
         unknown = [i for i in ids if i not in expected]
         if unknown:
-            raise UserInputError(f"{path}: sample_id '{unknown[0]}' is not in this protocol's test set.")
-        missing = [i for i in expected_ids if i not in set(ids)]
+            raise UserInputError(f"{path}: sample_id {str(unknown[0])!r} is not in this protocol's test set.")
+        given = set(ids)
+        missing = [i for i in expected_ids if i not in given]
         if missing:
             raise UserInputError(f"{path}: {len(missing)} test images have no embedding, the first being '{missing[0]}'.")
         order = {sample_id: i for i, sample_id in enumerate(ids)}
-        return Embeddings(tuple(expected_ids), matrix[[order[i] for i in expected_ids]].astype(np.float32))
+        return Embeddings(tuple(expected_ids), matrix[[order[i] for i in expected_ids]])
 
     def outcomes(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split) -> pd.DataFrame:
         from facebench.metrics.identification import identification_hits
@@ -227,40 +269,49 @@ class FaceIdentificationTask:
         """Verification view of the same test set: every probe-gallery pair is a comparison (its mate genuine,
         every other gallery image an impostor). NIST-style FMR/FNMR per group at global thresholds, FDR,
         GARBE, and a DET curve per group (:func:`facebench.metrics.verification.demographic_differentials`)."""
-        from facebench.metrics.verification import demographic_differentials
 
         labels = table.set_index("sample_id")
         probes, gallery = list(split["probe"]), list(split["gallery"])
         scores = _unit(predictions.rows(probes)) @ _unit(predictions.rows(gallery)).T
         issame = (labels.loc[probes, "subject_id"].to_numpy(dtype=str)[:, None]
                   == labels.loc[gallery, "subject_id"].to_numpy(dtype=str)[None, :])
-        grid = np.quantile(scores, np.linspace(0.0, 1.0, 81))
-        out: dict = {"comparisons": int(scores.size), "genuine": int(issame.sum()), "by_attribute": {}}
-        for attribute in ("race", "gender"):
-            probe_groups = labels.loc[probes, attribute].to_numpy(dtype=object)
-            gallery_groups = labels.loc[gallery, attribute].to_numpy(dtype=object)
-            if pd.isna(probe_groups).all():
-                continue
-            g1 = np.repeat(probe_groups, len(gallery))
-            g2 = np.tile(gallery_groups, len(probes))
-            result = demographic_differentials(scores.ravel(), issame.ravel(), g1, g2, target_fmrs=(1e-2, 1e-3),
-                                               n_boot=200, seed=seed, min_group_size=protocol.groups.min_group_size)
-            det = {}
-            for group in result.groups:
-                mask = (g1 == group) & (g2 == group)
-                genuine, impostor = scores.ravel()[mask & issame.ravel()], scores.ravel()[mask & ~issame.ravel()]
-                if len(genuine) and len(impostor):
-                    det[str(group)] = {"fmr": [float(np.mean(impostor >= t)) for t in grid],
-                                       "fnmr": [float(np.mean(genuine < t)) for t in grid]}
-            out["pair_rule"] = result.pair_rule
-            out["by_attribute"][attribute] = {
-                "rates": [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-                          for row in result.to_frame().to_dict(orient="records")],
-                "summary": {f"{target:g}": {k: (None if not np.isfinite(v) else float(v)) for k, v in values.items()}
-                            for target, values in result.summary().items()},
-                "det": det,
-            }
-        return out
+        groups = {attribute: (np.repeat(labels.loc[probes, attribute].to_numpy(dtype=object), len(gallery)),
+                              np.tile(labels.loc[gallery, attribute].to_numpy(dtype=object), len(probes)))
+                  for attribute in ("race", "gender")}
+        return pair_view(scores.ravel(), issame.ravel(), groups, protocol=protocol, seed=seed)
+
+
+def pair_view(scores: np.ndarray, issame: np.ndarray, groups: dict[str, tuple[np.ndarray, np.ndarray]], *,
+              protocol, seed: int) -> dict:
+    """The verification view of a set of comparisons (``scores``, higher = more similar; ``issame``): per
+    attribute in ``groups`` (the two faces' labels), NIST-style FMR/FNMR per group at global thresholds
+    (1e-2, 1e-3), FDR, GARBE (:func:`facebench.metrics.verification.demographic_differentials`) and a DET
+    curve per group on a common grid of thresholds. Attributes whose labels are all missing are skipped."""
+    from facebench.metrics.verification import demographic_differentials
+
+    grid = np.quantile(scores, np.linspace(0.0, 1.0, 81))
+    out: dict = {"comparisons": int(scores.size), "genuine": int(issame.sum()), "by_attribute": {}}
+    for attribute, (g1, g2) in groups.items():
+        if pd.isna(g1).all():
+            continue
+        result = demographic_differentials(scores, issame, g1, g2, target_fmrs=(1e-2, 1e-3), n_boot=200, seed=seed,
+                                           min_group_size=protocol.groups.min_group_size)
+        det = {}
+        for group in result.groups:
+            mask = (g1 == group) & (g2 == group)
+            genuine, impostor = scores[mask & issame], scores[mask & ~issame]
+            if len(genuine) and len(impostor):
+                det[str(group)] = {"fmr": [float(np.mean(impostor >= t)) for t in grid],
+                                   "fnmr": [float(np.mean(genuine < t)) for t in grid]}
+        out["pair_rule"] = result.pair_rule
+        out["by_attribute"][attribute] = {
+            "rates": [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+                      for row in result.to_frame().to_dict(orient="records")],
+            "summary": {f"{target:g}": {k: (None if not np.isfinite(v) else float(v)) for k, v in values.items()}
+                        for target, values in result.summary().items()},
+            "det": det,
+        }
+    return out
 
 
 FACE_IDENTIFICATION = FaceIdentificationTask()
@@ -317,9 +368,147 @@ class FaceRetrievalTask(FaceIdentificationTask):
         return pd.concat(frames, ignore_index=True)
 
 
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
 def _unit(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float64)
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
 
 
 FACE_RETRIEVAL = FaceRetrievalTask()
+
+
+#: Age-gap bins of verification pairs (years between the two faces): AgeDB-30 pairs are all 30+ apart.
+PAIR_GAP_EDGES: tuple[int, ...] = (0, 10, 20, 30, 40)
+
+
+def _pair_label(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """A pair's group: the faces' common label, ``"mixed"`` when they differ, missing when either is."""
+    first, second = np.asarray(first, dtype=object), np.asarray(second, dtype=object)
+    missing = pd.isna(first) | pd.isna(second)
+    first_text, second_text = first.astype(str), second.astype(str)  # pd.NA cannot be compared elementwise
+    label = np.where(first_text == second_text, first_text, "mixed").astype(object)
+    label[missing] = None
+    return label
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaceVerificationTask(FaceIdentificationTask):
+    """Pair verification with the insightface 10-fold procedure (AgeDB-30, CACD-VS; research notes A6).
+
+    Same predictions format as identification (an embedding per image of the pairs). For the split's ordered
+    pairs the distance is ``sum((e1 - e2)**2)`` of the L2-normalised embeddings; the pairs are cut into
+    contiguous folds; each held-out fold is decided at the threshold that maximises accuracy on the other
+    folds (:func:`facebench.metrics.verification.kfold_accuracy_from_distances`). The per-pair outcome is
+    whether that decision is right, so mean accuracy over pairs equals insightface's mean over equal folds,
+    disaggregated by the pair's gender and race (common label or ``mixed``), age gap, the younger face's
+    age band and the pair type (genuine pairs: accuracy is TAR; impostor pairs: 1 - FAR).
+    """
+
+    name: str = "face_verification"
+    description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), every image of the pairs"
+    group_attributes: tuple[str, ...] = ("gender", "race", "age_gap", "age_band", "pair_type")
+
+    def _pair_frame(self, table: pd.DataFrame, predictions: Embeddings, split) -> tuple[pd.DataFrame, dict]:
+        from facebench.metrics.verification import kfold_accuracy_from_distances, kfold_bounds
+
+        pairs = split.pairs
+        if pairs is None:
+            raise UserInputError(f"Task {self.name} needs a pair split (age_gap_pairs or listed_pairs).")
+        first, second = _unit(predictions.rows(pairs.first)), _unit(predictions.rows(pairs.second))
+        distance = np.sum(np.square(first - second), axis=1)
+        same = np.asarray(pairs.same, dtype=bool)
+        result = kfold_accuracy_from_distances(distance, same, pairs.n_folds)
+        threshold = np.empty(len(pairs))
+        for (start, stop), best in zip(kfold_bounds(len(pairs), pairs.n_folds), result.best_thresholds, strict=True):
+            threshold[start:stop] = best
+        predicted_same = distance < threshold
+        labels = table.set_index("sample_id")
+        a, b = labels.loc[list(pairs.first)], labels.loc[list(pairs.second)]
+        age_a, age_b = a["age"].to_numpy(dtype=float, na_value=np.nan), b["age"].to_numpy(dtype=float, na_value=np.nan)
+        frame = pd.DataFrame({
+            "sample_id": pairs.keys(), "fold": np.asarray(pairs.fold), "distance": distance, "threshold": threshold,
+            "y_true": same.astype(int), "y_pred": predicted_same.astype(int),
+            "correct": (predicted_same == same).astype(int),
+            "gender": _pair_label(a["gender"], b["gender"]), "race": _pair_label(a["race"], b["race"]),
+            "age_gap": age_band(np.abs(age_a - age_b), PAIR_GAP_EDGES).to_numpy(),
+            "pair_type": np.where(same, "genuine", "impostor"),
+        })
+        kfold = {"n_pairs": len(pairs), "n_folds": pairs.n_folds, "mean": float(result.mean), "std": float(result.std),
+                 "fold_accuracies": [float(x) for x in result.fold_accuracies],
+                 "best_thresholds": [float(x) for x in result.best_thresholds],
+                 "folds": [list(bounds) for bounds in result.folds],
+                 "val_at_far": _finite_or_none(result.val_at_far), "far": _finite_or_none(result.far),
+                 "far_target": float(result.far_target)}
+        return frame, kfold
+
+    def outcomes(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split) -> pd.DataFrame:
+        frame, _ = self._pair_frame(table, predictions, split)
+        labels = table.set_index("sample_id")
+        younger = np.fmin(labels.loc[list(split.pairs.first), "age"].to_numpy(dtype=float, na_value=np.nan),
+                          labels.loc[list(split.pairs.second), "age"].to_numpy(dtype=float, na_value=np.nan))
+        frame["age_band"] = age_band(younger, protocol.groups.age_bands).to_numpy()
+        return frame
+
+    def differentials(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split, seed: int) -> dict:
+        """The 10-fold summary (mean ± std over folds, as published) plus the NIST-style pair view."""
+        frame, kfold = self._pair_frame(table, predictions, split)
+        labels = table.set_index("sample_id")
+        groups = {attribute: (labels.loc[list(split.pairs.first), attribute].to_numpy(dtype=object),
+                              labels.loc[list(split.pairs.second), attribute].to_numpy(dtype=object))
+                  for attribute in ("race", "gender")}
+        view = pair_view(1.0 - frame["distance"].to_numpy() / 2.0, frame["y_true"].to_numpy(dtype=bool), groups,
+                         protocol=protocol, seed=seed)
+        return {"kfold": kfold, **view}
+
+
+FACE_VERIFICATION = FaceVerificationTask()
+
+
+@dataclass(frozen=True, kw_only=True)
+class FaceLeaveOneOutTask(FaceIdentificationTask):
+    """Leave-one-out identification (FG-NET; research notes A5): every test image is a probe against all the
+    others (:func:`facebench.metrics.identification.identification_hits` with ``exclude_self=True``). The
+    outcome is the rank of the probe's best mate; groups are the probe's age band, gender and race, and
+    ``age_gap``: years to the probe's nearest-in-age other image of the same person (the easiest mate).
+    """
+
+    name: str = "face_identification_loo"
+    description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), every test image"
+    group_attributes: tuple[str, ...] = ("age_band", "age_gap", "gender", "race")
+
+    def outcomes(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split) -> pd.DataFrame:
+        from facebench.metrics.identification import identification_hits
+
+        ids = list(split["test"])
+        labels = table.set_index("sample_id").loc[ids]
+        subjects = labels["subject_id"].to_numpy(dtype=str)
+        matrix = predictions.rows(ids)
+        ranks = identification_hits(matrix, matrix, subjects, subjects, exclude_self=True)
+        ages = labels["age"].to_numpy(dtype=float)
+        same = subjects[:, None] == subjects[None, :]
+        np.fill_diagonal(same, False)
+        nearest_gap = np.where(same, np.abs(ages[:, None] - ages[None, :]), np.inf).min(axis=1)
+        return pd.DataFrame({
+            "sample_id": ids, "y_true": subjects, "y_pred": ranks.astype(float), "rank": ranks,
+            "age_band": age_band(ages, protocol.groups.age_bands).to_numpy(),
+            "age_gap": age_band(nearest_gap, AGE_GAP_EDGES).to_numpy(),
+            "gender": labels["gender"].to_numpy(dtype=object), "race": labels["race"].to_numpy(dtype=object),
+        })
+
+    def differentials(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split, seed: int) -> dict:
+        """Every unordered pair of test images as a comparison, by race and gender where labelled."""
+        ids = list(split["test"])
+        labels = table.set_index("sample_id").loc[ids]
+        unit = _unit(predictions.rows(ids))
+        i, j = np.triu_indices(len(ids), 1)
+        scores = np.einsum("nd,nd->n", unit[i], unit[j])
+        subjects = labels["subject_id"].to_numpy(dtype=str)
+        groups = {attribute: (labels[attribute].to_numpy(dtype=object)[i], labels[attribute].to_numpy(dtype=object)[j])
+                  for attribute in ("race", "gender")}
+        return pair_view(scores, subjects[i] == subjects[j], groups, protocol=protocol, seed=seed)
+
+
+FACE_IDENTIFICATION_LOO = FaceLeaveOneOutTask()
