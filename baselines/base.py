@@ -46,6 +46,10 @@ class Baseline(ABC):
     #: MDS anchors, seed 000 §4.4.5). The runner draws them at random with the run's seed, records their
     #: ids in results.json and hands them over with :meth:`set_anchors`; no other target label is given.
     target_anchors: int = 0
+    #: For a pre-trained model used as published: what it learnt from (e.g. "about 3 million real faces").
+    #: Results record it, and reports on synthetic data say that such a model's numbers there say nothing
+    #: about real faces.
+    pretrained_on: str = ""
 
     def set_anchors(self, images: np.ndarray, ages: np.ndarray) -> None:
         raise NotImplementedError(f"{type(self).__name__} takes no labelled anchors")

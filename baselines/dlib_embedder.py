@@ -62,6 +62,7 @@ class DlibResNet(Baseline):
     """dlib's 128-d ResNet face descriptor after 5-point alignment (no training)."""
 
     task = "face_recognition"
+    pretrained_on = "about 3 million photos of real people's faces (dlib's metric-learning training set)"
 
     class Params(BaselineParams):
         upsample: int = Field(1, ge=0, le=4, description="times the image is upsampled before face detection "

@@ -122,6 +122,12 @@ class ReferenceResult(_Spec):
     metric: str
     value: float
     split: str = "target"
+    #: The paper-table layout (optional): the row (``method``, e.g. "MT-MIM") and the column's group
+    #: (``group: "database=2004-2006"``, read from our ``by_group``; none: the overall value); ``baseline``
+    #: names our baseline that implements the method, so the report can set the two side by side.
+    method: str | None = None
+    group: str | None = Field(None, pattern=r"^[a-z_*]+=.+$")
+    baseline: str | None = None
 
 
 class Protocol(_Spec):

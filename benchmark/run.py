@@ -165,7 +165,7 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
             seed=options.seed, started=started, device=str(resolve_device(t.device)),
             baseline={"name": baseline_spec.name, "label": baseline_spec.display_name, "params": params.model_dump(mode="json"), "kind": "baseline",
                       "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json"),
-                      "labelled_target_anchors": anchors,
+                      "labelled_target_anchors": anchors, "pretrained_on": cls.pretrained_on,
                       **({"train_data": {"dataset": train_dataset.name, "model_dir": f"_trained/{checkpoint_dir.name}",
                                          "synthetic": train_dataset.synthetic,
                                          "fingerprint": train_dataset.fingerprint(),

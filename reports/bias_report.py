@@ -62,7 +62,8 @@ def load_runs(folder: Path) -> list[dict[str, Any]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserInputError(f"Run folder {folder} does not exist.")
-    runs = [read_results(path) for path in sorted(folder.glob("*/results.json"))]
+    # Hidden folders are scratch space (a submission being written, a temporary site), never runs.
+    runs = [read_results(path) for path in sorted(folder.glob("*/results.json")) if not path.parent.name.startswith(".")]
     if not runs:
         raise UserInputError(f"No run directories with results.json under {folder}.")
     return runs
@@ -217,7 +218,19 @@ def run_view(results: dict[str, Any]) -> dict[str, Any]:
         "provenance": provenance,
         "source_val": (results.get("splits") or {}).get("source_val", {}),
         "race_primary": {g: v[primary] for g, v in metrics["by_group"].get("race", {}).items()},
+        "pretrained_note": pretrained_note(results),
     }
+
+
+def pretrained_note(results: dict[str, Any]) -> str:
+    """For a model pre-trained on real faces and scored on synthetic ones: say that its numbers mean nothing."""
+    learnt_from = results["baseline"].get("pretrained_on")
+    if not learnt_from or not results["data"].get("synthetic"):
+        return ""
+    return (f"{results['baseline'].get('label') or results['baseline']['name']} was trained on {learnt_from} and "
+            "is scored here on synthetic faces: its numbers say nothing about how it treats real faces, of any "
+            "group. They show only that the pipeline runs; score it on the real dataset (--data-root) for numbers "
+            "that mean something.")
 
 
 def changes_against_reference(runs: list[dict[str, Any]], *, reference_name: str = "source_only",
@@ -260,6 +273,43 @@ def changes_against_reference(runs: list[dict[str, Any]], *, reference_name: str
             "rows": rows, "lower_is_better": not get_metric(primary).higher_is_better}
 
 
+def paper_table(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The paper's table layout: one column per (metric, split, group) of the published numbers that name a
+    ``method``, one row per published method, then one row per run with our value and interval in the same
+    cell positions. ``split: source_val`` reads ``results.splits``; a ``group`` reads ``metrics.by_group``."""
+    entries = [r for r in reference if r.get("method")]
+    if not entries:
+        return None
+    columns: list[tuple[str, str, str | None]] = []
+    for r in entries:
+        key = (r["metric"], r.get("split", "test"), r.get("group"))
+        if key not in columns:
+            columns.append(key)
+
+    def ours(results: dict[str, Any], metric: str, split: str, group: str | None) -> dict[str, Any] | None:
+        if split == "source_val":
+            return (results.get("splits") or {}).get("source_val", {}).get(metric)
+        if group is None:
+            return results["metrics"]["overall"].get(metric)
+        attribute, _, label = group.partition("=")
+        return results["metrics"]["by_group"].get(attribute, {}).get(label, {}).get(metric)
+
+    published = []
+    for method in dict.fromkeys(r["method"] for r in entries):
+        cells = {}
+        for r in entries:
+            if r["method"] == method:
+                cells[(r["metric"], r.get("split", "test"), r.get("group"))] = r["value"]
+        baseline = next((r.get("baseline") for r in entries if r["method"] == method and r.get("baseline")), None)
+        published.append({"method": method, "baseline": baseline, "cells": [cells.get(c) for c in columns],
+                          "source": next(r["source"] for r in entries if r["method"] == method)})
+    measured = [{"name": r["baseline"].get("label") or r["baseline"]["name"], "baseline": r["baseline"]["name"],
+                 "synthetic": r["data"]["synthetic"], "cells": [ours(r, *c) for c in columns]} for r in runs]
+    headers = [" ".join(x for x in (metric, "(source val)" if split == "source_val" else "",
+                                   group.partition("=")[2] if group else "overall") if x) for metric, split, group in columns]
+    return {"headers": headers, "published": published, "measured": measured}
+
+
 def render_report(runs: list[dict[str, Any]]) -> str:
     """The per-protocol report page (HTML) for ``runs``, results documents of one protocol."""
     first = runs[0]
@@ -269,6 +319,7 @@ def render_report(runs: list[dict[str, Any]]) -> str:
     return environment().get_template("report.html.j2").render(
         protocol=first["protocol"], data=first["data"], synthetic=any(r["data"]["synthetic"] for r in runs),
         runs=views, races=races, reference=first.get("reference", []), changes=changes_against_reference(runs),
+        paper=paper_table(runs, first.get("reference", [])),
         csp=content_security_policy(), script=None,
     )
 

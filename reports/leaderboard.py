@@ -39,6 +39,7 @@ from facebench.reports.bias_report import (
     changes_against_reference,
     content_security_policy,
     environment,
+    paper_table,
     read_results,
     run_view,
 )
@@ -293,6 +294,7 @@ def _write_protocol(site: Path, runs: list[Run]) -> dict[str, Any]:
         "site_protocol.html.j2", script=SORT_SCRIPT, root="../../", protocol=newest.results["protocol"],
         data=newest.results["data"], rows=rows, synthetic=synthetic, any_real=any_real,
         reference=newest.results.get("reference") or [], mixed_data=len(fingerprints) > 1, changes=changes,
+        paper=paper_table([run.results for run in runs], newest.results.get("reference") or []),
         direction=_direction(newest.primary_metric)))
     best = rows[0]
     return {"protocol": newest.results["protocol"], "page": f"protocols/{slug}/index.html", "best": best,
