@@ -29,6 +29,10 @@ examples:
   facebench run protocols/age_utk_cross_ethnicity.yaml                 # quick profile, synthetic faces
   facebench run protocols/age_utk_cross_ethnicity.yaml --data-root ~/data/utkface --profile paper
   facebench evaluate protocols/age_utk_cross_ethnicity.yaml --predictions mine.csv --name my-model
+  facebench evaluate protocols/aifr_morph.yaml --model docs/examples/torchvision_adapter.py:factory
+  facebench run protocols/aifr_fgnet.yaml --data-root ~/data/fgnet --train-data-root ~/data/cacd
+  facebench leaderboard runs/ --out site/
+  facebench compare runs/aifr_morph/submission-mine --leaderboard site/ --gate gates.yaml
   facebench protocols validate protocols/*.yaml
   facebench data verify utkface --root ~/data/utkface --json
 """
