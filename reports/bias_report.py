@@ -303,7 +303,9 @@ def paper_table(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> 
         baseline = next((r.get("baseline") for r in entries if r["method"] == method and r.get("baseline")), None)
         published.append({"method": method, "baseline": baseline, "cells": [cells.get(c) for c in columns],
                           "source": next(r["source"] for r in entries if r["method"] == method)})
-    measured = [{"name": r["baseline"].get("label") or r["baseline"]["name"], "baseline": r["baseline"]["name"],
+    # A published row's ``baseline`` names our baseline, or one labelled entry of it ("dann conv+fc1").
+    measured = [{"name": r["baseline"].get("label") or r["baseline"]["name"],
+                 "matches": {r["baseline"]["name"], r["baseline"].get("label") or r["baseline"]["name"]},
                  "synthetic": r["data"]["synthetic"], "cells": [ours(r, *c) for c in columns]} for r in runs]
     headers = [" ".join(x for x in (metric, "(source val)" if split == "source_val" else "",
                                    group.partition("=")[2] if group else "overall") if x) for metric, split, group in columns]

@@ -46,3 +46,48 @@ def test_plain_language_sentence() -> None:
     gap = {"worst_group": "black", "best_group": "white", "gap": 2.1, "gap_ci_low": 1.7, "gap_ci_high": 2.5, "ratio": 1.3}
     assert plain_language("mae", "race", gap, "years", False) == (
         "MAE for black is 2.10 years worse (higher) than for white (95% CI 1.70–2.50; ratio 1.30).")
+
+
+def _value(v: float) -> dict:
+    return {"value": v, "ci_low": v - 0.01, "ci_high": v + 0.01, "n": 100, "flag": ""}
+
+
+def test_paper_table_lays_published_rows_and_ours_in_the_same_columns() -> None:
+    from facebench.reports.bias_report import paper_table
+
+    reference = [
+        {"source": "T5", "setting": "x", "metric": "map", "split": "test", "value": 0.92, "method": "Baseline",
+         "group": "database=2004-2006", "baseline": "arcface"},
+        {"source": "T5", "setting": "x", "metric": "map", "split": "test", "value": 0.95, "method": "Baseline",
+         "group": "database=2010-2012", "baseline": "arcface"},
+        {"source": "T2", "setting": "x", "metric": "map", "split": "test", "value": 0.53, "method": "CARC",
+         "group": "database=2004-2006"},
+        {"source": "T2", "setting": "no method: not in the table", "metric": "map", "split": "test", "value": 0.1},
+    ]
+    run = {"baseline": {"name": "arcface", "label": "arcface"}, "data": {"synthetic": True},
+           "metrics": {"overall": {"map": _value(0.5)},
+                       "by_group": {"database": {"2004-2006": {"map": _value(0.44)}, "2010-2012": {"map": _value(0.65)}}}}}
+    other = {"baseline": {"name": "mtmim", "label": "mt-mim"}, "data": {"synthetic": True},
+             "metrics": {"overall": {"map": _value(0.6)}, "by_group": {}}}
+    table = paper_table([run, other], reference)
+    assert table["headers"] == ["map 2004-2006", "map 2010-2012"]
+    assert [(r["method"], r["baseline"], r["cells"]) for r in table["published"]] == [
+        ("Baseline", "arcface", [0.92, 0.95]), ("CARC", None, [0.53, None])]
+    ours, theirs = table["measured"]
+    assert [c["value"] for c in ours["cells"]] == [0.44, 0.65] and "arcface" in ours["matches"]
+    assert theirs["cells"] == [None, None]
+    assert paper_table([run], reference[-1:]) is None  # nothing names a method: no paper table
+
+
+def test_paper_table_renders_ours_under_the_method_and_the_rest_after(tmp_path: Path) -> None:
+    from facebench.reports.bias_report import environment, paper_table
+
+    reference = [{"source": "T", "setting": "s", "metric": "rank1", "split": "test", "value": 0.99,
+                  "method": "Baseline (ArcFace)", "baseline": "arcface"}]
+    runs = [{"baseline": {"name": n, "label": n}, "data": {"synthetic": True},
+             "metrics": {"overall": {"rank1": _value(v)}, "by_group": {}}} for n, v in (("mtmim", 0.3), ("arcface", 0.2))]
+    template = environment().from_string('{% import "_macros.html.j2" as m %}{{ m.paper_table(paper, True) }}')
+    html = template.render(paper=paper_table(runs, reference))
+    order = [html.index(text) for text in ("Baseline (ArcFace)", "↳ arcface", "mtmim")]
+    assert order == sorted(order)
+    assert "0.990" in html and "0.200" in html and "not comparable" in html
