@@ -50,7 +50,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facebench.errors import UserInputError, did_you_mean
@@ -63,6 +62,7 @@ from facebench.metrics.paired import (
     paired_difference,
     paired_group_changes,
 )
+from facebench.protocol import read_yaml_mapping
 from facebench.registry import TASKS
 
 __all__ = ["Run", "load_run", "leaderboard_runs", "choose_reference", "check_comparable", "PairedOutcomes",
@@ -505,16 +505,7 @@ def load_gates(path: str | os.PathLike) -> GateFile:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"Gate file {path} does not exist.")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserInputError(f"{path}: not valid YAML{line}.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"{path}: cannot be read ({exc.__class__.__name__}).") from None
-    if not isinstance(raw, dict):
-        raise UserInputError(f"{path}: a gate file must be a YAML mapping with the key 'gates'.")
+    raw = read_yaml_mapping(path, what="a gate file must be a YAML mapping with the key 'gates'")
     try:
         return GateFile.model_validate(raw)
     except ValidationError as exc:

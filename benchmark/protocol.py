@@ -252,6 +252,22 @@ def _explain(error: ValidationError, where: str) -> UserInputError:
     return UserInputError(f"{where}: key '{path}': {message} (got {first.get('input')!r}).")
 
 
+def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
+    """Parse a YAML file that must hold a mapping; one sentence naming the file (and line) otherwise.
+    ``what`` completes "PATH: ..." when the document is not a mapping."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserInputError(f"{path}: not valid YAML{line}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{path}: cannot be read ({exc.__class__.__name__}).") from None
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{path}: {what}.")
+    return raw
+
+
 def read_protocol_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a protocol YAML into a dict (no semantics yet); one-sentence errors for unreadable files.
 
@@ -262,14 +278,7 @@ def read_protocol_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> dic
     if not path.is_file():
         candidates = [p.name for p in PROTOCOL_DIR.glob("*.yaml")] if PROTOCOL_DIR.is_dir() else []
         raise UserInputError(f"Protocol file {path} does not exist{did_you_mean(path.name, candidates)}.")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserInputError(f"{path}: not valid YAML{line}.") from exc
-    if not isinstance(raw, dict):
-        raise UserInputError(f"{path}: a protocol must be a YAML mapping of keys.")
+    raw = read_yaml_mapping(path, what="a protocol must be a YAML mapping of keys")
     include = raw.pop("include", None)
     if include is not None:
         if not isinstance(include, str):

@@ -37,8 +37,6 @@ from test_leaderboard import (
     value_ci,
 )
 
-from facebench.reports.leaderboard import build_site
-
 
 def chromium_binary() -> str | None:
     candidates = [os.environ.get("FACEBENCH_CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome"]
@@ -207,11 +205,6 @@ def runs(tmp_path_factory) -> Path:
     return sample_runs(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def site(runs: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("browser-site") / "site"
-    build_site([runs], out=out, show_progress=False)
-    return out
 
 
 PROTOCOL_PAGE = Path("protocols") / "age_utk_cross_ethnicity" / "index.html"

@@ -112,11 +112,6 @@ def runs(tmp_path_factory) -> Path:
     return sample_runs(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def site(runs: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("site") / "site"
-    build_site([runs], out=out, show_progress=False)
-    return out
 
 
 #: A 1x1 PNG: stands in for matplotlib's plots where a test is about files, not pages (keeps the tests fast).

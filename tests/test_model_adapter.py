@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import set_flags
 
 from facebench.adapters import load_model, predict
 from facebench.baselines.training import resolve_device
@@ -114,16 +115,10 @@ MODELS = '''
 '''
 
 
-def _flags(settings: tuple[str, ...]) -> list[str]:
-    return [flag for setting in settings for flag in ("--set", setting)] + ["--no-progress"]
-
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    """Shared with test_predictions_validation.py when both run in one session."""
-    folder = tmp_path_factory.getbasetemp() / "submission-cache"
-    folder.mkdir(exist_ok=True)
-    return folder
+def cache(submission_cache: Path) -> Path:
+    return submission_cache
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +153,7 @@ def cacd(cache):
 
 
 def _evaluate(protocol: Path, settings, cache: Path, out: Path, *submission: str) -> int:
-    return main(["evaluate", str(protocol), *submission, "--out", str(out), "--cache-dir", str(cache), *_flags(settings)])
+    return main(["evaluate", str(protocol), *submission, "--out", str(out), "--cache-dir", str(cache), *set_flags(settings)])
 
 
 def _results(out: Path, protocol: str, name: str) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import set_flags
 
 from facebench.cli import main
 from facebench.errors import UserInputError
@@ -34,16 +35,10 @@ CACD_SETTINGS = ("dataset.synthetic.n=30", "dataset.synthetic.image_size=32", "d
 Case = Callable[[list[str]], tuple[bytes, str]]  # test ids -> (file content, a fragment the message must hold)
 
 
-def _flags(settings: tuple[str, ...]) -> list[str]:
-    return [flag for setting in settings for flag in ("--set", setting)] + ["--no-progress"]
-
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    """Shared with test_model_adapter.py when both run in one session (the synthetic data is made once)."""
-    folder = tmp_path_factory.getbasetemp() / "submission-cache"
-    folder.mkdir(exist_ok=True)
-    return folder
+def cache(submission_cache: Path) -> Path:
+    return submission_cache
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +240,7 @@ def test_malformed_age_csv_is_refused_and_nothing_written(name, age_ids, cache, 
     path.write_bytes(content)
     out = tmp_path / "out"
     code = main(["evaluate", str(AGE), "--predictions", str(path), "--out", str(out), "--cache-dir", str(cache),
-                 *_flags(AGE_SETTINGS)])
+                 *set_flags(AGE_SETTINGS)])
     _refused(capsys, code, path, fragment, out)
 
 
@@ -256,7 +251,7 @@ def test_malformed_embeddings_npz_is_refused_and_nothing_written(name, cacd_ids,
     path.write_bytes(content)
     out = tmp_path / "out"
     code = main(["evaluate", str(CACD), "--predictions", str(path), "--out", str(out), "--cache-dir", str(cache),
-                 *_flags(CACD_SETTINGS)])
+                 *set_flags(CACD_SETTINGS)])
     _refused(capsys, code, path, fragment, out)
 
 
@@ -269,7 +264,7 @@ def test_a_missing_predictions_file_is_refused(protocol, name, folder, age_ids, 
     out = tmp_path / "out"
     settings = AGE_SETTINGS if protocol == AGE else CACD_SETTINGS
     code = main(["evaluate", str(protocol), "--predictions", str(path), "--out", str(out), "--cache-dir", str(cache),
-                 *_flags(settings)])
+                 *set_flags(settings)])
     _refused(capsys, code, path, "is not a file" if folder else "does not exist", out)
 
 
@@ -280,7 +275,7 @@ def test_valid_files_of_both_kinds_are_scored(age_ids, cacd_ids, cache, tmp_path
         path = tmp_path / name
         path.write_bytes(content)
         assert main(["evaluate", str(protocol), "--predictions", str(path), "--out", str(tmp_path / "out"),
-                     "--cache-dir", str(cache), *_flags(settings)]) == 0
+                     "--cache-dir", str(cache), *set_flags(settings)]) == 0
     for protocol in ("age_utk_cross_ethnicity", "aifr_cacd"):
         folder = tmp_path / "out" / protocol
         assert sorted(p.name for p in folder.iterdir()) == ["report.html", "submission-mine"]
@@ -296,7 +291,7 @@ def _disk_full(*args, **kwargs):
 
 def _evaluate_age(path: Path, out: Path, cache: Path, name: str = "mine") -> int:
     return main(["evaluate", str(AGE), "--predictions", str(path), "--name", name, "--out", str(out),
-                 "--cache-dir", str(cache), *_flags(AGE_SETTINGS)])
+                 "--cache-dir", str(cache), *set_flags(AGE_SETTINGS)])
 
 
 def test_a_failure_while_writing_the_results_leaves_nothing(age_ids, cache, tmp_path, monkeypatch) -> None:

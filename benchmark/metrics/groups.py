@@ -194,6 +194,18 @@ def _as_frame(groups) -> pd.DataFrame:
     return groups
 
 
+def _natural(value):
+    """Sort key putting labels that start with a number in numeric order ("5-9" before "10-19").
+
+    >>> sorted(["10-19", "0-4", "20+", "5-9"], key=_natural)
+    ['0-4', '5-9', '10-19', '20+']
+    """
+    if isinstance(value, str):
+        digits = value[: len(value) - len(value.lstrip("0123456789"))]
+        return (0, int(digits), value) if digits else (1, 0, value)
+    return (0, value, "")
+
+
 def _encode(column: pd.Series, attribute: str) -> tuple[np.ndarray, list[str]]:
     """Codes 0..G-1 in display order (-1 where missing) and the G observed labels."""
     if isinstance(column.dtype, pd.CategoricalDtype):
@@ -207,7 +219,7 @@ def _encode(column: pd.Series, attribute: str) -> tuple[np.ndarray, list[str]]:
         raw, uniques = pd.factorize(column, use_na_sentinel=True)
         values = list(uniques)
         try:
-            order = sorted(range(len(values)), key=lambda i: values[i])
+            order = sorted(range(len(values)), key=lambda i: _natural(values[i]))
         except TypeError:
             order = sorted(range(len(values)), key=lambda i: str(values[i]))
         rank = np.empty(len(values), dtype=np.int64)
