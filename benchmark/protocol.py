@@ -34,7 +34,7 @@ class _Spec(BaseModel):
 class SyntheticData(_Spec):
     """How the embedded synthetic stand-in for the dataset is generated (``--synthetic``)."""
 
-    n: int = Field(6000, ge=20, description="number of synthetic images")
+    n: int = Field(6000, ge=2, description="number of synthetic images (people, for the longitudinal datasets)")
     seed: int = 0
     image_size: int = Field(200, ge=16, description="side of the written JPEGs (UTKFace crops are 200)")
     render_size: int | None = Field(None, ge=16, description="internal render size; None = image_size")
@@ -89,6 +89,15 @@ class ModelSection(_Spec):
     head_hidden: tuple[int, ...] = Field((256, 64), description="widths of the regression module's hidden layers")
 
 
+class LeaveOneOutFinetune(_Spec):
+    """FG-NET's per-image scheme (seed 002 section 4.2): for each image, fine-tune the trained model on the
+    other images (their identities), then score that image against all others with the fine-tuned model."""
+
+    epochs: int = Field(1, ge=1, description="fine-tuning epochs per left-out image")
+    batch_size: int = Field(1001, ge=1, description="seed 002: 1001, the whole of FG-NET but one image")
+    lr: float | None = Field(None, gt=0, description="default: training.lr")
+
+
 class TrainingSection(_Spec):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
@@ -102,6 +111,8 @@ class TrainingSection(_Spec):
     amp: bool = True
     channels_last: bool = True
     num_workers: int = Field(0, ge=0)
+    leave_one_out_finetune: LeaveOneOutFinetune | None = Field(
+        None, description="face_identification_loo only: fine-tune once per left-out test image (slow: N fine-tunes)")
 
 
 class BaselineSection(_Spec):
@@ -351,6 +362,9 @@ def _check_names(protocol: Protocol, where: str) -> None:
             f"{where}: key 'model.backbone': unknown backbone '{protocol.model.backbone}'"
             f"{did_you_mean(protocol.model.backbone, backbone_names())}."
         )
+    if protocol.training.leave_one_out_finetune is not None and protocol.task != "face_identification_loo":
+        raise UserInputError(f"{where}: key 'training.leave_one_out_finetune' applies to task face_identification_loo "
+                             f"only, not to '{protocol.task}'.")
     known_attributes = TASKS.get(protocol.task).group_attributes
     for i, attribute in enumerate(protocol.groups.attributes):
         if attribute not in known_attributes:

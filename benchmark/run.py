@@ -155,7 +155,23 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
             baseline.set_anchors(image_store(dataset.root, anchors, size, cache_dir, progress=False, key=dataset.fingerprint()),
                                  table.loc[anchors, "age"].to_numpy(dtype=np.float64))
         predictions = run_dir / task.predictions_file
-        task.write_predictions(predictions, split["test"], baseline.predict(images("test")))
+        finetune = t.leave_one_out_finetune
+        if finetune is not None:  # FG-NET's per-image scheme: one fine-tuned model per left-out test image
+            from facebench.baselines.face_recognition import ArcFace, leave_one_out_finetuned_scores
+
+            if not isinstance(baseline, ArcFace):
+                from facebench.errors import UserInputError
+
+                raise UserInputError(f"training.leave_one_out_finetune needs a trainable embedder; baseline "
+                                     f"'{baseline_spec.name}' cannot be fine-tuned.")
+            test_ids = list(split["test"])
+            scores = leave_one_out_finetuned_scores(
+                baseline, images("test"), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
+                table.loc[test_ids, "age"].to_numpy(dtype=np.float64), loop=loop, epochs=finetune.epochs,
+                batch_size=finetune.batch_size, lr=finetune.lr, work_dir=run_dir / "checkpoints")
+            task.write_similarity(predictions, test_ids, scores)
+        else:
+            task.write_predictions(predictions, split["test"], baseline.predict(images("test")))
         extra_splits = {}
         for label, part in task.extra_splits:  # e.g. the source validation MAE of seed 000's tables
             extra_splits[label] = run_dir / f"predictions_{part}{predictions.suffix}"

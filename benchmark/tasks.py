@@ -131,6 +131,83 @@ class Embeddings:
         return self.matrix[[index[sample_id] for sample_id in ids]]
 
 
+def read_npz_matrix(path: str | Path, expected_ids: tuple[str, ...], *, matrix: str, square: bool = False,
+                    alternative: str = "") -> tuple[tuple[str, ...], np.ndarray]:
+    """Read and validate an ``.npz`` of ``sample_id`` (N strings) and one float array named ``matrix``: (N, D)
+    rows, or with ``square`` (N, N) scores whose diagonal is ignored. Returns the ids in test order and the
+    float32 matrix reordered to them (rows, and columns too when square). Rows in messages are 0-based
+    indices into the file's arrays. ``alternative`` names another accepted array, for the messages."""
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"Predictions file {path} {'is not a file' if path.exists() else 'does not exist'}.")
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    if magic == b"\x93NUMPY":
+        raise UserInputError(f"{path}: not a readable .npz archive (it is a single .npy array; write both arrays "
+                             f"with numpy.savez(path, sample_id=..., {matrix}=...)).")
+    if not magic.startswith(b"PK"):
+        raise UserInputError(f"{path}: not a readable .npz archive (it is not a zip file; write one with "
+                             f"numpy.savez(path, sample_id=..., {matrix}=...)).")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UserInputError(f"{path}: not a readable .npz archive ({reason}).") from None
+    if set(arrays) != {"sample_id", matrix}:
+        names = ", ".join(repr(key)[1:-1] for key in sorted(arrays)) or "none"  # escapes control characters
+        wanted = f"{matrix} (or {alternative})" if alternative else matrix
+        raise UserInputError(f"{path}: arrays are {names}; expected exactly sample_id and {wanted}.")
+    not_arrays = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
+    if not_arrays:
+        raise UserInputError(f"{path}: member {not_arrays[0]!r} is not a .npy array.")
+    name = matrix
+    ids, matrix = arrays["sample_id"], arrays[name]
+    if ids.ndim != 1 or matrix.ndim != 2 or len(ids) != len(matrix):
+        raise UserInputError(f"{path}: sample_id must be 1-D and {name} 2-D with one row per sample_id "
+                             f"(got {ids.shape} and {matrix.shape}).")
+    if square and matrix.shape[1] != len(ids):
+        raise UserInputError(f"{path}: {name} must be square, one row and one column per sample_id (got {matrix.shape}).")
+    if matrix.shape[1] == 0:
+        raise UserInputError(f"{path}: {name} has shape {matrix.shape}, so each row is empty (width 0).")
+    if matrix.dtype.kind not in "iuf":
+        raise UserInputError(f"{path}: {name} has dtype {matrix.dtype}, not real numbers.")
+    if ids.dtype.kind not in "US":
+        raise UserInputError(f"{path}: sample_id has dtype {ids.dtype}, not strings.")
+    try:
+        ids = np.char.decode(ids, "utf-8") if ids.dtype.kind == "S" else ids.astype(str)
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"{path}: sample_id holds bytes that are not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    if square:  # the diagonal (an image against itself) is ignored: any value, NaN included
+        matrix = matrix.astype(np.float64)
+        np.fill_diagonal(matrix, 0.0)
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ({str(ids[bad][0])!r}) has a NaN or infinite value.")
+    with np.errstate(over="ignore"):
+        matrix = matrix.astype(np.float32)
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ({str(ids[bad][0])!r}) has a value beyond "
+                             "float32's range.")
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise UserInputError(f"{path}: sample_id {str(unique[counts > 1][0])!r} appears {int(counts[counts > 1][0])} times.")
+    expected = set(expected_ids)
+    unknown = [i for i in ids if i not in expected]
+    if unknown:
+        raise UserInputError(f"{path}: sample_id {str(unknown[0])!r} is not in this protocol's test set.")
+    given = set(ids)
+    missing = [i for i in expected_ids if i not in given]
+    if missing:
+        raise UserInputError(f"{path}: {len(missing)} test images have no {name}, the first being '{missing[0]}'.")
+    order = {sample_id: i for i, sample_id in enumerate(ids)}
+    rows = [order[i] for i in expected_ids]
+    return tuple(expected_ids), (matrix[np.ix_(rows, rows)] if square else matrix[rows])
+
+
 #: Age-gap bins (years between a probe and its gallery mate): lower edges, the last open.
 AGE_GAP_EDGES: tuple[int, ...] = (0, 5, 10, 20)
 
@@ -181,67 +258,8 @@ class FaceIdentificationTask:
 
         Rows in messages are 0-based indices into the file's arrays.
         """
-        import zipfile
-
-        path = Path(path)
-        if not path.is_file():
-            raise UserInputError(f"Predictions file {path} {'is not a file' if path.exists() else 'does not exist'}.")
-        with open(path, "rb") as handle:
-            magic = handle.read(6)
-        if magic == b"\x93NUMPY":
-            raise UserInputError(f"{path}: not a readable .npz archive (it is a single .npy array; write both arrays "
-                                 "with numpy.savez(path, sample_id=..., embedding=...)).")
-        if not magic.startswith(b"PK"):
-            raise UserInputError(f"{path}: not a readable .npz archive (it is not a zip file; write one with "
-                                 "numpy.savez(path, sample_id=..., embedding=...)).")
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise UserInputError(f"{path}: not a readable .npz archive ({reason}).") from None
-        if set(arrays) != {"sample_id", "embedding"}:
-            names = ", ".join(repr(key)[1:-1] for key in sorted(arrays)) or "none"  # escapes control characters
-            raise UserInputError(f"{path}: arrays are {names}; expected exactly sample_id and embedding.")
-        not_arrays = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
-        if not_arrays:
-            raise UserInputError(f"{path}: member {not_arrays[0]!r} is not a .npy array.")
-        ids, matrix = arrays["sample_id"], arrays["embedding"]
-        if ids.ndim != 1 or matrix.ndim != 2 or len(ids) != len(matrix):
-            raise UserInputError(f"{path}: sample_id must be 1-D and embedding 2-D with one row per sample_id "
-                                 f"(got {ids.shape} and {matrix.shape}).")
-        if matrix.shape[1] == 0:
-            raise UserInputError(f"{path}: embedding has shape {matrix.shape}, so each embedding is empty (width 0).")
-        if matrix.dtype.kind not in "iuf":
-            raise UserInputError(f"{path}: embedding has dtype {matrix.dtype}, not real numbers.")
-        if ids.dtype.kind not in "US":
-            raise UserInputError(f"{path}: sample_id has dtype {ids.dtype}, not strings.")
-        try:
-            ids = np.char.decode(ids, "utf-8") if ids.dtype.kind == "S" else ids.astype(str)
-        except UnicodeDecodeError as exc:
-            raise UserInputError(f"{path}: sample_id holds bytes that are not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-        bad = ~np.isfinite(matrix).all(axis=1)
-        if bad.any():
-            raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ({str(ids[bad][0])!r}) has a NaN or infinite value.")
-        with np.errstate(over="ignore"):
-            matrix = matrix.astype(np.float32)
-        bad = ~np.isfinite(matrix).all(axis=1)
-        if bad.any():
-            raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ({str(ids[bad][0])!r}) has a value beyond "
-                                 "float32's range.")
-        unique, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise UserInputError(f"{path}: sample_id {str(unique[counts > 1][0])!r} appears {int(counts[counts > 1][0])} times.")
-        expected = set(expected_ids)
-        unknown = [i for i in ids if i not in expected]
-        if unknown:
-            raise UserInputError(f"{path}: sample_id {str(unknown[0])!r} is not in this protocol's test set.")
-        given = set(ids)
-        missing = [i for i in expected_ids if i not in given]
-        if missing:
-            raise UserInputError(f"{path}: {len(missing)} test images have no embedding, the first being '{missing[0]}'.")
-        order = {sample_id: i for i, sample_id in enumerate(ids)}
-        return Embeddings(tuple(expected_ids), matrix[[order[i] for i in expected_ids]])
+        ids, matrix = read_npz_matrix(path, expected_ids, matrix="embedding")
+        return Embeddings(ids, matrix)
 
     def outcomes(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split) -> pd.DataFrame:
         from facebench.metrics.identification import identification_hits
@@ -467,26 +485,60 @@ class FaceVerificationTask(FaceIdentificationTask):
 FACE_VERIFICATION = FaceVerificationTask()
 
 
+@dataclass(frozen=True)
+class LeaveOneOutScores:
+    """Leave-one-out predictions: ids in test order and an (N, N) float32 score matrix, row i = probe i's
+    similarity to every image (the diagonal is never used)."""
+
+    sample_ids: tuple[str, ...]
+    scores: np.ndarray
+
+
 @dataclass(frozen=True, kw_only=True)
 class FaceLeaveOneOutTask(FaceIdentificationTask):
     """Leave-one-out identification (FG-NET; research notes A5): every test image is a probe against all the
-    others (:func:`facebench.metrics.identification.identification_hits` with ``exclude_self=True``). The
-    outcome is the rank of the probe's best mate; groups are the probe's age band, gender and race, and
-    ``age_gap``: years to the probe's nearest-in-age other image of the same person (the easiest mate).
+    others. The outcome is the rank of the probe's best mate
+    (:func:`facebench.metrics.identification.ranks_from_scores`, self excluded); groups are the probe's age
+    band, gender and race, and ``age_gap``: years to the probe's nearest-in-age other image of the same
+    person (the easiest mate).
+
+    Predictions are embeddings as for identification (scores = cosine similarities), or, for the paper's
+    per-image fine-tuning, an ``.npz`` with ``sample_id`` and ``similarity`` (N x N): row i scored by the model
+    fine-tuned without image i.
     """
 
     name: str = "face_identification_loo"
-    description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), every test image"
+    description: str = (".npz with arrays sample_id (N strings) and embedding (N x D floats), every test image; or "
+                        "sample_id and similarity (N x N, row i = image i's scores against all, diagonal ignored)")
     group_attributes: tuple[str, ...] = ("age_band", "age_gap", "gender", "race")
 
-    def outcomes(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split) -> pd.DataFrame:
-        from facebench.metrics.identification import identification_hits
+    def read_predictions(self, path: str | Path, expected_ids: tuple[str, ...]) -> LeaveOneOutScores:
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                square = "similarity" in archive.files
+        except Exception:  # noqa: BLE001 - unreadable files get read_npz_matrix's one-sentence diagnosis
+            square = False
+        if square:
+            ids, scores = read_npz_matrix(path, expected_ids, matrix="similarity", square=True, alternative="embedding")
+            return LeaveOneOutScores(ids, scores)
+        ids, matrix = read_npz_matrix(path, expected_ids, matrix="embedding", alternative="similarity")
+        unit = _unit(matrix)
+        return LeaveOneOutScores(ids, (unit @ unit.T).astype(np.float32))
 
-        ids = list(split["test"])
+    def write_similarity(self, path: Path, sample_ids, scores: np.ndarray) -> None:
+        from facebench.io import atomic_write
+
+        with atomic_write(path, "wb") as handle:
+            np.savez(handle, sample_id=np.asarray(list(sample_ids), dtype=str),
+                     similarity=np.asarray(scores, dtype=np.float32))
+
+    def outcomes(self, table: pd.DataFrame, predictions: LeaveOneOutScores, *, protocol, split) -> pd.DataFrame:
+        from facebench.metrics.identification import ranks_from_scores
+
+        ids = list(predictions.sample_ids)
         labels = table.set_index("sample_id").loc[ids]
         subjects = labels["subject_id"].to_numpy(dtype=str)
-        matrix = predictions.rows(ids)
-        ranks = identification_hits(matrix, matrix, subjects, subjects, exclude_self=True)
+        ranks = ranks_from_scores(predictions.scores, subjects, subjects, exclude_self=True)
         ages = labels["age"].to_numpy(dtype=float)
         same = subjects[:, None] == subjects[None, :]
         np.fill_diagonal(same, False)
@@ -498,13 +550,13 @@ class FaceLeaveOneOutTask(FaceIdentificationTask):
             "gender": labels["gender"].to_numpy(dtype=object), "race": labels["race"].to_numpy(dtype=object),
         })
 
-    def differentials(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split, seed: int) -> dict:
-        """Every unordered pair of test images as a comparison, by race and gender where labelled."""
-        ids = list(split["test"])
+    def differentials(self, table: pd.DataFrame, predictions: LeaveOneOutScores, *, protocol, split, seed: int) -> dict:
+        """Every unordered pair of test images as a comparison, by race and gender where labelled (a pair's
+        score is the mean of its two rows' scores, which differ only under per-image fine-tuning)."""
+        ids = list(predictions.sample_ids)
         labels = table.set_index("sample_id").loc[ids]
-        unit = _unit(predictions.rows(ids))
         i, j = np.triu_indices(len(ids), 1)
-        scores = np.einsum("nd,nd->n", unit[i], unit[j])
+        scores = (predictions.scores[i, j].astype(np.float64) + predictions.scores[j, i]) / 2.0
         subjects = labels["subject_id"].to_numpy(dtype=str)
         groups = {attribute: (labels[attribute].to_numpy(dtype=object)[i], labels[attribute].to_numpy(dtype=object)[j])
                   for attribute in ("race", "gender")}

@@ -367,3 +367,23 @@ def test_map_errors_and_result_is_frozen():
         r.map = 1.0
     with pytest.raises(ValueError):
         r.ap[0] = 0.0
+
+
+def test_ranks_from_scores_agrees_with_identification_hits_on_cosine_scores() -> None:
+    from facebench.metrics.identification import identification_hits, ranks_from_scores
+
+    rng = np.random.default_rng(11)
+    ids = rng.integers(0, 15, size=120)
+    ids[:15] = np.arange(15)  # every identity at least twice, so every probe has a mate
+    ids[15:30] = np.arange(15)
+    x = rng.normal(size=(120, 8)) + 2.0 * rng.normal(size=(15, 8))[ids]
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    expected = identification_hits(x, x, ids, ids, exclude_self=True, dtype=np.float64)
+    assert np.array_equal(ranks_from_scores(unit @ unit.T, ids, ids, exclude_self=True), expected)
+    probe, gallery = x[:40], x[40:]
+    scores = unit[:40] @ unit[40:].T
+    keep = np.isin(ids[:40], ids[40:])
+    assert np.array_equal(ranks_from_scores(scores[keep], ids[:40][keep], ids[40:]),
+                          identification_hits(probe[keep], gallery, ids[:40][keep], ids[40:], dtype=np.float64))
+    with pytest.raises(ValueError, match="no mate in the gallery other than itself"):
+        ranks_from_scores(np.eye(3), [1, 2, 2], [1, 2, 2], exclude_self=True)

@@ -247,3 +247,48 @@ def test_test_only_datasets_train_on_train_dataset_and_share_the_model(tmp_path,
     assert fgnet["baseline"]["train_data"]["model_dir"] == agedb["baseline"]["train_data"]["model_dir"]
     assert fgnet["training"]["resumed_from_epoch"] is None and agedb["training"]["resumed_from_epoch"] == 1
     assert (out / agedb["baseline"]["train_data"]["model_dir"] / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_fgnet_per_image_fine_tuning_scores_each_probe_with_its_own_model(tmp_path, cache) -> None:
+    out = tmp_path / "runs"
+    flags = ["--set", "dataset.synthetic.n=4", *TINY, "--set", "train_dataset.synthetic.n=30",
+             "--set", "train_dataset.synthetic.image_size=32", "--set", "train_dataset.synthetic.render_size=32",
+             "--set", "model.image_size=32", "--set", "training.epochs=1",
+             "--set", "training.leave_one_out_finetune={epochs: 1, batch_size: 64}",
+             "--baseline", "arcface", "--out", str(out), "--cache-dir", str(cache)]
+    assert main(["run", str(PROTOCOLS / "aifr_fgnet.yaml"), *flags]) == 0
+    (run,) = (out / "aifr_fgnet").glob("arcface-*")
+    with np.load(run / "predictions.npz") as archive:
+        assert sorted(archive.files) == ["sample_id", "similarity"]
+        ids, similarity = archive["sample_id"].astype(str), archive["similarity"].astype(np.float64)
+    n = len(ids)
+    assert similarity.shape == (n, n) and n >= 20
+    # Row i comes from the model fine-tuned without image i: the matrix is not one model's symmetric cosines.
+    assert not np.allclose(similarity, similarity.T, atol=1e-4)
+    subject = _labels(list(ids), r"FGNET/images/(\d{3})[Aa](\d{2})[ab]?\.[Jj][Pp][Ee]?[Gg]")["subject"].to_numpy()
+    masked = similarity.copy()
+    np.fill_diagonal(masked, -np.inf)
+    rank1 = np.mean(subject[np.argmax(masked, axis=1)] == subject)
+    results = json.loads((run / "results.json").read_text())
+    assert results["metrics"]["overall"]["rank1"]["value"] == pytest.approx(rank1, abs=1e-9)
+    # The same file submitted through evaluate scores the same.
+    scored = _submit_file("aifr_fgnet.yaml", ["--set", "dataset.synthetic.n=4", *TINY], cache, tmp_path,
+                          run / "predictions.npz", "resubmitted")
+    assert scored["metrics"]["overall"]["rank1"]["value"] == pytest.approx(rank1, abs=1e-9)
+
+
+def _submit_file(protocol: str, extra: list[str], cache: Path, tmp_path: Path, predictions: Path, name: str) -> dict:
+    out = tmp_path / "submitted"
+    assert main(["evaluate", str(PROTOCOLS / protocol), "--predictions", str(predictions), "--name", name,
+                 "--out", str(out), "--cache-dir", str(cache), *extra]) == 0
+    return json.loads((out / protocol.removesuffix(".yaml") / f"submission-{name}" / "results.json").read_text())
+
+
+def test_leave_one_out_fine_tuning_is_refused_for_other_tasks(capsys) -> None:
+    code = main(["protocols", "validate", str(PROTOCOLS / "aifr_morph.yaml")])
+    assert code == 0
+    code = main(["evaluate", str(PROTOCOLS / "aifr_morph.yaml"), "--list-ids",
+                 "--set", "training.leave_one_out_finetune={epochs: 1}"])
+    assert code == 2
+    assert "applies to task face_identification_loo only" in capsys.readouterr().err

@@ -309,6 +309,45 @@ def identification_hits(probe, gallery, probe_ids, gallery_ids, *, exclude_self=
     return ranks
 
 
+def ranks_from_scores(scores, probe_ids, gallery_ids, *, exclude_self: bool = False) -> np.ndarray:
+    """Per-probe rank of the best mate from a precomputed (n_probe, n_gallery) score matrix (higher = more
+    alike), by the same rule and tie rule as :func:`identification_hits`. For scores no embedding pair can
+    produce, e.g. FG-NET's per-probe fine-tuning, where row i comes from a model that never saw probe i.
+
+    ``exclude_self=True``: square scores over one set, the diagonal ignored (leave-one-out).
+
+    >>> s = np.array([[9.0, 0.8, 0.9, 0.1],
+    ...               [0.8, 9.0, 0.2, 0.7],
+    ...               [0.3, 0.2, 9.0, 0.4],
+    ...               [0.1, 0.7, 0.5, 9.0]])
+    >>> ranks_from_scores(s, [1, 1, 2, 2], [1, 1, 2, 2], exclude_self=True).tolist()
+    [2, 1, 1, 2]
+
+    Row 0's mate scores 0.8 and one impostor 0.9 (rank 2); row 2's mate 0.4 beats 0.3 and 0.2 (rank 1); row 3's
+    mate 0.5 loses to 0.7 (rank 2).
+    """
+    scores = np.array(scores, dtype=np.float64)
+    probe_ids, gallery_ids = np.asarray(probe_ids), np.asarray(gallery_ids)
+    if scores.shape != (len(probe_ids), len(gallery_ids)):
+        raise ValueError(f"scores must be (n_probe, n_gallery) = ({len(probe_ids)}, {len(gallery_ids)}), got {scores.shape}.")
+    mate = probe_ids[:, None] == gallery_ids[None, :]
+    if exclude_self:
+        if scores.shape[0] != scores.shape[1]:
+            raise ValueError("exclude_self needs square scores over one set of images.")
+        np.fill_diagonal(scores, -np.inf)
+        np.fill_diagonal(mate, False)
+    if not np.isfinite(scores[~np.eye(*scores.shape, dtype=bool)] if exclude_self else scores).all():
+        raise ValueError("scores must be finite (apart from the ignored diagonal).")
+    missing = np.flatnonzero(~mate.any(axis=1))
+    if missing.size:
+        i = int(missing[0])
+        raise ValueError(f"Probe {i} (identity {_label(probe_ids[i])!r}) has no mate in the gallery"
+                         f"{' other than itself' if exclude_self else ''}; closed-set identification needs every "
+                         "probe identity in the gallery.")
+    best = np.where(mate, scores, -np.inf).max(axis=1)
+    return 1 + (scores > best[:, None]).sum(axis=1).astype(np.int64)
+
+
 def _check_ranks(ranks) -> np.ndarray:
     r = as_1d(ranks, name="ranks")
     if r.size == 0:
