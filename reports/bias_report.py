@@ -119,13 +119,35 @@ def _metric_direction(metric: str) -> tuple[bool, str]:
     return spec.higher_is_better, getattr(spec, "unit", "")
 
 
+def group_phrase(attribute: str, group: str) -> str:
+    """Who a group is, in words: ``race=black`` → "black faces", ``race*age_band=black*60+`` → "black faces
+    aged 60+", ``age_gap=10-19`` → "faces with age gap 10-19".
+
+    >>> group_phrase("race*gender", "black*female"), group_phrase("age_band", "0-14")
+    ('black female faces', 'faces aged 0-14')
+    >>> group_phrase("database", "2004-2006")
+    'faces with database 2004-2006'
+    """
+    words, aged, others = [], "", []
+    for name, label in zip(attribute.split("*"), str(group).split("*"), strict=False):
+        if name in ("race", "gender"):
+            words.append(label)
+        elif name == "age_band":
+            aged = f" aged {label}"
+        else:
+            others.append(f"{name.replace('_', ' ')} {label}")
+    return " ".join([*words, "faces"]) + aged + (f" with {' and '.join(others)}" if others else "")
+
+
 def plain_language(metric: str, attribute: str, gap: dict[str, Any], unit: str, higher_is_better: bool) -> str:
-    """One sentence a non-specialist can read, e.g. "MAE for black faces is 2.10 years worse than for white faces (95% CI 1.70–2.50)"."""
+    """One sentence a non-specialist can read, e.g. "MAE for black faces is 2.10 years worse (higher) than for
+    white faces (95% CI 1.70–2.50; ratio 1.30)."."""
     direction = "lower" if higher_is_better else "higher"
     unit_text = f" {unit}" if unit else ""
     return (
-        f"{metric.upper()} for {gap['worst_group']} is {_fmt(gap['gap'])}{unit_text} worse ({direction}) than for "
-        f"{gap['best_group']} (95% CI {_fmt(gap['gap_ci_low'])}–{_fmt(gap['gap_ci_high'])}; ratio {_fmt(gap['ratio'])})."
+        f"{metric.upper()} for {group_phrase(attribute, gap['worst_group'])} is {_fmt(gap['gap'])}{unit_text} worse "
+        f"({direction}) than for {group_phrase(attribute, gap['best_group'])} "
+        f"(95% CI {_fmt(gap['gap_ci_low'])}–{_fmt(gap['gap_ci_high'])}; ratio {_fmt(gap['ratio'])})."
     )
 
 

@@ -393,8 +393,8 @@ def test_run_report_has_group_tables_forest_plots_and_sorted_disparities(runs: P
     for row, (metric, attribute) in zip(rows, keys, strict=True):
         assert [text(c) for c in row["cells"]] == expected_disparity_row(results, metric, attribute)
     race = metrics["disparities"]["mae"]["race"]
-    assert (f"MAE for {race['worst_group']} is {race['gap']:.2f} years worse (higher) than for "
-            f"{race['best_group']} "
+    assert (f"MAE for {race['worst_group']} faces is {race['gap']:.2f} years worse (higher) than for "
+            f"{race['best_group']} faces "
             f"(95% CI {race['gap_ci_low']:.2f}–{race['gap_ci_high']:.2f}") in html
 
 

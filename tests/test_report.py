@@ -45,7 +45,10 @@ def test_no_reference_run_means_no_change_table(tmp_path: Path) -> None:
 def test_plain_language_sentence() -> None:
     gap = {"worst_group": "black", "best_group": "white", "gap": 2.1, "gap_ci_low": 1.7, "gap_ci_high": 2.5, "ratio": 1.3}
     assert plain_language("mae", "race", gap, "years", False) == (
-        "MAE for black is 2.10 years worse (higher) than for white (95% CI 1.70–2.50; ratio 1.30).")
+        "MAE for black faces is 2.10 years worse (higher) than for white faces (95% CI 1.70–2.50; ratio 1.30).")
+    assert plain_language("rank1", "age_gap", {**gap, "worst_group": "10-19", "best_group": "0-4"}, "", True) == (
+        "RANK1 for faces with age gap 10-19 is 2.10 worse (lower) than for faces with age gap 0-4 "
+        "(95% CI 1.70–2.50; ratio 1.30).")
 
 
 def _value(v: float) -> dict:
