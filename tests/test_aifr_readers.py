@@ -46,6 +46,7 @@ from fixtures_utkface import jpeg_bytes, write_files
 
 from facebench.data import agedb, cacd, fgnet, morph
 from facebench.data.agedb import (
+    AgeDBName,
     agedb_bin_bytes,
     parse_agedb_name,
     read_agedb,
@@ -55,7 +56,7 @@ from facebench.data.agedb import (
 from facebench.data.cacd import CACDName, parse_cacd_name, read_cacd, read_cacd_metadata, read_cacd_vs
 from facebench.data.fgnet import FGNETName, parse_fgnet_name, read_fgnet
 from facebench.data.morph import Conflict, MorphRow, parse_morph_row, read_morph
-from facebench.data.table import RACES, ReadResult, Reject, check_face_table
+from facebench.data.table import RACES, Parsed, ReadResult, Reject, check_face_table
 from facebench.errors import UserInputError
 
 # ================================================================================================== MORPH
@@ -166,7 +167,7 @@ def test_morph_missing_image_is_a_reject_only_when_checking_files(morph_root: Pa
     ],
 )
 def test_morph_picture_numbers_and_name_letters(row: str, picture_num: int, conflict: str | None) -> None:
-    parsed = parse_morph_row(row.split(","))
+    parsed = parse_morph_row(row.split(",")).value
     assert isinstance(parsed, MorphRow)
     assert parsed.picture_num == picture_num and parsed.conflict == conflict
 
@@ -187,7 +188,7 @@ def test_morph_picture_numbers_and_name_letters(row: str, picture_num: int, conf
 def test_morph_age_must_equal_floor_years_between_dob_and_doa(dob: str, doa: str, age: int, ok: bool) -> None:
     row = f"1,0,{dob},{doa},W,F,,{age},,,Album2/000001_00F{age}.JPG"
     parsed = parse_morph_row(row.split(","))
-    assert isinstance(parsed, MorphRow) is ok, parsed
+    assert parsed.ok is ok and isinstance(parsed.value, MorphRow) is ok, parsed
 
 
 def test_morph_root_can_be_the_release_folder_itself(morph_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -296,9 +297,11 @@ def test_morph_verify_summary(morph_root: Path) -> None:
 )
 def test_cacd_names(name: str, expected: CACDName | str) -> None:
     if expected == "not listed in the metadata":
-        assert isinstance(parse_cacd_name(name), CACDName)
+        assert isinstance(parse_cacd_name(name).value, CACDName)
+    elif isinstance(expected, CACDName):
+        assert parse_cacd_name(name) == Parsed.accept(expected)
     else:
-        assert parse_cacd_name(name) == expected
+        assert parse_cacd_name(name) == Parsed.reject(expected)
 
 
 def _expected_cacd_rejects() -> tuple[Reject, ...]:
@@ -524,12 +527,12 @@ def test_cacd_vs_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name, expected", FGNET_VALID.items())
 def test_fgnet_valid_names(name: str, expected: tuple[str, int, str | None]) -> None:
     subject, age, suffix = expected
-    assert parse_fgnet_name(name) == FGNETName(subject, age, suffix or "")
+    assert parse_fgnet_name(name) == Parsed.accept(FGNETName(subject, age, suffix or ""))
 
 
 @pytest.mark.parametrize("name, reason", [*FGNET_MALFORMED.items(), ("001A02.JPG\n", "not an FG-NET image name: does not end in '.JPG'")])
 def test_fgnet_malformed_names(name: str, reason: str) -> None:
-    assert parse_fgnet_name(name) == reason
+    assert parse_fgnet_name(name) == Parsed.reject(reason)
 
 
 def test_fgnet_tree(tmp_path: Path) -> None:
@@ -579,14 +582,14 @@ def test_fgnet_errors(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name, expected", AGEDB_VALID.items())
 def test_agedb_valid_names(name: str, expected: tuple[str, int, str, str, int]) -> None:
-    parsed = parse_agedb_name(name)
-    assert not isinstance(parsed, str)
+    parsed = parse_agedb_name(name).value
+    assert isinstance(parsed, AgeDBName)
     assert (parsed.name, parsed.age, parsed.gender_code, parsed.image_num) == (expected[0], expected[1], expected[3], expected[4])
 
 
 @pytest.mark.parametrize("name, reason", AGEDB_MALFORMED.items())
 def test_agedb_malformed_names(name: str, reason: str) -> None:
-    assert parse_agedb_name(name) == reason
+    assert parse_agedb_name(name) == Parsed.reject(reason)
 
 
 def test_agedb_tree(tmp_path: Path) -> None:

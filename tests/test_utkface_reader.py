@@ -21,10 +21,9 @@ from fixtures_utkface import (
 )
 from PIL import Image
 
-from facebench.data.table import ReadResult, Reject, check_face_table
+from facebench.data.table import Parsed, ReadResult, Reject, check_face_table
 from facebench.data.utkface import (
     AGE_BAND_EDGES,
-    ParseOutcome,
     UTKFaceLabels,
     age_band,
     age_band_names,
@@ -60,7 +59,7 @@ def tree(tmp_path: Path) -> Path:
 def test_valid_names_parse_to_their_labels(name: str, age: int, gender: str, race: str) -> None:
     outcome = parse_utkface_name(name)
     assert outcome.ok and outcome.reason is None
-    labels = outcome.labels
+    labels = outcome.value
     assert isinstance(labels, UTKFaceLabels)
     assert (labels.age, labels.gender, labels.race) == (age, gender, race)
     digits = name.split(".")[0].split("_")
@@ -76,7 +75,7 @@ def test_every_fixture_valid_name_is_accepted_for_aligned(name: str) -> None:
 @pytest.mark.parametrize("name, reason", {**KNOWN_MALFORMED_ALIGNED, **OTHER_MALFORMED_ALIGNED}.items())
 def test_malformed_names_are_rejected_with_their_reason(name: str, reason: str) -> None:
     outcome = parse_utkface_name(name, variant="aligned")
-    assert outcome == ParseOutcome(None, reason)
+    assert outcome == Parsed.reject(reason)
 
 
 @pytest.mark.parametrize("path, reason", KNOWN_MALFORMED_IN_THE_WILD.items())
@@ -101,14 +100,14 @@ def test_in_the_wild_rejects_the_aligned_suffix() -> None:
 )
 def test_near_misses_are_rejected(name: str) -> None:
     outcome = parse_utkface_name(name)
-    assert outcome.labels is None and outcome.reason
+    assert outcome.value is None and outcome.reason and not outcome.ok
 
 
-def test_parse_outcome_holds_exactly_one_of_labels_and_reason() -> None:
+def test_parse_outcome_holds_exactly_one_of_value_and_reason() -> None:
     with pytest.raises(ValueError):
-        ParseOutcome(None, None)
+        Parsed(None, None)
     with pytest.raises(ValueError):
-        ParseOutcome(UTKFaceLabels(1, "0", "0", "2" * 17, ".jpg"), "both")
+        Parsed(UTKFaceLabels(1, "0", "0", "2" * 17, ".jpg"), "both")
 
 
 def test_unknown_variant_suggests_the_closest() -> None:

@@ -35,6 +35,7 @@ import pandas as pd
 
 from facebench.data.table import (
     GENDERS,
+    Parsed,
     ReadResult,
     Reject,
     age_band,
@@ -82,27 +83,30 @@ class AgeDBName:
     gender_code: str
 
 
-def parse_agedb_name(file_name: str) -> AgeDBName | str:
-    """Parse ``{imgnum}_{Name}_{age}_{m|f}.jpg``: an :class:`AgeDBName`, or the reason it is rejected.
+def parse_agedb_name(file_name: str) -> Parsed[AgeDBName]:
+    """Parse ``{imgnum}_{Name}_{age}_{m|f}.jpg``: its :class:`AgeDBName`, or the reason it is rejected.
 
-    >>> parse_agedb_name("0_MariaCallas_35_f.jpg")
+    >>> parse_agedb_name("0_MariaCallas_35_f.jpg").value
     AgeDBName(image_num=0, name='MariaCallas', age=35, gender_code='f')
-    >>> parse_agedb_name("3_MariaCallas_35_x.jpg")
+    >>> parse_agedb_name("3_MariaCallas_35_x.jpg").reason
     "gender code 'x' not m/f"
     """
     match = AGEDB_NAME.fullmatch(file_name)
     if match is not None:
         image_num, name, age, gender_code = match.groups()
         if "__" in f"_{name}_" or any(ch.isspace() for ch in name):
-            return "empty field or space in the name"
+            return Parsed.reject("empty field or space in the name")
         if int(age) > MAX_AGE:
-            return f"age {int(age)} above {MAX_AGE}"
-        return AgeDBName(int(image_num), name, int(age), gender_code)
+            return Parsed.reject(f"age {int(age)} above {MAX_AGE}")
+        return Parsed.accept(AgeDBName(int(image_num), name, int(age), gender_code))
     if not file_name.lower().endswith(".jpg"):
-        return "not an AgeDB image name: does not end in '.jpg'"
+        return Parsed.reject("not an AgeDB image name: does not end in '.jpg'")
     tokens = file_name[: -len(".jpg")].split("_")
     if len(tokens) < 4:
-        return f"{len(tokens)} field{'s' if len(tokens) != 1 else ''} instead of 4: expected {{imgnum}}_{{Name}}_{{age}}_{{m|f}}.jpg"
+        return Parsed.reject(
+            f"{len(tokens)} field{'s' if len(tokens) != 1 else ''} instead of 4: "
+            "expected {imgnum}_{Name}_{age}_{m|f}.jpg"
+        )
     problems = []
     if _DIGITS.fullmatch(tokens[0]) is None:
         problems.append(f"image number '{tokens[0]}' not a whole number")
@@ -112,7 +116,7 @@ def parse_agedb_name(file_name: str) -> AgeDBName | str:
         problems.append(f"gender code '{tokens[-1]}' not m/f")
     if any(token == "" for token in tokens[1:-2]):
         problems.append("empty name field")
-    return "; ".join(problems) if problems else "does not match the AgeDB name pattern"
+    return Parsed.reject("; ".join(problems) if problems else "does not match the AgeDB name pattern")
 
 
 @dataclass(frozen=True)
@@ -144,10 +148,10 @@ def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBRead
     rejected: list[Reject] = []
     for name in names:
         parsed = parse_agedb_name(name)
-        if isinstance(parsed, str):
-            rejected.append(Reject(f"{FOLDER}/{name}", parsed))
+        if parsed.value is None:
+            rejected.append(Reject(f"{FOLDER}/{name}", str(parsed.reason)))
         else:
-            rows.append((f"{FOLDER}/{name}", parsed))
+            rows.append((f"{FOLDER}/{name}", parsed.value))
     if not rows:
         raise nothing_read_error("AgeDB", directory, n_seen=len(names), rejected=rejected, example=_EXAMPLE)
     text = pd.StringDtype()

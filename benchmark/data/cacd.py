@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from facebench.data.table import (
+    Parsed,
     ReadResult,
     Reject,
     age_band,
@@ -91,27 +92,30 @@ class CACDName:
     index: int
 
 
-def parse_cacd_name(file_name: str) -> CACDName | str:
-    """Parse ``{age}_{Name}_{k:04d}.jpg``: a :class:`CACDName`, or the reason it is rejected.
+def parse_cacd_name(file_name: str) -> Parsed[CACDName]:
+    """Parse ``{age}_{Name}_{k:04d}.jpg``: its :class:`CACDName`, or the reason it is rejected.
 
-    >>> parse_cacd_name("41_Jean_Claude_Van_Damme_0005.jpg")
+    >>> parse_cacd_name("41_Jean_Claude_Van_Damme_0005.jpg").value
     CACDName(age=41, name='Jean_Claude_Van_Damme', index=5)
-    >>> parse_cacd_name("53_Robin__Williams_0001.jpg")
+    >>> parse_cacd_name("53_Robin__Williams_0001.jpg").reason
     'empty field: double, leading or trailing underscore'
     """
     if not file_name.endswith(".jpg"):
         if file_name.lower().endswith(".jpg"):
-            return "not a CACD image name: extension is not lower-case '.jpg'"
-        return "not a CACD image name: does not end in '.jpg'"
+            return Parsed.reject("not a CACD image name: extension is not lower-case '.jpg'")
+        return Parsed.reject("not a CACD image name: does not end in '.jpg'")
     if "/" in file_name or "\\" in file_name:
-        return "path separator in the name"
+        return Parsed.reject("path separator in the name")
     if any(ch.isspace() for ch in file_name):
-        return "space in the name"
+        return Parsed.reject("space in the name")
     tokens = file_name[: -len(".jpg")].split("_")
     if len(tokens) < 3:
-        return f"{len(tokens)} field{'s' if len(tokens) != 1 else ''}: expected {{age}}_{{Name}}_{{index:04d}}.jpg"
+        return Parsed.reject(
+            f"{len(tokens)} field{'s' if len(tokens) != 1 else ''}: "
+            "expected {age}_{Name}_{index:04d}.jpg"
+        )
     if any(token == "" for token in tokens):
-        return "empty field: double, leading or trailing underscore"
+        return Parsed.reject("empty field: double, leading or trailing underscore")
     problems = []
     if _DIGITS.fullmatch(tokens[0]) is None:
         problems.append(f"age '{tokens[0]}' not a whole number")
@@ -120,10 +124,10 @@ def parse_cacd_name(file_name: str) -> CACDName | str:
     if not (len(tokens[-1]) == 4 and _DIGITS.fullmatch(tokens[-1])):
         problems.append(f"image index '{tokens[-1]}' not 4 digits")
     if problems:
-        return "; ".join(problems)
+        return Parsed.reject("; ".join(problems))
     match = _NAME.fullmatch(file_name)
     assert match is not None
-    return CACDName(int(match.group(1)), match.group(2), int(match.group(3)))
+    return Parsed.accept(CACDName(int(match.group(1)), match.group(2), int(match.group(3))))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -317,9 +321,10 @@ def _read_names(base: Path) -> tuple[list[dict[str, Any]], list[Reject]]:
     rows: list[dict[str, Any]] = []
     rejected: list[Reject] = []
     for sample_id in _list_folder(base, FOLDER, title="CACD"):
-        parsed = parse_cacd_name(sample_id.split("/", 1)[1])
-        if isinstance(parsed, str):
-            rejected.append(Reject(sample_id, parsed))
+        outcome = parse_cacd_name(sample_id.split("/", 1)[1])
+        parsed = outcome.value
+        if parsed is None:
+            rejected.append(Reject(sample_id, str(outcome.reason)))
             continue
         rows.append({"sample_id": sample_id, "subject_id": parsed.name, "age": parsed.age, "name": parsed.name,
                      "image_index": parsed.index})
@@ -345,9 +350,10 @@ def _read_with_metadata(base: Path, path: Path, *, check_files: bool) -> tuple[l
             continue
         sample_id = f"{FOLDER}/{name}"
         listed.add(sample_id)
-        parsed = parse_cacd_name(name)
-        if isinstance(parsed, str):
-            rejected.append(Reject(sample_id, parsed))
+        outcome = parse_cacd_name(name)
+        parsed = outcome.value
+        if parsed is None:
+            rejected.append(Reject(sample_id, str(outcome.reason)))
             continue
         if seen[name] > 1:
             rejected.append(Reject(sample_id, f"listed {seen[name]} times in the metadata"))
@@ -370,8 +376,8 @@ def _read_with_metadata(base: Path, path: Path, *, check_files: bool) -> tuple[l
                      "name": parsed.name, "image_index": parsed.index, "year": values["year"],
                      "rank": values["rank"], "lfw": values["lfw"], "birth": values["birth"]})
     for sample_id in sorted((files or set()) - listed):
-        parsed = parse_cacd_name(sample_id.split("/", 1)[1])
-        rejected.append(Reject(sample_id, parsed if isinstance(parsed, str) else "not listed in the metadata"))
+        reason = parse_cacd_name(sample_id.split("/", 1)[1]).reason
+        rejected.append(Reject(sample_id, "not listed in the metadata" if reason is None else reason))
     return rows, rejected
 
 

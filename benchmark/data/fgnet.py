@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from facebench.data.table import (
+    Parsed,
     ReadResult,
     Reject,
     age_band,
@@ -62,24 +63,26 @@ class FGNETName:
     suffix: str
 
 
-def parse_fgnet_name(name: str) -> FGNETName | str:
-    """Parse ``{subject:03d}A{age:02d}[a|b].JPG`` case-insensitively: an :class:`FGNETName` or a reason.
+def parse_fgnet_name(name: str) -> Parsed[FGNETName]:
+    """Parse ``{subject:03d}A{age:02d}[a|b].JPG`` case-insensitively: its :class:`FGNETName`, or a reason.
 
-    >>> parse_fgnet_name("001A43a.JPG"), parse_fgnet_name("078a11.jpg").age
+    >>> parse_fgnet_name("001A43a.JPG").value, parse_fgnet_name("078a11.jpg").value.age
     (FGNETName(subject='001', age=43, suffix='a'), 11)
-    >>> parse_fgnet_name("1A02.JPG")
+    >>> parse_fgnet_name("1A02.JPG").reason
     "subject '1' not 3 digits"
     """
     match = FGNET_NAME.fullmatch(name)
     if match is not None:
         subject, age, suffix, _ = match.groups()
-        return FGNETName(subject, int(age), suffix)
+        return Parsed.accept(FGNETName(subject, int(age), suffix))
     stem, dot, extension = name.rpartition(".")
     if not dot or extension.lower() not in ("jpg", "jpeg"):
-        return "not an FG-NET image name: does not end in '.JPG'"
+        return Parsed.reject("not an FG-NET image name: does not end in '.JPG'")
     head, a, tail = stem.upper().partition("A")
     if not a:
-        return f"no 'A' between subject and age: expected {{subject:03d}}A{{age:02d}}.JPG like {_EXAMPLE}"
+        return Parsed.reject(
+            f"no 'A' between subject and age: expected {{subject:03d}}A{{age:02d}}.JPG like {_EXAMPLE}"
+        )
     problems = []
     if not re.fullmatch(r"[0-9]{3}", head, re.ASCII):
         problems.append(f"subject '{stem[: len(head)]}' not 3 digits")
@@ -89,7 +92,7 @@ def parse_fgnet_name(name: str) -> FGNETName | str:
         problems.append(f"age '{age_digits}' not 2 digits")
     if len(rest) > 1 or (rest and not rest.isascii()) or (rest and not rest.isalpha()):
         problems.append(f"suffix '{rest}' not one letter")
-    return "; ".join(problems) if problems else "does not match the FG-NET name pattern"
+    return Parsed.reject("; ".join(problems) if problems else "does not match the FG-NET name pattern")
 
 
 @dataclass(frozen=True)
@@ -150,10 +153,10 @@ def read_fgnet(root: str | os.PathLike, *, variant: str = "images") -> FGNETRead
     for name in names:
         sample_id = f"{FOLDER}/{IMAGE_FOLDER}/{name}"
         parsed = parse_fgnet_name(name)
-        if isinstance(parsed, str):
-            rejected.append(Reject(sample_id, parsed))
+        if parsed.value is None:
+            rejected.append(Reject(sample_id, str(parsed.reason)))
         else:
-            rows.append((sample_id, parsed))
+            rows.append((sample_id, parsed.value))
     if not rows:
         raise nothing_read_error("FG-NET", directory, n_seen=len(names), rejected=rejected, example=_EXAMPLE)
     text = pd.StringDtype()

@@ -50,6 +50,7 @@ import pandas as pd
 from facebench.data.table import (
     GENDERS,
     RACES,
+    Parsed,
     ReadResult,
     Reject,
     age_band,
@@ -172,16 +173,17 @@ class MorphRow:
     conflict: str | None  # what the file name contradicts, if anything
 
 
-def parse_morph_row(fields: list[str]) -> MorphRow | str:
-    """Parse the eleven fields of one CSV row: a :class:`MorphRow`, or the reason it is rejected.
+def parse_morph_row(fields: list[str]) -> Parsed[MorphRow]:
+    """Parse the eleven fields of one CSV row: its :class:`MorphRow`, or the reason it is rejected.
 
-    >>> parse_morph_row("320711,0,03/13/1971,10/12/2005,B,M,,34,,,Album2/320711_00M34.JPG".split(",")).age
-    34
-    >>> parse_morph_row("320711,0,03/13/1971,10/12/2005,B,M,,35,,,Album2/320711_00M35.JPG".split(","))
+    >>> row = parse_morph_row("320711,0,03/13/1971,10/12/2005,B,M,,34,,,Album2/320711_00M34.JPG".split(","))
+    >>> row.ok, row.value.age
+    (True, 34)
+    >>> parse_morph_row("320711,0,03/13/1971,10/12/2005,B,M,,35,,,Album2/320711_00M35.JPG".split(",")).reason
     'age 35 but dob 03/13/1971 and doa 10/12/2005 give 34'
     """
     if len(fields) != len(HEADER):
-        return f"{len(fields)} field{'s' if len(fields) != 1 else ''} instead of {len(HEADER)}"
+        return Parsed.reject(f"{len(fields)} field{'s' if len(fields) != 1 else ''} instead of {len(HEADER)}")
     id_num, picture_num, dob_text, doa_text, race_code, gender_code, facial_hair, age_text, age_diff_text, \
         glasses, photo = fields
     problems: list[str] = []
@@ -221,7 +223,7 @@ def parse_morph_row(fields: list[str]) -> MorphRow | str:
         elif floor_years(dob, doa) != age:
             problems.append(f"age {age} but dob {dob_text} and doa {doa_text} give {floor_years(dob, doa)}")
     if problems:
-        return "; ".join(problems)
+        return Parsed.reject("; ".join(problems))
     assert name is not None and dob is not None and doa is not None and age is not None
     name_id, name_picture, name_gender, name_age = name.groups()
     conflicts = []
@@ -233,7 +235,7 @@ def parse_morph_row(fields: list[str]) -> MorphRow | str:
         conflicts.append(f"file name gender '{name_gender}' but CSV gender '{gender_code}'")
     if int(name_age) != age:
         conflicts.append(f"file name age {name_age} but CSV age {age}")
-    return MorphRow(
+    row = MorphRow(
         sample_id=f"{FOLDER}/{photo}",
         subject_id=str(int(id_num)),
         age=age,
@@ -247,6 +249,7 @@ def parse_morph_row(fields: list[str]) -> MorphRow | str:
         glasses=glasses,
         conflict="; ".join(conflicts) + " (CSV kept)" if conflicts else None,
     )
+    return Parsed.accept(row)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -315,11 +318,11 @@ def read_morph(root: str | os.PathLike, *, variant: str = "album2", check_files:
         raise UserInputError(f"MORPH CSV {base / CSV_PATH} has a header but no rows.")
     files = _album_files(base) if check_files else None
 
-    parsed: list[tuple[int, MorphRow | str, str]] = []  # (line, row or reason, locator)
+    parsed: list[tuple[int, Parsed[MorphRow], str]] = []  # (line, row or reason, locator)
     for line, fields in rows:
         outcome = parse_morph_row(fields)
-        if isinstance(outcome, MorphRow):
-            parsed.append((line, outcome, outcome.sample_id))
+        if outcome.value is not None:
+            parsed.append((line, outcome, outcome.value.sample_id))
         else:
             photo = fields[-1] if len(fields) == len(HEADER) else ""
             locator = f"{FOLDER}/{photo}" if PHOTO.fullmatch(photo) else f"{CSV_PATH}:{line}"
@@ -332,8 +335,9 @@ def read_morph(root: str | os.PathLike, *, variant: str = "album2", check_files:
     rejected: list[Reject] = []
     conflicts: list[Conflict] = []
     for _, outcome, locator in parsed:
-        if isinstance(outcome, str):
-            rejected.append(Reject(locator, outcome))
+        row = outcome.value
+        if row is None:
+            rejected.append(Reject(locator, str(outcome.reason)))
             continue
         lines = lines_of[locator]
         if len(lines) > 1:
@@ -342,9 +346,9 @@ def read_morph(root: str | os.PathLike, *, variant: str = "album2", check_files:
         if files is not None and locator not in files:
             rejected.append(Reject(locator, "image file missing"))
             continue
-        accepted.append(outcome)
-        if outcome.conflict:
-            conflicts.append(Conflict(locator, outcome.conflict))
+        accepted.append(row)
+        if row.conflict:
+            conflicts.append(Conflict(locator, row.conflict))
     rejected.sort(key=lambda r: (r.sample_id, r.reason))
     conflicts.sort(key=lambda c: c.sample_id)
     if not accepted:

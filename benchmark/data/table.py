@@ -14,7 +14,8 @@ race_code     the dataset's own race code, as written in the dataset (kept for a
 gender_code   the dataset's own gender code, as written in the dataset
 ============  ==========================================================================================
 
-A reader never guesses a missing label: it rejects the row and says why (see :class:`Reject`).
+A reader never guesses a missing label: it rejects the row and says why (see :class:`Reject`); its name or
+row parser says so in one result type, :class:`Parsed`.
 :func:`check_face_table` enforces the invariants, WILDS ``check_init`` style, so a bug in a reader fails
 loudly instead of producing a subtly wrong benchmark.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,47 @@ GENDERS: tuple[str, ...] = ("male", "female")
 RACES: tuple[str, ...] = ("white", "black", "asian", "indian", "others")
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("sample_id", "subject_id", "age", "gender", "race", "race_code", "gender_code")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[T]):
+    """Result of parsing one file name or row: exactly one of ``value`` (accepted) and ``reason`` (rejected).
+
+    Every reader's parser returns one, so a caller tests ``ok`` (or ``value is None``) and never the type.
+
+    >>> Parsed.accept(34).value, Parsed.accept(34).ok
+    (34, True)
+    >>> Parsed.reject("age field empty")
+    Parsed(value=None, reason='age field empty')
+    >>> Parsed(None, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: Parsed needs exactly one of value and reason
+    """
+
+    value: T | None
+    reason: str | None
+
+    def __post_init__(self) -> None:
+        if (self.value is None) == (self.reason is None):
+            raise ValueError("Parsed needs exactly one of value and reason")
+
+    @property
+    def ok(self) -> bool:
+        """Whether the name or row was accepted (``value`` set)."""
+        return self.value is not None
+
+    @classmethod
+    def accept(cls, value: T) -> Parsed[T]:
+        """An accepted result holding ``value``."""
+        return cls(value, None)
+
+    @classmethod
+    def reject(cls, reason: str) -> Parsed[T]:
+        """A rejected result with ``reason`` (one sentence fragment, as in :class:`Reject`)."""
+        return cls(None, reason)
 
 
 @dataclass(frozen=True)

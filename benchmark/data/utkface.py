@@ -40,6 +40,7 @@ import pandas as pd
 from facebench.data.table import (
     GENDERS,
     RACES,
+    Parsed,
     ReadResult,
     Reject,
     age_band,
@@ -117,22 +118,6 @@ class UTKFaceLabels:
         return RACE_CODES[self.race_code]
 
 
-@dataclass(frozen=True)
-class ParseOutcome:
-    """Result of parsing one name: exactly one of ``labels`` (accepted) and ``reason`` (rejected) is set."""
-
-    labels: UTKFaceLabels | None
-    reason: str | None
-
-    def __post_init__(self) -> None:
-        if (self.labels is None) == (self.reason is None):
-            raise ValueError("ParseOutcome needs exactly one of labels and reason")
-
-    @property
-    def ok(self) -> bool:
-        return self.labels is not None
-
-
 def _check_variant(variant: str) -> None:
     if variant not in VARIANT_FOLDERS:
         raise UserInputError(
@@ -141,12 +126,12 @@ def _check_variant(variant: str) -> None:
         )
 
 
-def parse_utkface_name(name: str, *, variant: str | None = None) -> ParseOutcome:
-    """Parse one UTKFace file name strictly; never repair it.
+def parse_utkface_name(name: str, *, variant: str | None = None) -> Parsed[UTKFaceLabels]:
+    """Parse one UTKFace file name strictly, never repairing it: its labels, or the reason it is rejected.
 
     With ``variant`` given, a name with the other variant's suffix is rejected too.
 
-    >>> parse_utkface_name("25_0_3_20170116174525125.jpg.chip.jpg").labels.race
+    >>> parse_utkface_name("25_0_3_20170116174525125.jpg.chip.jpg").value.race
     'indian'
     >>> parse_utkface_name("39_1_20170116174525125.jpg.chip.jpg").reason
     'race field missing: 3 fields instead of 4'
@@ -155,17 +140,17 @@ def parse_utkface_name(name: str, *, variant: str | None = None) -> ParseOutcome
         _check_variant(variant)
     match = UTKFACE_NAME.fullmatch(name)
     if match is None:
-        return ParseOutcome(None, _diagnose(name))
+        return Parsed.reject(_diagnose(name))
     age_text, gender_code, race_code, captured_at, chip = match.groups()
     age = int(age_text)
     if age > MAX_AGE:
-        return ParseOutcome(None, f"age {age} above {MAX_AGE}")
+        return Parsed.reject(f"age {age} above {MAX_AGE}")
     suffix = CHIP_SUFFIX if chip else PLAIN_SUFFIX
     if variant is not None and suffix != VARIANT_SUFFIX[variant]:
-        return ParseOutcome(
-            None, f"wrong suffix for variant '{variant}': expected '{VARIANT_SUFFIX[variant]}', got '{suffix}'"
+        return Parsed.reject(
+            f"wrong suffix for variant '{variant}': expected '{VARIANT_SUFFIX[variant]}', got '{suffix}'"
         )
-    return ParseOutcome(UTKFaceLabels(age, gender_code, race_code, captured_at, suffix), None)
+    return Parsed.accept(UTKFaceLabels(age, gender_code, race_code, captured_at, suffix))
 
 
 def _is_digits(text: str) -> bool:
@@ -304,7 +289,7 @@ def read_utkface(root: str | os.PathLike, *, variant: str = "aligned") -> UTKFac
     rejected: list[Reject] = []
     for sample_id in paths:
         outcome = parse_utkface_name(sample_id.rsplit("/", 1)[1], variant=variant)
-        labels = outcome.labels
+        labels = outcome.value
         if labels is None:
             rejected.append(Reject(sample_id, str(outcome.reason)))
             continue
