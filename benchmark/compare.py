@@ -749,7 +749,8 @@ def _reasons(c: Comparison) -> list[str]:
         for a in m.gap_regressions:
             g = a.gap
             out.append(f"The `{m.metric}` gap across `{_md(a.attribute)}` is significantly larger: "
-                       f"{_fmt(g.gap_a)} → {_fmt(g.gap_b)} ({_change(g.difference, g.ci_low, g.ci_high)}).")
+                       f"{_fmt(g.gap_a)} → {_fmt(g.gap_b)} ({_change(g.difference, g.ci_low, g.ci_high)}; "
+                       f"Holm-adjusted p = {_p(g.p_holm)} across the attributes).")
         for a in m.attributes:
             if a.regressed_groups:
                 named = ", ".join(f"**{_md(a.attribute)} = {_md(g.group)}** ({_signed(g.difference)}, "
@@ -800,18 +801,18 @@ def render_markdown(comparison: Comparison) -> str:
     if attributes:
         lines += ["### Worst-vs-best gaps", "",
                   "| metric | attribute | reference gap (worst vs best) | candidate gap (worst vs best) "
-                  "| change (95% CI) | verdict |", "|---|---|---|---|---|---|"]
+                  "| change (95% CI) | p (Holm) | verdict |", "|---|---|---|---|---|---:|---|"]
         for m, a in attributes:
             g = a.gap
             if g is None:
-                lines.append(f"| `{m.metric}` | {_md(a.attribute)} | — | — | — | fewer than two groups "
+                lines.append(f"| `{m.metric}` | {_md(a.attribute)} | — | — | — | — | fewer than two groups "
                              "|")
                 continue
-            verdict = _verdict(significant=g.significant, worse=g.difference > 0, better="smaller",
+            verdict = _verdict(significant=g.p_holm < g.alpha, worse=g.difference > 0, better="smaller",
                                worse_word="larger")
             lines.append(f"| `{m.metric}` | {_md(a.attribute)} | {_fmt(g.gap_a)} ({_md(g.worst_a)} vs "
                          f"{_md(g.best_a)}) | {_fmt(g.gap_b)} ({_md(g.worst_b)} vs {_md(g.best_b)}) | "
-                         f"{_change(g.difference, g.ci_low, g.ci_high)} | {verdict} |")
+                         f"{_change(g.difference, g.ci_low, g.ci_high)} | {_p(g.p_holm)} | {verdict} |")
         lines += ["", "### Groups significantly worse", ""]
         worse = [(m, attribute, g) for m in c.metrics for attribute, g in m.group_regressions]
         for m, attribute, g in worse:
@@ -849,9 +850,10 @@ def render_markdown(comparison: Comparison) -> str:
     lines += ["", "### Method", "",
               f"Paired bootstrap on per-sample outcomes ({c.n_boot} resamples, seed {c.seed}, "
               f"{c.confidence:.0%} percentile intervals): overall, all rows resampled; per group, rows "
-              "resampled within the group; the same rows for both runs. A change is significant when its "
-              "interval excludes 0; per-group p-values are bootstrap p-values, Holm-adjusted across each "
-              "attribute's groups. Gaps are |worst − best|, each run with its own worst and best groups.",
+              "resampled within the group; the same rows for both runs. The overall change is significant "
+              "when its interval excludes 0; per-group p-values are bootstrap p-values, Holm-adjusted across "
+              "each attribute's groups; gap p-values are Holm-adjusted across the attributes. Gaps are "
+              "|worst − best|, each run with its own worst and best groups.",
               ""]
     if c.notes:
         lines += ["**Notes**", "", *[f"- {_md(n)}" for n in c.notes], ""]

@@ -481,3 +481,27 @@ def test_an_ambiguous_against_name_is_refused_and_a_run_folder_picks_one(runs, c
     code, out, _ = _compare(capsys, runs["clean"], "--leaderboard", board,
                             "--against", "submission-clean-rerun")
     assert code == 0 and "(`submission-clean-rerun`)" in out
+
+
+def test_gap_p_values_are_holm_adjusted_across_attributes() -> None:
+    """Several gaps decide one verdict, so their p-values are adjusted together (an independent Holm here)."""
+    from facebench.metrics.paired import paired_group_changes
+
+    rng = np.random.default_rng(5)
+    n = 400
+    groups = pd.DataFrame({"race": rng.choice(list("abc"), n), "gender": rng.choice(list("mf"), n),
+                           "age_band": rng.choice(["0-19", "20-39", "40+"], n)})
+    a = rng.gamma(2.0, 2.0, n)
+    b = a + rng.normal(0.0, 1.0, n) + 0.4 * (groups["race"] == "c").to_numpy()
+    changes = paired_group_changes(a, b, groups, metric="mae", n_boot=500, seed=1)
+    raw = np.array([c.gap.p_value for c in changes])
+    order = np.argsort(raw)
+    m = len(raw)
+    expected = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * raw[i]))
+        expected[i] = running
+    assert [c.gap.p_holm for c in changes] == pytest.approx(expected.tolist())
+    for c in changes:
+        assert c.gap.regressed == (c.gap.difference > 0 and c.gap.p_holm < 0.05)

@@ -184,6 +184,11 @@ class GapChange:
     difference: float
     ci_low: float
     ci_high: float
+    #: Bootstrap p-value of "no change in the gap", and Holm-adjusted across the attributes compared at once
+    #: (several gaps are tested for one verdict, so one of them crossing 0.05 by chance must not fail CI).
+    p_value: float = float("nan")
+    p_holm: float = float("nan")
+    alpha: float = 0.05
 
     @property
     def significant(self) -> bool:
@@ -192,8 +197,8 @@ class GapChange:
 
     @property
     def regressed(self) -> bool:
-        """The gap is larger in run b and the interval of the change excludes 0."""
-        return self.ci_low > 0
+        """The gap is larger in run b, with a Holm-adjusted p-value below ``alpha``."""
+        return self.difference > 0 and self.p_holm < self.alpha
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,6 +276,11 @@ def paired_group_changes(a, b, groups, *, metric: Metric | str, n_boot: int = 10
                         for r, p in zip(rows, adjusted, strict=True))
         gap = _gap_change(engine, gaps, run_a, run_b, attribute, confidence=confidence)
         out.append(AttributeChange(attribute=attribute, metric=met.name, groups=changes, gap=gap))
+    tested = [i for i, change in enumerate(out) if change.gap is not None]
+    adjusted = holm([out[i].gap.p_value for i in tested]) if tested else []
+    for i, p in zip(tested, adjusted, strict=True):
+        out[i] = dataclasses.replace(out[i], gap=dataclasses.replace(out[i].gap, p_holm=float(p),
+                                                                     alpha=1 - confidence))
     return tuple(out)
 
 
@@ -298,4 +308,4 @@ def _gap_change(engine, gaps: pd.DataFrame, run_a: Metric, run_b: Metric, attrib
     (wa, ba, ga, da), (wb, bb, gb, db) = sides
     low, high = _interval(db - da, confidence=confidence)
     return GapChange(worst_a=wa, best_a=ba, gap_a=ga, worst_b=wb, best_b=bb, gap_b=gb, difference=gb - ga,
-                     ci_low=low, ci_high=high)
+                     ci_low=low, ci_high=high, p_value=bootstrap_p_value(db - da), alpha=1 - confidence)
