@@ -344,6 +344,7 @@ def _check_names(protocol: Protocol, where: str) -> None:
     if protocol.train_dataset is not None:
         DATASETS.check(protocol.train_dataset.name, where=f"{where}: key 'train_dataset.name'")
     SPLITS.check(protocol.split.name, where=f"{where}: key 'split.name'")
+    _check_split_params(protocol, where)
     for i, metric in enumerate(protocol.evaluation.metrics):
         try:
             get_metric(metric)
@@ -387,6 +388,18 @@ def _check_names(protocol: Protocol, where: str) -> None:
                 hint = did_you_mean(str(first["loc"][-1]), cls.Params.model_fields)
                 raise UserInputError(f"{where}: unknown key '{key}.params.{sub}'{hint}.") from None
             raise UserInputError(f"{where}: key '{key}.params.{sub}': {first['msg'].rstrip('.')}.") from None
+
+
+def _check_split_params(protocol: Protocol, where: str) -> None:
+    """Every key of ``split.params`` must be a keyword of the split function (``seed`` included)."""
+    import inspect
+
+    accepted = [name for name, p in inspect.signature(SPLITS.get(protocol.split.name)).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    for key in protocol.split.params:
+        if key not in accepted:
+            raise UserInputError(f"{where}: unknown key 'split.params.{key}' for split '{protocol.split.name}'"
+                                 f"{did_you_mean(key, accepted)}; it takes {', '.join(accepted)}.")
 
 
 def validate_all_profiles(path: str | Path) -> list[Protocol]:

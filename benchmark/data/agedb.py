@@ -51,7 +51,9 @@ from facebench.errors import UserInputError, did_you_mean
 from facebench.io import atomic_write
 
 FOLDER = "AgeDB"
-VARIANTS: tuple[str, ...] = ("images",)
+VARIANTS: tuple[str, ...] = ("images", "bin")
+#: insightface's AgeDB-30 pack, beside ``AgeDB/`` in the dataset root.
+BIN_FILE = "agedb_30.bin"
 MAX_AGE = 130
 
 #: The name pattern others use, case-insensitive, ASCII digits; match with ``fullmatch``.
@@ -137,6 +139,8 @@ def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBRead
         raise UserInputError(
             f"Unknown AgeDB variant '{variant}'{did_you_mean(variant, VARIANTS)}; choose one of {', '.join(VARIANTS)}."
         )
+    if variant == "bin":
+        return _read_bin_table(Path(root))
     base = resolve_dataset_root(root, FOLDER, title="AgeDB")
     directory = base / FOLDER
     try:
@@ -172,6 +176,36 @@ def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBRead
     )
     check_face_table(table)
     return AgeDBReadResult(table=table, rejected=tuple(rejected), root=str(base), variant=variant)
+
+
+def _read_bin_table(root: Path) -> AgeDBReadResult:
+    """``agedb_30.bin`` as a FaceTable (variant ``bin``): one row per image of the pack, ``sample_id``
+    ``agedb_30.bin#00012`` (image 12, decoded from the pack by :mod:`facebench.data.images`), with ``pair_id``
+    (image // 2), ``side``, ``fold`` (insightface's 10 contiguous folds) and ``issame``. The pack names no
+    people: ``subject_id`` is derived from the pair layout only (both images of a genuine pair ``bin0007``; an
+    impostor pair's ``bin0301_0`` / ``bin0301_1``), and age and gender stay missing."""
+    path = root / BIN_FILE
+    if not path.is_file():
+        raise UserInputError(f"AgeDB root {root} has no {BIN_FILE}; put insightface's pack there, or read the "
+                             "labelled folder with variant 'images'.")
+    images, issame = read_agedb_bin(path)
+    n_pairs = len(issame)
+    n_folds = 10 if n_pairs >= 10 else 1
+    text = pd.StringDtype()
+    rows = [(f"{BIN_FILE}#{k:05d}", k // 2, k % 2) for k in range(len(images))]
+    subject = [f"bin{pair:04d}" if issame[pair] else f"bin{pair:04d}_{side}" for _, pair, side in rows]
+    n = len(rows)
+    table = pd.DataFrame({
+        "sample_id": pd.array([r[0] for r in rows], dtype=text), "subject_id": pd.array(subject, dtype=text),
+        "age": pd.array([pd.NA] * n, dtype="Int64"), "gender": pd.array([pd.NA] * n, dtype=text),
+        "race": pd.array([pd.NA] * n, dtype=text), "race_code": pd.array([pd.NA] * n, dtype=text),
+        "gender_code": pd.array([pd.NA] * n, dtype=text),
+        "pair_id": np.asarray([r[1] for r in rows], dtype=np.int64), "side": np.asarray([r[2] for r in rows], dtype=np.int64),
+        "fold": np.asarray([r[1] * n_folds // n_pairs for r in rows], dtype=np.int64),
+        "issame": np.asarray([bool(issame[r[1]]) for r in rows], dtype=bool),
+    })
+    check_face_table(table)
+    return AgeDBReadResult(table=table, rejected=(), root=str(root), variant="bin")
 
 
 def verify_summary(result: AgeDBReadResult) -> dict[str, Any]:

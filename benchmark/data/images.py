@@ -7,7 +7,9 @@ runs. Augmentation (random flips) happens on batches, on the training device.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from PIL import Image
 from facebench.io import atomic_write
 
 
-def decode_resized(path: Path, size: int) -> np.ndarray:
+def decode_resized(path: Path | io.BytesIO, size: int) -> np.ndarray:
     """Decode one image to RGB and resize it to ``size``×``size`` (bilinear, antialiased): (3, S, S) uint8."""
     with Image.open(path) as image:
         image.draft("RGB", (size, size))  # JPEG DCT-domain downscale: much faster, same look
@@ -25,6 +27,22 @@ def decode_resized(path: Path, size: int) -> np.ndarray:
         if image.size != (size, size):
             image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
         return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def open_source(root: Path, sample_id: str) -> Path | io.BytesIO:
+    """Where an image's bytes are: a file under ``root``, or image k of an insightface pack for sample ids
+    ``name.bin#k`` (AgeDB-30's ``agedb_30.bin`` holds JPEG bytes, not files)."""
+    file, _, index = sample_id.rpartition("#")
+    if file.endswith(".bin") and index.isdigit():
+        return io.BytesIO(_pack(Path(root) / file)[int(index)])
+    return Path(root) / sample_id
+
+
+@functools.lru_cache(maxsize=2)
+def _pack(path: Path) -> tuple[bytes, ...]:
+    from facebench.data.agedb import read_agedb_bin
+
+    return tuple(read_agedb_bin(path)[0])
 
 
 def image_store(root: Path, sample_ids: list[str] | tuple[str, ...], size: int, cache_dir: Path,
@@ -44,7 +62,7 @@ def image_store(root: Path, sample_ids: list[str] | tuple[str, ...], size: int, 
     store = np.empty((len(sample_ids), 3, size, size), dtype=np.uint8)
 
     def work(i: int) -> None:
-        store[i] = decode_resized(Path(root) / sample_ids[i], size)
+        store[i] = decode_resized(open_source(root, sample_ids[i]), size)
 
     from facebench.progress import track
 
