@@ -50,6 +50,13 @@ def _labels(ids: list[str], pattern: str) -> pd.DataFrame:
     return frame
 
 
+def _noisy_identities(subjects: pd.Series, *, dim: int, noise: float, seed: int) -> np.ndarray:
+    """An embedding per image: its person's random centre plus Gaussian noise of scale ``noise``."""
+    rng = np.random.default_rng(seed)
+    centres = {s: rng.normal(size=dim) for s in subjects.unique()}
+    return np.stack([centres[s] + noise * rng.normal(size=dim) for s in subjects])
+
+
 def _submit(protocol: str, extra: list[str], cache: Path, tmp_path: Path, ids: list[str], embedding: np.ndarray,
             name: str) -> dict:
     predictions = tmp_path / f"{name}.npz"
@@ -96,10 +103,8 @@ def _insightface_ten_fold(e1: np.ndarray, e2: np.ndarray, issame: np.ndarray, n_
 def test_agedb30_ten_fold_accuracy_equals_the_insightface_transcription(cache, tmp_path, capsys) -> None:
     ids = _ids("aifr_agedb30.yaml", AGEDB_TINY, cache, capsys)
     labels = _labels(ids, r"AgeDB/\d+_(\w+?)_(\d+)_[mf]\.jpg")
-    rng = np.random.default_rng(7)
     # A weak identity signal plus noise, so that accuracy is neither 0.5 nor 1 and thresholds matter.
-    centres = {s: rng.normal(size=16) for s in labels["subject"].unique()}
-    embedding = np.stack([centres[s] + 1.3 * rng.normal(size=16) for s in labels["subject"]])
+    embedding = _noisy_identities(labels["subject"], dim=16, noise=1.3, seed=7)
     scored = _submit("aifr_agedb30.yaml", AGEDB_TINY, cache, tmp_path, ids, embedding, "noisy")
     outcomes = scored["outcomes"]
     assert len(outcomes) == 200  # 10 folds x 20 pairs
@@ -146,9 +151,7 @@ def test_verification_refuses_a_missing_pair_image(cache, tmp_path, capsys) -> N
 def test_fgnet_leave_one_out_rank1_equals_the_numpy_transcription(cache, tmp_path, capsys) -> None:
     ids = _ids("aifr_fgnet.yaml", FGNET_TINY, cache, capsys)
     labels = _labels(ids, r"FGNET/images/(\d{3})[Aa](\d{2})[ab]?\.[Jj][Pp][Ee]?[Gg]")
-    rng = np.random.default_rng(3)
-    centres = {s: rng.normal(size=8) for s in labels["subject"].unique()}
-    embedding = np.stack([centres[s] + 0.9 * rng.normal(size=8) for s in labels["subject"]])
+    embedding = _noisy_identities(labels["subject"], dim=8, noise=0.9, seed=3)
     scored = _submit("aifr_fgnet.yaml", FGNET_TINY, cache, tmp_path, ids, embedding, "loo")
 
     # Each image a probe against all the others: rank-1 = its nearest other image is the same person.
