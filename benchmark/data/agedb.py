@@ -37,11 +37,12 @@ from facebench.data.table import (
     GENDERS,
     Parsed,
     ReadResult,
-    Reject,
     age_band,
     age_band_names,
     check_face_table,
+    list_files,
     nothing_read_error,
+    parse_files,
     read_summary,
     resolve_dataset_root,
     vocabulary_counts,
@@ -143,19 +144,8 @@ def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBRead
         return _read_bin_table(Path(root))
     base = resolve_dataset_root(root, FOLDER, title="AgeDB")
     directory = base / FOLDER
-    try:
-        with os.scandir(directory) as entries:
-            names = sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
-    except OSError as error:
-        raise UserInputError(f"Cannot list AgeDB folder {directory}: {error.strerror or error}.") from None
-    rows: list[tuple[str, AgeDBName]] = []
-    rejected: list[Reject] = []
-    for name in names:
-        parsed = parse_agedb_name(name)
-        if parsed.value is None:
-            rejected.append(Reject(f"{FOLDER}/{name}", str(parsed.reason)))
-        else:
-            rows.append((f"{FOLDER}/{name}", parsed.value))
+    names = list_files(directory, title="AgeDB")
+    rows, rejected = parse_files((f"{FOLDER}/{name}" for name in names), parse_agedb_name)
     if not rows:
         raise nothing_read_error("AgeDB", directory, n_seen=len(names), rejected=rejected, example=_EXAMPLE)
     text = pd.StringDtype()

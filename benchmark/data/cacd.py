@@ -49,7 +49,9 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    list_files,
     nothing_read_error,
+    parse_files,
     read_summary,
     resolve_dataset_root,
 )
@@ -256,12 +258,7 @@ def _list_folder(base: Path, folder: str, *, title: str) -> list[str]:
     directory = base / folder
     if not directory.is_dir():
         raise UserInputError(f"{title} root {base} has no {folder}/ folder.")
-    try:
-        with os.scandir(directory) as entries:
-            names = [e.name for e in entries if e.is_file() and not e.name.startswith(".")]
-    except OSError as error:
-        raise UserInputError(f"Cannot list {title} folder {directory}: {error.strerror or error}.") from None
-    return sorted(f"{folder}/{name}" for name in names)
+    return [f"{folder}/{name}" for name in list_files(directory, title=title)]
 
 
 def _whole(value: float) -> int | None:
@@ -318,16 +315,9 @@ def _find_metadata(base: Path) -> Path:
 
 
 def _read_names(base: Path) -> tuple[list[dict[str, Any]], list[Reject]]:
-    rows: list[dict[str, Any]] = []
-    rejected: list[Reject] = []
-    for sample_id in _list_folder(base, FOLDER, title="CACD"):
-        outcome = parse_cacd_name(sample_id.split("/", 1)[1])
-        parsed = outcome.value
-        if parsed is None:
-            rejected.append(Reject(sample_id, str(outcome.reason)))
-            continue
-        rows.append({"sample_id": sample_id, "subject_id": parsed.name, "age": parsed.age, "name": parsed.name,
-                     "image_index": parsed.index})
+    accepted, rejected = parse_files(_list_folder(base, FOLDER, title="CACD"), parse_cacd_name)
+    rows = [{"sample_id": sample_id, "subject_id": parsed.name, "age": parsed.age, "name": parsed.name,
+             "image_index": parsed.index} for sample_id, parsed in accepted]
     return rows, rejected
 
 

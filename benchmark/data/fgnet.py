@@ -26,11 +26,12 @@ import pandas as pd
 from facebench.data.table import (
     Parsed,
     ReadResult,
-    Reject,
     age_band,
     age_band_names,
     check_face_table,
+    list_files,
     nothing_read_error,
+    parse_files,
     read_summary,
     vocabulary_counts,
 )
@@ -143,20 +144,8 @@ def read_fgnet(root: str | os.PathLike, *, variant: str = "images") -> FGNETRead
         )
     base = _resolve_base(Path(root))
     directory = base / FOLDER / IMAGE_FOLDER
-    try:
-        with os.scandir(directory) as entries:
-            names = sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
-    except OSError as error:
-        raise UserInputError(f"Cannot list FG-NET folder {directory}: {error.strerror or error}.") from None
-    rows: list[tuple[str, FGNETName]] = []
-    rejected: list[Reject] = []
-    for name in names:
-        sample_id = f"{FOLDER}/{IMAGE_FOLDER}/{name}"
-        parsed = parse_fgnet_name(name)
-        if parsed.value is None:
-            rejected.append(Reject(sample_id, str(parsed.reason)))
-        else:
-            rows.append((sample_id, parsed.value))
+    names = list_files(directory, title="FG-NET")
+    rows, rejected = parse_files((f"{FOLDER}/{IMAGE_FOLDER}/{name}" for name in names), parse_fgnet_name)
     if not rows:
         raise nothing_read_error("FG-NET", directory, n_seen=len(names), rejected=rejected, example=_EXAMPLE)
     text = pd.StringDtype()

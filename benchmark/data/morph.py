@@ -56,6 +56,7 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    list_files,
     read_summary,
     resolve_dataset_root,
     vocabulary_counts,
@@ -296,11 +297,7 @@ def _album_files(base: Path) -> set[str]:
             f"MORPH folder {base / FOLDER} has no {IMAGE_FOLDER}/ folder; extract the images there or pass "
             "check_files=False to read the labels alone."
         )
-    try:
-        with os.scandir(directory) as entries:
-            return {f"{FOLDER}/{IMAGE_FOLDER}/{e.name}" for e in entries if e.is_file() and not e.name.startswith(".")}
-    except OSError as error:
-        raise UserInputError(f"Cannot list MORPH folder {directory}: {error.strerror or error}.") from None
+    return {f"{FOLDER}/{IMAGE_FOLDER}/{name}" for name in list_files(directory, title="MORPH")}
 
 
 def read_morph(root: str | os.PathLike, *, variant: str = "album2", check_files: bool = True) -> MorphReadResult:

@@ -227,6 +227,39 @@ def resolve_dataset_root(root, folder: str, *, title: str, also: tuple[str, ...]
     )
 
 
+def list_files(directory, *, title: str) -> list[str]:
+    """Sorted names of the non-hidden files directly in ``directory`` (images are not opened); a folder that
+    cannot be listed is one sentence naming it."""
+    import os
+
+    from facebench.errors import UserInputError
+
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
+    except OSError as error:
+        raise UserInputError(f"Cannot list {title} folder {directory}: {error.strerror or error}.") from None
+
+
+def parse_files(sample_ids: Iterable[str], parse) -> tuple[list[tuple[str, T]], list[Reject]]:
+    """Run a name parser (``name -> Parsed``) over ``sample_ids`` (``folder/.../name``): the accepted
+    ``(sample_id, value)`` pairs and the rejects with their reasons, in input order.
+
+    >>> ok = lambda name: Parsed.accept(int(name[:-4])) if name[:-4].isdigit() else Parsed.reject("not a number")
+    >>> parse_files(["a/1.jpg", "a/x.jpg"], ok)
+    ([('a/1.jpg', 1)], [Reject(sample_id='a/x.jpg', reason='not a number')])
+    """
+    rows: list[tuple[str, T]] = []
+    rejected: list[Reject] = []
+    for sample_id in sample_ids:
+        parsed = parse(sample_id.rsplit("/", 1)[-1])
+        if parsed.value is None:
+            rejected.append(Reject(sample_id, str(parsed.reason)))
+        else:
+            rows.append((sample_id, parsed.value))
+    return rows, rejected
+
+
 def nothing_read_error(title: str, where, *, n_seen: int, rejected, example: str, unit: str = "files"):
     """The one sentence for a read that accepted nothing: no candidates at all, or every one rejected."""
     from facebench.errors import UserInputError

@@ -46,6 +46,7 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    list_files,
     nothing_read_error,
     vocabulary_counts,
 )
@@ -248,14 +249,7 @@ def find_utkface_images(root: str | os.PathLike, *, variant: str = "aligned") ->
         directory = base / folder
         if not directory.is_dir():
             continue  # in_the_wild: a partial download with only some parts is read as is
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    if entry.name.startswith(".") or not entry.is_file():
-                        continue
-                    paths.append(f"{folder}/{entry.name}")
-        except OSError as error:
-            raise UserInputError(f"Cannot list UTKFace folder {directory}: {error.strerror or error}.") from None
+        paths.extend(f"{folder}/{name}" for name in list_files(directory, title="UTKFace"))
     paths.sort()
     return base, paths
 
