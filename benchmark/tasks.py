@@ -131,13 +131,23 @@ class Embeddings:
         return self.matrix[[index[sample_id] for sample_id in ids]]
 
 
-def read_npz_matrix(path: str | Path, expected_ids: tuple[str, ...], *, matrix: str, square: bool = False,
-                    alternative: str = "") -> tuple[tuple[str, ...], np.ndarray]:
-    """Read and validate an ``.npz`` of ``sample_id`` (N strings) and one float array named ``matrix``: (N, D)
-    rows, or with ``square`` (N, N) scores whose diagonal is ignored. Returns the ids in test order and the
-    float32 matrix reordered to them (rows, and columns too when square). Rows in messages are 0-based
-    indices into the file's arrays. ``alternative`` names another accepted array, for the messages."""
+@dataclass(frozen=True)
+class NpzMatrix:
+    """A validated ``.npz`` prediction: which array it held, ids in test order, the float32 matrix in that order."""
+
+    name: str
+    sample_ids: tuple[str, ...]
+    matrix: np.ndarray
+
+
+def read_npz_matrix(path: str | Path, expected_ids: tuple[str, ...], *, accepted: dict[str, bool]) -> NpzMatrix:
+    """Read and validate an ``.npz`` of ``sample_id`` (N strings) and one float array, named as one key of
+    ``accepted``, whose value says whether it is square: (N, D) rows, or (N, N) scores whose diagonal is
+    ignored. The matrix comes back reordered to the test ids (rows, and columns too when square). Rows in
+    messages are 0-based indices into the file's arrays."""
     import zipfile
+
+    matrix = next(iter(accepted))  # the usual array, named in messages about unreadable files
 
     path = Path(path)
     if not path.is_file():
@@ -156,14 +166,15 @@ def read_npz_matrix(path: str | Path, expected_ids: tuple[str, ...], *, matrix: 
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise UserInputError(f"{path}: not a readable .npz archive ({reason}).") from None
-    if set(arrays) != {"sample_id", matrix}:
+    name = next((key for key in accepted if set(arrays) == {"sample_id", key}), None)
+    if name is None:
         names = ", ".join(repr(key)[1:-1] for key in sorted(arrays)) or "none"  # escapes control characters
-        wanted = f"{matrix} (or {alternative})" if alternative else matrix
+        wanted = " (or ".join(accepted) + ")" * (len(accepted) - 1)
         raise UserInputError(f"{path}: arrays are {names}; expected exactly sample_id and {wanted}.")
+    square = accepted[name]
     not_arrays = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
     if not_arrays:
         raise UserInputError(f"{path}: member {not_arrays[0]!r} is not a .npy array.")
-    name = matrix
     ids, matrix = arrays["sample_id"], arrays[name]
     if ids.ndim != 1 or matrix.ndim != 2 or len(ids) != len(matrix):
         raise UserInputError(f"{path}: sample_id must be 1-D and {name} 2-D with one row per sample_id "
@@ -205,7 +216,7 @@ def read_npz_matrix(path: str | Path, expected_ids: tuple[str, ...], *, matrix: 
         raise UserInputError(f"{path}: {len(missing)} test images have no {name}, the first being '{missing[0]}'.")
     order = {sample_id: i for i, sample_id in enumerate(ids)}
     rows = [order[i] for i in expected_ids]
-    return tuple(expected_ids), (matrix[np.ix_(rows, rows)] if square else matrix[rows])
+    return NpzMatrix(name, tuple(expected_ids), matrix[np.ix_(rows, rows)] if square else matrix[rows])
 
 
 #: Age-gap bins (years between a probe and its gallery mate): lower edges, the last open.
@@ -258,8 +269,8 @@ class FaceIdentificationTask:
 
         Rows in messages are 0-based indices into the file's arrays.
         """
-        ids, matrix = read_npz_matrix(path, expected_ids, matrix="embedding")
-        return Embeddings(ids, matrix)
+        read = read_npz_matrix(path, expected_ids, accepted={"embedding": False})
+        return Embeddings(read.sample_ids, read.matrix)
 
     def outcomes(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split) -> pd.DataFrame:
         from facebench.metrics.identification import identification_hits
@@ -513,17 +524,11 @@ class FaceLeaveOneOutTask(FaceIdentificationTask):
     group_attributes: tuple[str, ...] = ("age_band", "age_gap", "gender", "race")
 
     def read_predictions(self, path: str | Path, expected_ids: tuple[str, ...]) -> LeaveOneOutScores:
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                square = "similarity" in archive.files
-        except Exception:  # noqa: BLE001 - unreadable files get read_npz_matrix's one-sentence diagnosis
-            square = False
-        if square:
-            ids, scores = read_npz_matrix(path, expected_ids, matrix="similarity", square=True, alternative="embedding")
-            return LeaveOneOutScores(ids, scores)
-        ids, matrix = read_npz_matrix(path, expected_ids, matrix="embedding", alternative="similarity")
-        unit = _unit(matrix)
-        return LeaveOneOutScores(ids, (unit @ unit.T).astype(np.float32))
+        read = read_npz_matrix(path, expected_ids, accepted={"embedding": False, "similarity": True})
+        if read.name == "similarity":
+            return LeaveOneOutScores(read.sample_ids, read.matrix)
+        unit = _unit(read.matrix)
+        return LeaveOneOutScores(read.sample_ids, (unit @ unit.T).astype(np.float32))
 
     def write_similarity(self, path: Path, sample_ids, scores: np.ndarray) -> None:
         from facebench.io import atomic_write

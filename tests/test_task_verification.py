@@ -295,3 +295,36 @@ def test_leave_one_out_fine_tuning_is_refused_for_other_tasks(capsys) -> None:
                  "--set", "training.leave_one_out_finetune={epochs: 1}"])
     assert code == 2
     assert "applies to task face_identification_loo only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("arrays", "fragment"), [
+    (lambda ids: {"sample_id": ids, "similarity": np.zeros((len(ids), len(ids) - 1))}, "similarity must be square"),
+    (lambda ids: {"sample_id": ids, "similarity": _with(np.zeros((len(ids),) * 2), (0, 1), np.nan)},
+     "row 0 ("),
+    (lambda ids: {"sample_id": ids, "scores": np.zeros((len(ids),) * 2)}, "expected exactly sample_id and embedding (or similarity)"),
+])
+def test_malformed_similarity_files_are_refused_and_nothing_written(arrays, fragment, cache, tmp_path, capsys) -> None:
+    ids = np.asarray(_ids("aifr_fgnet.yaml", FGNET_TINY, cache, capsys))
+    path, out = tmp_path / "mine.npz", tmp_path / "out"
+    np.savez(path, **arrays(ids))
+    code = main(["evaluate", str(PROTOCOLS / "aifr_fgnet.yaml"), "--predictions", str(path), "--out", str(out),
+                 "--cache-dir", str(cache), *FGNET_TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and str(path) in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_similarity_diagonal_is_ignored_whatever_it_holds(cache, tmp_path, capsys) -> None:
+    ids = _ids("aifr_fgnet.yaml", FGNET_TINY, cache, capsys)
+    subject = _labels(ids, r"FGNET/images/(\d{3})[Aa](\d{2})[ab]?\.[Jj][Pp][Ee]?[Gg]")["subject"].to_numpy()
+    similarity = (subject[:, None] == subject[None, :]).astype(float)  # every mate scores 1, every other 0
+    np.fill_diagonal(similarity, np.nan)
+    path = tmp_path / "perfect.npz"
+    np.savez(path, sample_id=np.asarray(ids), similarity=similarity)
+    scored = _submit_file("aifr_fgnet.yaml", FGNET_TINY, cache, tmp_path, path, "perfect")
+    assert scored["metrics"]["overall"]["rank1"]["value"] == 1.0
+
+
+def _with(matrix: np.ndarray, index: tuple[int, int], value: float) -> np.ndarray:
+    matrix[index] = value
+    return matrix
