@@ -363,9 +363,14 @@ def _check_names(protocol: Protocol, where: str) -> None:
             f"{where}: key 'model.backbone': unknown backbone '{protocol.model.backbone}'"
             f"{did_you_mean(protocol.model.backbone, backbone_names())}."
         )
-    if protocol.training.leave_one_out_finetune is not None and protocol.task != "face_identification_loo":
-        raise UserInputError(f"{where}: key 'training.leave_one_out_finetune' applies to task face_identification_loo "
-                             f"only, not to '{protocol.task}'.")
+    if protocol.training.leave_one_out_finetune is not None:
+        if protocol.task != "face_identification_loo":
+            raise UserInputError(f"{where}: key 'training.leave_one_out_finetune' applies to task "
+                                 f"face_identification_loo only, not to '{protocol.task}'.")
+        for i, baseline in enumerate(protocol.baselines):  # fine-tuning starts from the trained encoder
+            if not hasattr(BASELINES.get(baseline.name), "save_embedder"):
+                raise UserInputError(f"{where}: key 'baselines[{i}].name': baseline '{baseline.name}' has no trainable "
+                                     "encoder, so training.leave_one_out_finetune cannot fine-tune it.")
     known_attributes = TASKS.get(protocol.task).group_attributes
     for i, attribute in enumerate(protocol.groups.attributes):
         if attribute not in known_attributes:

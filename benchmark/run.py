@@ -157,13 +157,8 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
         predictions = run_dir / task.predictions_file
         finetune = t.leave_one_out_finetune
         if finetune is not None:  # FG-NET's per-image scheme: one fine-tuned model per left-out test image
-            from facebench.baselines.face_recognition import ArcFace, leave_one_out_finetuned_scores
+            from facebench.baselines.face_recognition import leave_one_out_finetuned_scores
 
-            if not isinstance(baseline, ArcFace):
-                from facebench.errors import UserInputError
-
-                raise UserInputError(f"training.leave_one_out_finetune needs a trainable embedder; baseline "
-                                     f"'{baseline_spec.name}' cannot be fine-tuned.")
             test_ids = list(split["test"])
             scores = leave_one_out_finetuned_scores(
                 baseline, images("test"), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),

@@ -295,6 +295,10 @@ def test_leave_one_out_fine_tuning_is_refused_for_other_tasks(capsys) -> None:
                  "--set", "training.leave_one_out_finetune={epochs: 1}"])
     assert code == 2
     assert "applies to task face_identification_loo only" in capsys.readouterr().err
+    code = main(["evaluate", str(PROTOCOLS / "aifr_fgnet.yaml"), "--list-ids", "--set", "baselines=[{name: dlib_resnet}]",
+                 "--set", "training.leave_one_out_finetune={epochs: 1}"])
+    assert code == 2
+    assert "baseline 'dlib_resnet' has no trainable encoder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("arrays", "fragment"), [
