@@ -72,8 +72,10 @@ def prepare_training_data(protocol: Protocol, dataset: LoadedDataset, split: Spl
 def training_id(protocol: Protocol, baseline_name: str, params: dict, seed: int, train: LoadedDataset,
                 train_split: Split) -> str:
     """Hash of everything a model trained on a separate ``train_dataset`` depends on (not the test data)."""
+    # Per-image fine-tuning happens after (and apart from) this training, so it does not address the model.
+    training = protocol.training.model_dump(mode="json", exclude={"leave_one_out_finetune"})
     payload = json.dumps([baseline_name, params, seed, protocol.model.model_dump(mode="json"),
-                          protocol.training.model_dump(mode="json"), protocol.train_dataset.model_dump(mode="json"),
+                          training, protocol.train_dataset.model_dump(mode="json"),
                           train.fingerprint(), train_split.fingerprint()], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 

@@ -332,3 +332,14 @@ def test_a_similarity_diagonal_is_ignored_whatever_it_holds(cache, tmp_path, cap
 def _with(matrix: np.ndarray, index: tuple[int, int], value: float) -> np.ndarray:
     matrix[index] = value
     return matrix
+
+
+def test_a_real_test_set_without_its_training_data_is_one_sentence(tmp_path, capsys) -> None:
+    from facebench.data.synth.aifr import write_fgnet
+
+    write_fgnet(tmp_path / "fgnet", n_people=3, seed=0, image_size=24)
+    code = main(["run", str(PROTOCOLS / "aifr_fgnet.yaml"), "--data-root", str(tmp_path / "fgnet"),
+                 "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the run's own progress lines
+    assert code == 2 and last.startswith("facebench: error: Protocol aifr_fgnet trains on cacd: pass --train-data-root DIR")
+    assert not (tmp_path / "runs" / "aifr_fgnet").exists()
