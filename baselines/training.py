@@ -36,6 +36,9 @@ from torch import nn
 from facebench.io import atomic_write
 from facebench.progress import console, make_progress, progress_enabled
 
+#: Progress-bar status (running mean of the logs) every this many steps: each update reads tensor logs.
+STATUS_EVERY = 25
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` → CUDA if present, else Apple MPS, else CPU."""
@@ -191,8 +194,8 @@ def _prepare(batch: dict[str, torch.Tensor], *, device: torch.device, config: Lo
         if name == "image":
             x = value.to(device, non_blocking=True).float().div_(255.0)
             if config.hflip:
-                flip = torch.rand(x.shape[0], generator=generator) < 0.5
-                x[flip.to(device)] = x[flip.to(device)].flip(-1)
+                flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
+                x[flip] = x[flip].flip(-1)
             if config.channels_last and device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             out[name] = x
@@ -246,7 +249,7 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
             started = time.perf_counter()
             streams = {name: _cycle(data[name], config, epoch) for name in method.streams}
             task = bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=n_batches, status="") if show else None
-            sums: dict[str, float] = {}
+            sums: dict[str, float | torch.Tensor] = {}
             for i, batch in enumerate(source.epoch(batch_size=config.batch_size, seed=config.seed, epoch=epoch)):
                 batches = {"source": _prepare(batch, device=device, config=config, generator=generator)}
                 for name, stream in streams.items():
@@ -254,12 +257,18 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
                 logs = method.train_step(batches, ctx)
                 ctx.step += 1
                 for key, value in logs.items():
-                    sums[key] = sums.get(key, 0.0) + float(value)
-                if show:
-                    bar.update(task, advance=1, status=" ".join(f"{k} {v / (i + 1):.3f}" for k, v in sums.items()))
+                    # A tensor log is summed where it lives (in float64, so the sum equals the sum of its
+                    # floats): reading it every step would stall the GPU queue on a host sync.
+                    value = value.detach().double() if isinstance(value, torch.Tensor) else float(value)
+                    sums[key] = sums.get(key, 0.0) + value
+                if show and (i % STATUS_EVERY == 0 or i + 1 == n_batches):
+                    status = " ".join(f"{k} {float(v) / (i + 1):.3f}" for k, v in sums.items())
+                    bar.update(task, completed=i + 1, status=status)
+                elif show:
+                    bar.update(task, advance=1)
             if show:
                 bar.remove_task(task)
-            record = {"epoch": epoch + 1, **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
+            record = {"epoch": epoch + 1, **{f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()},
                       "lr": optimizers[next(iter(optimizers))].param_groups[0]["lr"]}
             for scheduler in schedulers.values():
                 scheduler.step()
