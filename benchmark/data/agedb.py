@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from facebench.data.table import (
     GENDERS,
@@ -39,16 +38,18 @@ from facebench.data.table import (
     ReadResult,
     age_band,
     age_band_names,
-    check_face_table,
+    check_variant,
+    face_table,
     list_files,
     nothing_read_error,
+    pair_face_table,
     parse_files,
     read_summary,
     resolve_dataset_root,
     vocabulary_counts,
 )
 from facebench.data.utkface import AGE_BAND_EDGES
-from facebench.errors import UserInputError, did_you_mean
+from facebench.errors import UserInputError
 from facebench.io import atomic_write
 
 FOLDER = "AgeDB"
@@ -136,10 +137,7 @@ def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBRead
     ``sample_id`` is ``AgeDB/<name>``. Rows are sorted by ``sample_id``. Hidden files and subfolders are
     skipped; images are not opened.
     """
-    if variant not in VARIANTS:
-        raise UserInputError(
-            f"Unknown AgeDB variant '{variant}'{did_you_mean(variant, VARIANTS)}; choose one of {', '.join(VARIANTS)}."
-        )
+    check_variant(variant, VARIANTS, title="AgeDB")
     if variant == "bin":
         return _read_bin_table(Path(root))
     base = resolve_dataset_root(root, FOLDER, title="AgeDB")
@@ -148,23 +146,16 @@ def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBRead
     rows, rejected = parse_files((f"{FOLDER}/{name}" for name in names), parse_agedb_name)
     if not rows:
         raise nothing_read_error("AgeDB", directory, n_seen=len(names), rejected=rejected, example=_EXAMPLE)
-    text = pd.StringDtype()
-    n = len(rows)
-    table = pd.DataFrame(
-        {
-            "sample_id": pd.array([s for s, _ in rows], dtype=text),
-            "subject_id": pd.array([p.name for _, p in rows], dtype=text),
-            "age": np.asarray([p.age for _, p in rows], dtype=np.int64),
-            "gender": pd.array([GENDER_CODES[p.gender_code.lower()] for _, p in rows], dtype=text),
-            "race": pd.array([pd.NA] * n, dtype=text),
-            "race_code": pd.array([pd.NA] * n, dtype=text),
-            "gender_code": pd.array([p.gender_code for _, p in rows], dtype=text),
-            "image_num": np.asarray([p.image_num for _, p in rows], dtype=np.int64),
-            "name": pd.array([p.name for _, p in rows], dtype=text),
-        },
-        columns=list(COLUMNS),
+    table = face_table(
+        sample_id=[s for s, _ in rows],
+        subject_id=[p.name for _, p in rows],
+        age=np.asarray([p.age for _, p in rows], dtype=np.int64),
+        gender=[GENDER_CODES[p.gender_code.lower()] for _, p in rows],
+        gender_code=[p.gender_code for _, p in rows],
+        image_num=np.asarray([p.image_num for _, p in rows], dtype=np.int64),
+        name=[p.name for _, p in rows],
+        order=COLUMNS,
     )
-    check_face_table(table)
     return AgeDBReadResult(table=table, rejected=tuple(rejected), root=str(base), variant=variant)
 
 
@@ -181,20 +172,10 @@ def _read_bin_table(root: Path) -> AgeDBReadResult:
     images, issame = read_agedb_bin(path)
     n_pairs = len(issame)
     n_folds = 10 if n_pairs >= 10 else 1
-    text = pd.StringDtype()
-    rows = [(f"{BIN_FILE}#{k:05d}", k // 2, k % 2) for k in range(len(images))]
-    subject = [f"bin{pair:04d}" if issame[pair] else f"bin{pair:04d}_{side}" for _, pair, side in rows]
-    n = len(rows)
-    table = pd.DataFrame({
-        "sample_id": pd.array([r[0] for r in rows], dtype=text), "subject_id": pd.array(subject, dtype=text),
-        "age": pd.array([pd.NA] * n, dtype="Int64"), "gender": pd.array([pd.NA] * n, dtype=text),
-        "race": pd.array([pd.NA] * n, dtype=text), "race_code": pd.array([pd.NA] * n, dtype=text),
-        "gender_code": pd.array([pd.NA] * n, dtype=text),
-        "pair_id": np.asarray([r[1] for r in rows], dtype=np.int64), "side": np.asarray([r[2] for r in rows], dtype=np.int64),
-        "fold": np.asarray([r[1] * n_folds // n_pairs for r in rows], dtype=np.int64),
-        "issame": np.asarray([bool(issame[r[1]]) for r in rows], dtype=bool),
-    })
-    check_face_table(table)
+    image = np.arange(len(images))
+    table = pair_face_table(sample_ids=[f"{BIN_FILE}#{k:05d}" for k in image], pair_ids=image // 2, sides=image % 2,
+                            folds=(image // 2) * n_folds // n_pairs, issame=np.asarray(issame, dtype=bool)[image // 2],
+                            subject_prefix="bin")
     return AgeDBReadResult(table=table, rejected=(), root=str(root), variant="bin")
 
 

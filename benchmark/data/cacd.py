@@ -49,14 +49,16 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    check_variant,
     list_files,
     nothing_read_error,
+    pair_face_table,
     parse_files,
     read_summary,
     resolve_dataset_root,
 )
 from facebench.data.utkface import AGE_BAND_EDGES
-from facebench.errors import UserInputError, did_you_mean
+from facebench.errors import UserInputError
 
 FOLDER = "CACD2000"
 #: Metadata file names, in order of preference.
@@ -247,10 +249,7 @@ class CACDReadResult(ReadResult):
 
 
 def _check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise UserInputError(
-            f"Unknown CACD variant '{variant}'{did_you_mean(variant, VARIANTS)}; choose one of {', '.join(VARIANTS)}."
-        )
+    check_variant(variant, VARIANTS, title="CACD")
 
 
 def _list_folder(base: Path, folder: str, *, title: str) -> list[str]:
@@ -477,23 +476,12 @@ def _read_vs_table(root: Path) -> CACDReadResult:
     which is exactly what the pairs assert and nothing more. Ages are not given and stay missing."""
     vs = read_cacd_vs(root)
     pairs = vs.pairs
-    text = pd.StringDtype()
-    rows = []
-    for pair in pairs.itertuples(index=False):
-        for side, sample_id in ((0, pair.sample_id_1), (1, pair.sample_id_2)):
-            subject = f"vs{pair.pair_id:04d}" if pair.issame else f"vs{pair.pair_id:04d}_{side}"
-            rows.append((sample_id, subject, pair.pair_id, side, pair.fold, bool(pair.issame)))
-    n = len(rows)
-    table = pd.DataFrame({
-        "sample_id": pd.array([r[0] for r in rows], dtype=text),
-        "subject_id": pd.array([r[1] for r in rows], dtype=text),
-        "age": pd.array([pd.NA] * n, dtype="Int64"),
-        "gender": pd.array([pd.NA] * n, dtype=text), "race": pd.array([pd.NA] * n, dtype=text),
-        "race_code": pd.array([pd.NA] * n, dtype=text), "gender_code": pd.array([pd.NA] * n, dtype=text),
-        "pair_id": np.asarray([r[2] for r in rows], dtype=np.int64), "side": np.asarray([r[3] for r in rows], dtype=np.int64),
-        "fold": np.asarray([r[4] for r in rows], dtype=np.int64), "issame": np.asarray([r[5] for r in rows], dtype=bool),
-    }).sort_values("sample_id", ignore_index=True)
-    check_face_table(table)
+    both = lambda column: np.repeat(pairs[column].to_numpy(), 2)  # noqa: E731 - each pair gives two rows
+    table = pair_face_table(
+        sample_ids=np.column_stack([pairs["sample_id_1"], pairs["sample_id_2"]]).ravel().tolist(),
+        pair_ids=both("pair_id"), sides=np.tile([0, 1], len(pairs)), folds=both("fold"),
+        issame=both("issame").astype(bool), subject_prefix="vs",
+    ).sort_values("sample_id", ignore_index=True)
     return CACDReadResult(table=table, rejected=vs.rejected, root=str(Path(vs.root)), variant="vs", metadata=None)
 
 

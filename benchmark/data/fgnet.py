@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from facebench.data.table import (
     Parsed,
     ReadResult,
     age_band,
     age_band_names,
-    check_face_table,
+    check_variant,
+    face_table,
     list_files,
     nothing_read_error,
     parse_files,
@@ -138,32 +138,20 @@ def read_fgnet(root: str | os.PathLike, *, variant: str = "images") -> FGNETRead
     ``sample_id`` is ``FGNET/images/<name>`` (the name's case kept). Rows are sorted by ``sample_id``.
     Hidden files and subfolders are skipped; images are not opened.
     """
-    if variant not in VARIANTS:
-        raise UserInputError(
-            f"Unknown FG-NET variant '{variant}'{did_you_mean(variant, VARIANTS)}; choose one of {', '.join(VARIANTS)}."
-        )
+    check_variant(variant, VARIANTS, title="FG-NET")
     base = _resolve_base(Path(root))
     directory = base / FOLDER / IMAGE_FOLDER
     names = list_files(directory, title="FG-NET")
     rows, rejected = parse_files((f"{FOLDER}/{IMAGE_FOLDER}/{name}" for name in names), parse_fgnet_name)
     if not rows:
         raise nothing_read_error("FG-NET", directory, n_seen=len(names), rejected=rejected, example=_EXAMPLE)
-    text = pd.StringDtype()
-    n = len(rows)
-    table = pd.DataFrame(
-        {
-            "sample_id": pd.array([s for s, _ in rows], dtype=text),
-            "subject_id": pd.array([p.subject for _, p in rows], dtype=text),
-            "age": np.asarray([p.age for _, p in rows], dtype=np.int64),
-            "gender": pd.array([pd.NA] * n, dtype=text),
-            "race": pd.array([pd.NA] * n, dtype=text),
-            "race_code": pd.array([pd.NA] * n, dtype=text),
-            "gender_code": pd.array([pd.NA] * n, dtype=text),
-            "image_suffix": pd.array([p.suffix or pd.NA for _, p in rows], dtype=text),
-        },
-        columns=list(COLUMNS),
+    table = face_table(
+        sample_id=[s for s, _ in rows],
+        subject_id=[p.subject for _, p in rows],
+        age=np.asarray([p.age for _, p in rows], dtype=np.int64),
+        image_suffix=[p.suffix or None for _, p in rows],
+        order=COLUMNS,
     )
-    check_face_table(table)
     return FGNETReadResult(table=table, rejected=tuple(rejected), root=str(base), variant=variant)
 
 

@@ -56,13 +56,14 @@ from facebench.data.table import (
     age_band,
     age_band_names,
     check_face_table,
+    check_variant,
     list_files,
     read_summary,
     resolve_dataset_root,
     vocabulary_counts,
 )
 from facebench.data.utkface import AGE_BAND_EDGES
-from facebench.errors import UserInputError, did_you_mean
+from facebench.errors import UserInputError
 
 #: The release folder, the CSV inside it and the image folder inside it.
 FOLDER = "MORPH_nonCommercial"
@@ -123,10 +124,7 @@ class MorphReadResult(ReadResult):
 
 
 def _check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise UserInputError(
-            f"Unknown MORPH variant '{variant}'{did_you_mean(variant, VARIANTS)}; choose one of {', '.join(VARIANTS)}."
-        )
+    check_variant(variant, VARIANTS, title="MORPH")
 
 
 def floor_years(dob: dt.date, doa: dt.date) -> int:

@@ -272,3 +272,72 @@ def nothing_read_error(title: str, where, *, n_seen: int, rejected, example: str
         f"No valid {title} images under {where}: all {n_seen} {unit} were rejected, "
         f"e.g. {first.sample_id} ({first.reason}); {expected}."
     )
+
+
+def check_variant(variant: str, known: Iterable[str], *, title: str) -> str:
+    """Return ``variant`` if ``known`` lists it, else the one-sentence error with a did-you-mean.
+
+    >>> check_variant("aligned", ("aligned", "wild"), title="UTKFace")
+    'aligned'
+    >>> check_variant("alinged", ("aligned", "wild"), title="UTKFace")
+    Traceback (most recent call last):
+    ...
+    facebench.errors.UserInputError: Unknown UTKFace variant 'alinged' (did you mean 'aligned'?); choose one of aligned, wild.
+    """
+    from facebench.errors import UserInputError, did_you_mean
+
+    known = tuple(known)
+    if variant not in known:
+        raise UserInputError(
+            f"Unknown {title} variant '{variant}'{did_you_mean(variant, known)}; choose one of {', '.join(known)}."
+        )
+    return variant
+
+
+def face_table(*, order: Iterable[str] | None = None, **columns) -> pd.DataFrame:
+    """Build a FaceTable with the contract's dtypes, check its invariants and return it.
+
+    A column given as a list becomes nullable strings (``None`` → ``<NA>``); numpy and pandas arrays are kept
+    as they are (ages as int64, counts, flags). A required column that is not given is all-missing: nullable
+    strings, or nullable Int64 for ``age``. ``order`` fixes the column order (a reader's ``COLUMNS``).
+
+    >>> t = face_table(sample_id=["a.jpg", "b.jpg"], subject_id=["p1", None], age=np.array([3, 40]))
+    >>> t.dtypes.astype(str).to_dict()["subject_id"], t["subject_id"].isna().tolist(), bool(t["race"].isna().all())
+    ('string', [False, True], True)
+    >>> face_table(sample_id=["a.jpg"]).dtypes["age"]
+    Int64Dtype()
+    """
+    n = len(columns["sample_id"])
+    text = pd.StringDtype()
+    frame: dict[str, object] = {}
+    for name in (*REQUIRED_COLUMNS, *columns):
+        if name in frame:
+            continue
+        values = columns.get(name)
+        if values is None:
+            values = pd.array([pd.NA] * n, dtype="Int64" if name == "age" else text)
+        elif not isinstance(values, (np.ndarray, pd.api.extensions.ExtensionArray)):
+            values = pd.array([pd.NA if v is None else v for v in values], dtype=text)
+        frame[name] = values
+    table = pd.DataFrame(frame, columns=list(order) if order is not None else None)
+    return check_face_table(table)
+
+
+def pair_face_table(*, sample_ids: Iterable[str], pair_ids: Iterable[int], sides: Iterable[int],
+                    folds: Iterable[int], issame: Iterable[bool], subject_prefix: str) -> pd.DataFrame:
+    """The FaceTable of a pair list that names no people (CACD-VS's folder, insightface's ``agedb_30.bin``).
+
+    Subject ids come from the pair layout alone: both images of a genuine pair share ``<prefix><pair>``; an
+    impostor pair's images are ``<prefix><pair>_0`` and ``<prefix><pair>_1``. Age and gender stay missing.
+
+    >>> t = pair_face_table(sample_ids=["a", "b", "c", "d"], pair_ids=[0, 0, 1, 1], sides=[0, 1, 0, 1],
+    ...                     folds=[0, 0, 0, 0], issame=[True, True, False, False], subject_prefix="vs")
+    >>> t["subject_id"].tolist()
+    ['vs0000', 'vs0000', 'vs0001_0', 'vs0001_1']
+    """
+    pair_ids, sides = np.asarray(list(pair_ids), dtype=np.int64), np.asarray(list(sides), dtype=np.int64)
+    issame = np.asarray(list(issame), dtype=bool)
+    subjects = [f"{subject_prefix}{pair:04d}" if same else f"{subject_prefix}{pair:04d}_{side}"
+                for pair, side, same in zip(pair_ids, sides, issame, strict=True)]
+    return face_table(sample_id=list(sample_ids), subject_id=subjects, pair_id=pair_ids, side=sides,
+                      fold=np.asarray(list(folds), dtype=np.int64), issame=issame)

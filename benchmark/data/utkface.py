@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from facebench.data.table import (
     GENDERS,
@@ -45,7 +44,8 @@ from facebench.data.table import (
     Reject,
     age_band,
     age_band_names,
-    check_face_table,
+    check_variant,
+    face_table,
     list_files,
     nothing_read_error,
     vocabulary_counts,
@@ -120,11 +120,7 @@ class UTKFaceLabels:
 
 
 def _check_variant(variant: str) -> None:
-    if variant not in VARIANT_FOLDERS:
-        raise UserInputError(
-            f"Unknown UTKFace variant '{variant}'{did_you_mean(variant, VARIANT_FOLDERS)}; "
-            f"choose one of {', '.join(VARIANT_FOLDERS)}."
-        )
+    check_variant(variant, VARIANT_FOLDERS, title="UTKFace")
 
 
 def parse_utkface_name(name: str, *, variant: str | None = None) -> Parsed[UTKFaceLabels]:
@@ -296,22 +292,7 @@ def read_utkface(root: str | os.PathLike, *, variant: str = "aligned") -> UTKFac
         rows["captured_at"].append(labels.captured_at)
     if not rows["sample_id"]:
         raise _empty_error(base, variant, paths, rejected)
-    n = len(rows["sample_id"])
-    text = pd.StringDtype()  # nullable strings, pd.NA for missing, in every text column
-    table = pd.DataFrame(
-        {
-            "sample_id": pd.array(rows["sample_id"], dtype=text),
-            "subject_id": pd.array([pd.NA] * n, dtype=text),
-            "age": np.asarray(rows["age"], dtype=np.int64),
-            "gender": pd.array(rows["gender"], dtype=text),
-            "race": pd.array(rows["race"], dtype=text),
-            "race_code": pd.array(rows["race_code"], dtype=text),
-            "gender_code": pd.array(rows["gender_code"], dtype=text),
-            "captured_at": pd.array(rows["captured_at"], dtype=text),
-        },
-        columns=list(COLUMNS),
-    )
-    check_face_table(table)
+    table = face_table(**{**rows, "age": np.asarray(rows["age"], dtype=np.int64)}, order=COLUMNS)  # no subject ids
     folders = tuple(f for f in VARIANT_FOLDERS[variant] if (base / f).is_dir())
     return UTKFaceReadResult(table=table, rejected=tuple(rejected), root=str(base), variant=variant, folders=folders)
 
