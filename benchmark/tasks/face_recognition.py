@@ -164,9 +164,9 @@ def pair_view(scores: np.ndarray, issame: np.ndarray, groups: dict[str, tuple[np
               protocol, seed: int) -> dict:
     """The verification view of a set of comparisons (``scores``, higher = more similar; ``issame``): per
     attribute in ``groups`` (the two faces' labels), NIST-style FMR/FNMR per group at global thresholds
-    (1e-2, 1e-3), FDR, GARBE (:func:`facebench.metrics.verification.demographic_differentials`) and a DET
+    (1e-2, 1e-3), FDR, GARBE (:func:`facebench.metrics.differentials.demographic_differentials`) and a DET
     curve per group on a common grid of thresholds. Attributes whose labels are all missing are skipped."""
-    from facebench.metrics.verification import demographic_differentials
+    from facebench.metrics.differentials import demographic_differentials
 
     grid = np.quantile(scores, np.linspace(0.0, 1.0, 81))
     out: dict = {"comparisons": int(scores.size), "genuine": int(issame.sum()), "by_attribute": {}}

@@ -56,7 +56,7 @@ class FaceIdentificationTask(FaceRecognitionTask):
     def differentials(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split, seed: int) -> dict:
         """Verification view of the same test set: every probe-gallery pair is a comparison (its mate genuine,
         every other gallery image an impostor). NIST-style FMR/FNMR per group at global thresholds, FDR,
-        GARBE, and a DET curve per group (:func:`facebench.metrics.verification.demographic_differentials`)."""
+        GARBE, and a DET curve per group (:func:`facebench.metrics.differentials.demographic_differentials`)."""
 
         labels = table.set_index("sample_id")
         probes, gallery = list(split["probe"]), list(split["gallery"])
