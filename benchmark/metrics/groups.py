@@ -115,6 +115,7 @@ OVERALL_GROUP = "all"
 SMALL_FLAG = "small"
 INTERSECTION_SEP = "*"
 
+
 # ----------------------------------------------------------------------------------------- validation
 def _resolve_metrics(metric) -> tuple[Metric, ...]:
     items = [metric] if isinstance(metric, (str, Metric)) else list(metric)
