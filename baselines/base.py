@@ -8,33 +8,18 @@ with unknown keys forbidden), is fitted on the split's images, and predicts the 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from facebench.baselines.training import LoopConfig, TrainHistory
+from facebench.fit_data import FitData
 
 
 class BaselineParams(BaseModel):
     """Base for per-baseline parameters: unknown keys are errors, values are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True, kw_only=True)
-class FitData:
-    """Images (uint8 stores, (N, 3, S, S)) and labels a baseline may train on.
-
-    ``target_images`` are unlabelled target-domain images: they carry no labels by construction, so no
-    target label can reach training.
-    """
-
-    train_images: np.ndarray
-    train_ages: np.ndarray
-    val_images: np.ndarray
-    val_ages: np.ndarray
-    target_images: np.ndarray | None = None
 
 
 class Baseline(ABC):

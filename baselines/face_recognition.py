@@ -58,7 +58,6 @@ Identity labels: the baselines need :class:`FaceFitData`, i.e. :class:`FitData` 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -83,6 +82,7 @@ from facebench.baselines.training import (
     seed_for,
 )
 from facebench.errors import UserInputError
+from facebench.fit_data import FaceFitData
 from facebench.protocol import Protocol
 
 __all__ = [
@@ -104,19 +104,6 @@ PAPER_STD = (128.0 / 255.0,) * 3
 
 #: cos θ is clamped to [−1 + ε, 1 − ε] so that sin θ = √(1 − cos² θ) has a finite gradient.
 _COS_EPS = 1e-7
-
-
-@dataclass(frozen=True, kw_only=True)
-class FaceFitData(FitData):
-    """:class:`FitData` with identity labels, for the face-recognition baselines.
-
-    ``train_subjects`` has one identity code per training image (ints 0..C−1, or any hashable labels,
-    which are re-coded); ``val_subjects`` likewise for the validation images, used only for the per-epoch
-    validation rank-1 (identities may differ from the training ones).
-    """
-
-    train_subjects: np.ndarray
-    val_subjects: np.ndarray | None = None
 
 
 # ------------------------------------------------------------------------------------- margin softmax

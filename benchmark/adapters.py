@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # torch is imported when a model runs, so that scoring a pred
     from facebench.data.datasets import LoadedDataset
     from facebench.data.splits import Split
     from facebench.protocol import Protocol
+    from facebench.tasks import Task
 
 Output = Literal["age", "embedding"]
 
@@ -78,14 +79,14 @@ class UserModel:
     output: Output
 
 
-def output_kind(task: Any) -> Output:
+def output_kind(task: Task) -> Output:
     """What a model must return for ``task``: ``"age"`` or ``"embedding"``.
 
     >>> from facebench.tasks import AGE_REGRESSION, FACE_RETRIEVAL
     >>> output_kind(AGE_REGRESSION), output_kind(FACE_RETRIEVAL)
     ('age', 'embedding')
     """
-    kind = OUTPUTS.get(getattr(task, "baseline_kind", ""))
+    kind = OUTPUTS.get(task.baseline_kind)
     if kind is None:
         raise UserInputError(f"Task {task.name} has no model adapter; submit a predictions file with --predictions "
                              f"({task.description}).")

@@ -52,7 +52,7 @@ def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, att
     common = dict(n_boot=protocol.evaluation.n_boot, seed=seed, confidence=protocol.evaluation.confidence,
                   intersections=min(protocol.groups.intersections, max(len(attributes), 1)),
                   min_group_size=protocol.groups.min_group_size)
-    columns = dict(getattr(TASKS.get(protocol.task), "outcome_columns", ()))
+    columns = dict(TASKS.get(protocol.task).outcome_columns)
     if columns:  # the task computed each metric's per-sample outcome itself (e.g. average precision)
         engine = Disaggregation.from_outcomes({m: outcomes[columns[m.name]].to_numpy() for m in metrics},
                                               outcomes[list(attributes)], **common)
@@ -97,7 +97,8 @@ def score_predictions_file(
 ) -> Results:
     """Validate ``predictions`` against the test split, score it, and write the run directory atomically.
 
-    ``extra_splits`` maps a split label (``"source_val"``) to another predictions file scored overall only.
+    ``extra_splits`` maps the label of one of the task's :attr:`~facebench.tasks.base.Task.extra_splits`
+    (``"source_val"``) to the predictions file of its split part, scored overall only.
     Nothing is written if the predictions file is invalid.
     """
     started = time.perf_counter() if started is None else started
@@ -106,12 +107,14 @@ def score_predictions_file(
     frame = task.read_predictions(predictions, test_ids)  # raises before anything is written
     outcomes = task.outcomes(dataset.table, frame, protocol=protocol, split=split)
     scored = score_outcomes(protocol, outcomes, seed=seed)
-    differentials_of = getattr(task, "differentials", None)  # verification view, for tasks that have one
-    differentials = differentials_of(dataset.table, frame, protocol=protocol, split=split, seed=seed) if differentials_of else None
+    differentials = task.differentials(dataset.table, frame, protocol=protocol, split=split, seed=seed)  # None: no view
 
     splits: dict[str, dict[str, Any]] = {}
+    parts = dict(task.extra_splits)  # label -> split part
     for label, path in (extra_splits or {}).items():
-        part = label.removeprefix("source_")
+        if label not in parts:
+            raise ValueError(f"Task {task.name} scores no extra split {label!r} (it has: {', '.join(parts) or 'none'}).")
+        part = parts[label]
         extra = task.outcomes(dataset.table, task.read_predictions(path, split[part]), protocol=protocol, split=split)
         extra_scored = score_outcomes(protocol, extra, seed=seed, attributes=())
         splits[label] = metrics_section(extra_scored)["overall"]

@@ -105,7 +105,7 @@ DATASETS: Registry = Registry("datasets")
 SPLITS: Registry = Registry("splits")
 #: Baselines: name → Baseline class (with a pydantic ``Params`` model).
 BASELINES: Registry = Registry("baselines")
-#: Task evaluators: task name → Evaluator.
+#: Tasks: task name → :class:`facebench.tasks.base.Task`.
 TASKS: Registry = Registry("tasks")
 
 # Built-in entries, registered lazily so that importing the registry imports nothing heavy.
@@ -129,8 +129,8 @@ BASELINES.register("arcface", "facebench.baselines.face_recognition:ArcFace")
 BASELINES.register("arcface_age", "facebench.baselines.face_recognition:ArcFaceAge")
 BASELINES.register("mtmim", "facebench.baselines.face_recognition:MTMIM")
 BASELINES.register("dlib_resnet", "facebench.baselines.dlib_embedder:DlibResNet")
-TASKS.register("age_regression", "facebench.tasks:AGE_REGRESSION")
-TASKS.register("face_identification", "facebench.tasks:FACE_IDENTIFICATION")
-TASKS.register("face_retrieval", "facebench.tasks:FACE_RETRIEVAL")
-TASKS.register("face_verification", "facebench.tasks:FACE_VERIFICATION")
-TASKS.register("face_identification_loo", "facebench.tasks:FACE_IDENTIFICATION_LOO")
+TASKS.register("age_regression", "facebench.tasks.age_regression:AGE_REGRESSION")
+TASKS.register("face_identification", "facebench.tasks.identification:FACE_IDENTIFICATION")
+TASKS.register("face_retrieval", "facebench.tasks.retrieval:FACE_RETRIEVAL")
+TASKS.register("face_verification", "facebench.tasks.verification:FACE_VERIFICATION")
+TASKS.register("face_identification_loo", "facebench.tasks.leave_one_out:FACE_IDENTIFICATION_LOO")

@@ -135,7 +135,7 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
             continue
         console.print(f"[bold]{baseline_spec.display_name}[/] → {run_dir}")
         baseline = cls(protocol=protocol, params=params)
-        fit_data = task.fit_data(train_dataset.table.set_index("sample_id"), train_split, train_images)
+        fit_data = task.fit_data(train_dataset.table, train_split, train_images)
         t = protocol.training
         checkpoint_dir, fingerprint = run_dir / "checkpoints", rid
         if train_dataset is not dataset:

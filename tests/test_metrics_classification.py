@@ -31,7 +31,7 @@ from facebench.metrics import (
     true_positive_rate,
     wilson_interval,
 )
-from facebench.metrics.groups import _stream
+from facebench.metrics.resampling import bootstrap_stream as _stream
 
 
 def _multiclass(n=1500, seed=0, n_classes=4):

@@ -15,24 +15,26 @@ from sklearn.model_selection import KFold
 from sklearn.preprocessing import normalize
 
 from facebench.metrics import get_metric
-from facebench.metrics.verification import (
+from facebench.metrics.differentials import (
     DIFFERENTIAL_COLUMNS,
     FMR,
     FNMR,
-    INSIGHTFACE_THRESHOLDS,
-    INSIGHTFACE_VAL_THRESHOLDS,
     demographic_differentials,
     fdr,
     garbe,
     gini,
     global_threshold,
     inequity_rate,
+    max_min_ratio,
+    tar_at_far,
+)
+from facebench.metrics.verification import (
+    INSIGHTFACE_THRESHOLDS,
+    INSIGHTFACE_VAL_THRESHOLDS,
     kfold_accuracy,
     kfold_accuracy_from_distances,
     kfold_bounds,
     legacy_slinear_interp,
-    max_min_ratio,
-    tar_at_far,
 )
 
 

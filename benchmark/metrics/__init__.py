@@ -23,83 +23,10 @@ Other task modules add theirs with :func:`register_metric`.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
-
-from ..errors import UserInputError, did_you_mean
-from .base import Metric
+from ..errors import UserInputError  # noqa: F401  (the doctest above uses it)
+from .base import ExtendedMetric, Metric, PartitionedAggregate
+from .registry import _REGISTRY, METRIC_NAMES, get_metric, register_metric
 from .regression import MAE, MEAN_SIGNED_ERROR, RMSE, cs_at
-
-_REGISTRY: dict[str, Metric] = {}
-_CS_PATTERN = re.compile(r"^cs(\d+(?:\.\d+)?)$")
-
-
-class _MetricNames(Sequence):
-    """Live, read-only view of the registered metric names (in registration order)."""
-
-    def __getitem__(self, i):
-        return tuple(_REGISTRY)[i]
-
-    def __len__(self) -> int:
-        return len(_REGISTRY)
-
-    def __contains__(self, name: object) -> bool:
-        return name in _REGISTRY
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(tuple(_REGISTRY))
-
-    def __repr__(self) -> str:
-        return repr(tuple(_REGISTRY))
-
-
-#: Names accepted by :func:`get_metric` (besides any ``cs<k>``); a live view of the registry.
-METRIC_NAMES: Sequence[str] = _MetricNames()
-
-
-def register_metric(metric: Metric, *, replace: bool = False) -> Metric:
-    """Add ``metric`` to the registry under ``metric.name`` and return it.
-
-    >>> m = register_metric(get_metric("mae"), replace=True)
-    >>> register_metric(m)
-    Traceback (most recent call last):
-    ...
-    ValueError: A metric named 'mae' is already registered; pass replace=True to override it.
-    """
-    if not isinstance(metric, Metric):
-        raise TypeError(f"register_metric expects a Metric, got {type(metric).__name__}.")
-    if metric.name in _REGISTRY and not replace:
-        raise ValueError(
-            f"A metric named {metric.name!r} is already registered; pass replace=True to override it."
-        )
-    _REGISTRY[metric.name] = metric
-    return metric
-
-
-def get_metric(name: str | Metric) -> Metric:
-    """Return the registered metric called ``name`` (a :class:`Metric` is returned as it is).
-
-    Raises :class:`~facebench.errors.UserInputError` with a did-you-mean suggestion for unknown names.
-    """
-    if isinstance(name, Metric):
-        return name
-    if not isinstance(name, str):
-        raise UserInputError(f"A metric must be given by name or as a Metric, got {name!r}.")
-    key = name.strip()
-    if key in _REGISTRY:
-        return _REGISTRY[key]
-    match = _CS_PATTERN.match(key)
-    if match:
-        return cs_at(float(match.group(1)))
-    per_class = parse_classification_metric(key)
-    if per_class is not None:
-        return per_class
-    raise UserInputError(
-        f"Unknown metric {name!r}{did_you_mean(key, _REGISTRY)}; known metrics: "
-        f"{', '.join(_REGISTRY)} (and cs<k> for any k; tpr@<label>, fpr@<label>, tnr@<label>, fnr@<label>, "
-        "selection_rate@<label> for any class label)."
-    )
-
 
 for _m in (MAE, RMSE, MEAN_SIGNED_ERROR, cs_at(5), cs_at(10)):
     register_metric(_m)
@@ -124,17 +51,9 @@ from .classification import (  # noqa: E402
     true_negative_rate,
     true_positive_rate,
 )
-from .groups import (  # noqa: E402
-    Disaggregation,
-    ExtendedMetric,
-    cohens_d,
-    cohens_h,
-    disaggregate,
-    disparities,
-    holm,
-    permutation_test,
-    wilson_interval,
-)
+from .groups import Disaggregation, disaggregate, disparities  # noqa: E402
+from .intervals import percentile_interval, wilson_interval  # noqa: E402
+from .significance import cohens_d, cohens_h, holm, permutation_test  # noqa: E402
 
 for _m in CLASSIFICATION_METRICS:
     register_metric(_m)
@@ -151,9 +70,11 @@ __all__ = [
     "cs_at",
     "Disaggregation",
     "ExtendedMetric",
+    "PartitionedAggregate",
     "disaggregate",
     "disparities",
     "wilson_interval",
+    "percentile_interval",
     "holm",
     "cohens_d",
     "cohens_h",
@@ -177,8 +98,9 @@ __all__ = [
     "equal_opportunity_ratio",
 ]
 
-# Task families whose metric objects live with their procedures (imported last: they use the registry above).
-from . import generation, identification, verification  # noqa: E402,F401
+# Task families whose metric objects live with their procedures (imported last, so that the built-in metrics
+# above are registered first; differentials registers fmr and fnmr).
+from . import differentials, generation, identification, verification  # noqa: E402,F401
 
 #: CACD retrieval (CARC): the outcomes are computed per query by the task; these only aggregate them.
 MAP = Metric(name="map", description="Mean average precision: mean over queries of each query's AP (CARC evaluation.m).",

@@ -7,12 +7,12 @@ Per-group metrics, for the disaggregation engine (:class:`~facebench.metrics.gro
   outcome, as fairlearn does.
 * ``tpr``, ``fnr`` (defined on the positives ``y == pos``) and ``fpr``, ``tnr`` (defined on the negatives
   ``y != pos``) -- rates whose per-sample outcome is NaN outside the subset where they are defined
-  (:attr:`~facebench.metrics.groups.ExtendedMetric.partial`), so the engine's ``n`` of a group is its
+  (:attr:`~facebench.metrics.base.Metric.partial`), so the engine's ``n`` of a group is its
   number of positives (negatives) and the Wilson interval uses that count. One-vs-rest: any label other
   than ``pos`` is a negative, so these are also the per-class rates of a multi-class problem.
 * ``balanced_accuracy`` -- the mean over the classes present in ``y`` of the per-class recall
   (scikit-learn's ``balanced_accuracy_score``). Not a mean of per-sample outcomes, so it is an
-  :attr:`~facebench.metrics.groups.ExtendedMetric.aggregate` metric: computed on every bootstrap resample
+  :attr:`~facebench.metrics.base.Metric.aggregate` metric: computed on every bootstrap resample
   by one vectorised bincount, with a percentile interval.
 
 Names: ``tpr`` etc. use ``pos_label=1``; ``tpr@<label>`` (e.g. ``"tpr@cat"``, ``"fpr@0"``) any other class,
@@ -48,8 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError, did_you_mean
-from .base import Metric, as_1d, check_same_length
-from .groups import ExtendedMetric
+from .base import Metric, PartitionedAggregate, as_1d, check_same_length
 
 __all__ = [
     "ACCURACY",
@@ -154,7 +153,7 @@ class _Rate:
         return hash(("rate", self.kind, _label_text(self.pos_label)))
 
 
-class _BalancedAccuracy:
+class _BalancedAccuracy(PartitionedAggregate):
     """Vectorised balanced accuracy of every row of an index matrix (the engine's ``aggregate``).
 
     Per row ``r``: ``mean_c hits[r, c] / total[r, c]`` over the classes ``c`` with ``total[r, c] > 0``, where
@@ -218,7 +217,7 @@ ACCURACY = Metric(
 )
 
 #: Balanced accuracy: mean per-class recall over the classes present in ``y`` (not a mean of outcomes).
-BALANCED_ACCURACY = ExtendedMetric(
+BALANCED_ACCURACY = Metric(
     name="balanced_accuracy",
     description="Balanced accuracy: mean over the true classes of the per-class recall.",
     higher_is_better=True,
@@ -246,7 +245,7 @@ def _rate_metric(kind: str, pos_label) -> Metric:
     text, higher = _DESCRIPTIONS[kind]
     text = text.format(pos=repr(pos_label))
     name = kind if (pos_label == 1 and not isinstance(pos_label, (str, bool))) else f"{kind}@{pos_label}"
-    return ExtendedMetric(
+    return Metric(
         name=name,
         description=text[0].upper() + text[1:] + ".",
         higher_is_better=higher,

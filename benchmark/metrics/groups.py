@@ -16,23 +16,25 @@ How the numbers are made
 * **Random streams** are derived from ``(seed, attribute, group, chunk)`` only, so a group's numbers do not
   depend on which other groups or attributes are present, on their order, or on ``n_jobs``.
 * **Intervals** are percentile intervals of the bootstrap values, except for rates
-  (:attr:`Metric.is_rate`), which get a Wilson score interval (never zero-width at 0 % or 100 %).
+  (:attr:`Metric.is_rate`), which get a Wilson score interval (never zero-width at 0 % or 100 %); both live
+  in :mod:`facebench.metrics.intervals`, the random streams in :mod:`facebench.metrics.resampling`.
   Rates are still bootstrapped, because the gap intervals of :meth:`Disaggregation.disparities` need draws.
 * **Missing group values** leave a sample out of that attribute's groups (and of the intersections that
   involve the attribute), never out of ``overall`` or of other attributes.
 * **Small groups** (``n < min_group_size``) are kept with ``flag="small"``; groups with no sample are not
   listed (e.g. unused categories and empty intersections).
-* **Metrics defined on a subset** (:attr:`ExtendedMetric.partial`, e.g. a true positive rate, defined on the
+* **Metrics defined on a subset** (:attr:`Metric.partial`, e.g. a true positive rate, defined on the
   positives only) have a NaN outcome elsewhere: every number of such a metric (value, ``n``, bootstrap,
   Wilson interval, tests) uses only the samples where its outcome is defined, so ``n`` is e.g. the number
   of positives of the group. A group with no such sample keeps its row, with ``n = 0`` and NaN numbers.
-* **Metrics that are not a mean** (:attr:`ExtendedMetric.aggregate`, e.g. balanced accuracy) are computed
+* **Metrics that are not a mean** (:attr:`Metric.aggregate`, e.g. balanced accuracy) are computed
   by a vectorised function of an index matrix, on the very resamples (same index matrices) the mean
   metrics of the group use.
 * **Group tests** (:meth:`Disaggregation.group_tests`): each group against the rest of its attribute
   (permutation test on the difference of mean outcomes, Fisher's exact test for rates), Holm's correction
   across the groups of an attribute, Cohen's d / h, and gaps to the best group and to overall with
   bootstrap intervals; the overall's draws for the latter are *stratified* by the attribute's groups.
+  The tests and effect sizes live in :mod:`facebench.metrics.significance`.
 
 >>> y_true = [20, 30, 40, 50, 60, 70]
 >>> y_pred = [22, 30, 37, 50, 61, 70]
@@ -63,22 +65,32 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import fisher_exact, norm
+from scipy.stats import fisher_exact
 
 from ..errors import UserInputError, did_you_mean
-from .base import Metric, as_1d, check_same_length, identity
+from .base import Metric, as_1d, check_confidence, check_int, check_same_length
+from .intervals import percentile_interval, wilson_interval
+from .registry import get_metric
+from .resampling import (
+    CHUNK_ELEMENTS,
+    PARALLEL_MIN_ELEMENTS,
+    RowReader,
+    bootstrap_stream,
+    default_jobs,
+    index_chunks,
+    missing_stream,
+    permutation_stream,
+)
+from .significance import DEFAULT_PERMUTATIONS, PooledAggregate, cohens_d, cohens_h, holm, permutation_pvalues
 
-__all__ = ["Disaggregation", "disaggregate", "disparities", "wilson_interval", "FRAME_COLUMNS",
-           "DISPARITY_COLUMNS", "GROUP_TEST_COLUMNS", "ExtendedMetric", "holm", "cohens_d", "cohens_h",
-           "permutation_test", "DEFAULT_PERMUTATIONS"]
+__all__ = ["Disaggregation", "disaggregate", "disparities", "FRAME_COLUMNS", "DISPARITY_COLUMNS",
+           "GROUP_TEST_COLUMNS"]
 
 #: Columns of :meth:`Disaggregation.frame` / :func:`disaggregate`, always in this order.
 FRAME_COLUMNS = (
@@ -98,73 +110,14 @@ GROUP_TEST_COLUMNS = (
     "effect_size", "effect_size_kind", "gap_to_best", "gap_to_best_ci_low", "gap_to_best_ci_high",
     "ratio_to_best", "gap_to_overall", "gap_to_overall_ci_low", "gap_to_overall_ci_high", "significant",
 )
-#: Default number of random permutations of :meth:`Disaggregation.group_tests` and :func:`permutation_test`.
-DEFAULT_PERMUTATIONS = 2000
-
 OVERALL_ATTRIBUTE = "overall"
 OVERALL_GROUP = "all"
 SMALL_FLAG = "small"
 INTERSECTION_SEP = "*"
 
-# Index-matrix elements per bootstrap chunk (int32 indices + float64 gather: ~3 MiB per chunk and thread).
-_CHUNK_ELEMENTS = 1 << 18
-# Below this many index elements in total, threads cost more than they save.
-_PARALLEL_MIN_ELEMENTS = 1 << 20
-# Elements (rows x pooled samples) per permutation chunk: float64 keys + int64 order + float64 gather, ~24 MiB.
-_PERM_CHUNK_ELEMENTS = 1 << 20
-# Relative slack when counting permuted statistics "at least as extreme" as the observed one, so that
-# numerically distinct but theoretically equal statistics (sums in another order) count as ties.
-_TIE_TOLERANCE = 1e-9
-
-
-# ----------------------------------------------------------------------------------------- Wilson
-def wilson_interval(successes, n, *, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a binomial proportion (vectorised over ``successes`` and ``n``).
-
-    ``p = k/n``, ``z`` the two-sided normal quantile; centre ``(p + z²/2n) / (1 + z²/n)`` and half-width
-    ``z / (1 + z²/n) * sqrt(p(1-p)/n + z²/4n²)``. Unlike the Wald interval it is never zero-width at
-    0 % or 100 %. ``n = 0`` gives NaN.
-
-    >>> lo, hi = wilson_interval(0, 10)
-    >>> round(float(lo), 6), round(float(hi), 4)     # upper end z²/(n+z²) = 3.8415/13.8415
-    (0.0, 0.2775)
-    >>> lo, hi = wilson_interval(10, 10)
-    >>> round(float(lo), 4), round(float(hi), 6)
-    (0.7225, 1.0)
-    """
-    _check_confidence(confidence)
-    k = np.asarray(successes, dtype=float)
-    n = np.asarray(n, dtype=float)
-    z = norm.ppf(0.5 + confidence / 2.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        denom = 1.0 + z * z / n
-        centre = (p + z * z / (2.0 * n)) / denom
-        half = (z / denom) * np.sqrt(np.maximum(p * (1.0 - p) / n + z * z / (4.0 * n * n), 0.0))
-        # exact ends at 0 % and 100 % (the formula gives them only up to rounding)
-        low = np.where(k <= 0, 0.0, np.clip(centre - half, 0.0, 1.0))
-        high = np.where(k >= n, 1.0, np.clip(centre + half, 0.0, 1.0))
-    bad = ~(n > 0)
-    low = np.where(bad, np.nan, low)
-    high = np.where(bad, np.nan, high)
-    return low, high
-
 
 # ----------------------------------------------------------------------------------------- validation
-def _check_confidence(confidence: float) -> None:
-    if not (isinstance(confidence, (int, float, np.floating)) and 0.0 < float(confidence) < 1.0):
-        raise ValueError(f"confidence must be a number strictly between 0 and 1, got {confidence!r}.")
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _resolve_metrics(metric) -> tuple[Metric, ...]:
-    from . import get_metric  # the registry lives in the package __init__
-
     items = [metric] if isinstance(metric, (str, Metric)) else list(metric)
     if not items:
         raise ValueError("At least one metric is needed.")
@@ -241,305 +194,6 @@ def _split(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
     return [order[bounds[i]:bounds[i + 1]] for i in range(n_groups)]
 
 
-# ----------------------------------------------------------------------------------------- extended spec
-def _aggregate_of(metric: Metric):
-    """The metric's ``aggregate`` function, or None for a mean metric (duck-typed: any Metric works)."""
-    return getattr(metric, "aggregate", None)
-
-
-def _is_partial(metric: Metric) -> bool:
-    return bool(getattr(metric, "partial", False))
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExtendedMetric(Metric):
-    """A :class:`~facebench.metrics.base.Metric` that may be defined on a subset, or not be a mean at all.
-
-    Backward compatible: with the defaults it is a plain :class:`Metric`. Two optional capabilities, which
-    the engine reads with ``getattr`` (so they can move into :class:`Metric` itself unchanged):
-
-    Attributes:
-        partial: the per-sample outcome is defined only on a subset of the samples and is NaN elsewhere
-            (a true positive rate is defined on the positives). The value is the mean over the samples
-            where it is defined; the engine's ``n``, bootstrap, Wilson interval and tests use only those.
-            Infinite outcomes are still an error.
-        aggregate: for a metric that is not ``finalize(mean(outcome))``: a function
-            ``aggregate(y_true, y_pred, index) -> values`` where ``index`` is an integer matrix of shape
-            ``(B, m)`` whose rows are (re)samples of positions into ``y_true``/``y_pred``, returning the ``B``
-            metric values, vectorised over the rows. The point value is ``aggregate(y_true, y_pred,
-            arange(n)[None])[0]``. Such a metric has no ``outcome`` and needs ``finalize=identity`` and
-            ``is_rate=False``; its intervals are bootstrap percentile intervals.
-
-    >>> m = ExtendedMetric(name="pos_hit", description="hit rate on positives", higher_is_better=True,
-    ...                    is_rate=True, partial=True,
-    ...                    outcome=lambda t, p: np.where(t == 1, (p == 1).astype(float), np.nan))
-    >>> m([1, 1, 0, 1], [1, 0, 1, 1])          # 2 of the 3 positives are hit; the negative is ignored
-    0.6666666666666666
-    >>> top = ExtendedMetric(name="max_err", description="largest absolute error", higher_is_better=False,
-    ...                      aggregate=lambda t, p, idx: np.abs(p - t)[idx].max(axis=1))
-    >>> top(np.array([1.0, 2.0, 3.0]), np.array([1.0, 5.0, 2.0]))
-    3.0
-    """
-
-    outcome: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-    partial: bool = False
-    aggregate: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if (self.outcome is None) == (self.aggregate is None):
-            raise ValueError(f"Metric {self.name!r}: give exactly one of outcome (a mean metric) and aggregate.")
-        if self.aggregate is not None and (self.is_rate or self.partial or self.finalize is not identity):
-            raise ValueError(
-                f"Metric {self.name!r}: an aggregate metric cannot be a rate, partial or have a finalize step."
-            )
-
-    def outcomes(self, y_true, y_pred) -> np.ndarray:
-        """Per-sample outcomes; NaN marks samples where a ``partial`` metric is undefined."""
-        if self.aggregate is not None:
-            raise ValueError(
-                f"Metric {self.name!r} is not a mean of per-sample outcomes (it has an aggregate function)."
-            )
-        if not self.partial:
-            return super().outcomes(y_true, y_pred)
-        yt = as_1d(y_true, name="y_true")
-        yp = as_1d(y_pred, name="y_pred")
-        n = check_same_length(y_true=yt, y_pred=yp)
-        out = np.asarray(self.outcome(yt, yp), dtype=float)
-        return _check_partial_outcome(self, out, n)
-
-    def __call__(self, y_true, y_pred) -> float:
-        """The metric on the whole sample (NaN for a ``partial`` metric defined on no sample)."""
-        if self.aggregate is None and not self.partial:
-            return super().__call__(y_true, y_pred)
-        if self.aggregate is not None:
-            yt = as_1d(y_true, name="y_true")
-            yp = as_1d(y_pred, name="y_pred")
-            n = check_same_length(y_true=yt, y_pred=yp)
-            if n == 0:
-                raise ValueError(f"Metric {self.name!r} needs at least one sample.")
-            return float(np.asarray(self.aggregate(yt, yp, np.arange(n)[None, :]), dtype=float)[0])
-        out = self.outcomes(y_true, y_pred)
-        if out.size == 0:
-            raise ValueError(f"Metric {self.name!r} needs at least one sample.")
-        defined = out[~np.isnan(out)]
-        return float(self.from_mean(defined.mean())) if defined.size else float("nan")
-
-
-def _check_partial_outcome(metric: Metric, out: np.ndarray, n: int) -> np.ndarray:
-    if out.shape != (n,):
-        raise ValueError(
-            f"Metric {metric.name!r}: the outcome function returned shape {out.shape}, expected ({n},)."
-        )
-    if np.isinf(out).any():
-        raise ValueError(f"Metric {metric.name!r}: the per-sample outcome contains infinite values.")
-    if metric.is_rate and not np.isin(out[~np.isnan(out)], (0.0, 1.0)).all():
-        raise ValueError(f"Metric {metric.name!r} is a rate but its outcome is not 0/1.")
-    return out
-
-
-# ----------------------------------------------------------------------------------------- statistics
-def holm(p_values) -> np.ndarray:
-    """Holm's (1979) step-down adjusted p-values; NaN entries are left out of the family and stay NaN.
-
-    With the ``m`` finite p-values sorted, ``p_(1) <= ... <= p_(m)``, the adjusted value of ``p_(i)`` is
-    ``max_{j <= i} min(1, (m - j + 1) p_(j))``. Rejecting where the adjusted value is below ``alpha``
-    controls the family-wise error rate at ``alpha`` under any dependence between the tests.
-
-    >>> holm([0.01, 0.04, 0.03, 0.005]).tolist()    # 4*0.005, 3*0.01, 2*0.03, max(0.06, 1*0.04)
-    [0.03, 0.06, 0.06, 0.02]
-    >>> holm([0.2, float("nan")]).tolist()
-    [0.2, nan]
-    """
-    p = np.asarray(p_values, dtype=float)
-    if p.ndim != 1:
-        raise ValueError(f"holm expects a 1-D array of p-values, got shape {p.shape}.")
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    if ok.size == 0:
-        return out
-    if ((p[ok] < 0) | (p[ok] > 1)).any():
-        raise ValueError("p-values must lie in [0, 1].")
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = order.size
-    steps = (m - np.arange(m)) * p[order]
-    out[order] = np.minimum(1.0, np.maximum.accumulate(steps))
-    return out
-
-
-def cohens_d(x, y) -> float:
-    """Cohen's d of ``x`` against ``y`` with the pooled standard deviation (ddof = 1 in each sample).
-
-    ``d = (mean(x) - mean(y)) / s_p``, ``s_p² = ((n_x - 1) s_x² + (n_y - 1) s_y²) / (n_x + n_y - 2)``.
-    NaN when ``n_x + n_y < 3`` or when ``s_p = 0`` and the means differ; 0 when both are equal constants.
-
-    >>> round(cohens_d([1, 2, 3], [4, 5]), 6)   # -2.5 / sqrt((2*1 + 1*0.5) / 3)
-    -2.738613
-    """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    nx, ny = x.size, y.size
-    if nx < 1 or ny < 1 or nx + ny < 3:
-        return float("nan")
-    ssx = float(((x - x.mean()) ** 2).sum())
-    ssy = float(((y - y.mean()) ** 2).sum())
-    sp = math.sqrt((ssx + ssy) / (nx + ny - 2))
-    diff = float(x.mean() - y.mean())
-    if sp == 0.0:
-        return 0.0 if diff == 0.0 else float("nan")
-    return diff / sp
-
-
-def cohens_h(p1, p2):
-    """Cohen's h between two proportions: ``2 asin(sqrt(p1)) - 2 asin(sqrt(p2))`` (vectorised).
-
-    >>> round(float(cohens_h(0.5, 0.25)), 6)      # pi/2 - pi/3 = pi/6
-    0.523599
-    """
-    p1 = np.asarray(p1, dtype=float)
-    p2 = np.asarray(p2, dtype=float)
-    out = 2.0 * np.arcsin(np.sqrt(p1)) - 2.0 * np.arcsin(np.sqrt(p2))
-    return float(out) if out.ndim == 0 else out
-
-
-def _random_partition(rng: np.random.Generator, rows: int, n: int, bounds: np.ndarray) -> np.ndarray:
-    """``rows`` uniformly random permutations of ``0..n-1`` (argsort of i.i.d. uniform keys; a tie of two
-    53-bit keys has probability below ``n² / 2^54``). Only the set of positions falling between consecutive
-    ``bounds`` matters, so with one inner bound an ``argpartition`` is enough."""
-    keys = rng.random((rows, n))
-    inner = bounds[1:-1]
-    if inner.size == 1:
-        return np.argpartition(keys, int(inner[0]), axis=1)
-    return np.argsort(keys, axis=1)
-
-
-def _complement(index: np.ndarray, n: int) -> np.ndarray:
-    """Row-wise complement in ``0..n-1`` of an index matrix whose rows hold distinct positions."""
-    rows = index.shape[0]
-    mask = np.zeros((rows, n), dtype=bool)
-    mask[np.arange(rows)[:, None], index] = True
-    return np.argsort(mask, axis=1, kind="stable")[:, : n - index.shape[1]]
-
-
-def _permutation_pvalues(x: np.ndarray, aggs: Sequence[Callable[[np.ndarray], np.ndarray]],
-                         codes: np.ndarray, n_groups: int, *, n_permutations: int,
-                         stream: Callable[[int], np.random.Generator], n_jobs: int = 1) -> np.ndarray:
-    """Two-sided permutation p-values of "group g against the rest", for every group and statistic.
-
-    The pooled sample has ``N = codes.size`` items; ``codes`` (0..G-1, every group non-empty) say which
-    group each belongs to. Statistics: for each row ``x[j]``, ``mean(x_g) - mean(x_rest)``; for each
-    ``f`` in ``aggs`` (a vectorised function of an index matrix into the pooled sample), ``f(g) - f(rest)``.
-    A random permutation of the pooled positions is cut into consecutive blocks of the group sizes, so the
-    block of group g is a uniformly random subset of its size: one permutation serves every group.
-
-    p-value: ``(1 + #{|T*| >= |T_obs|}) / (R + 1)`` over ``R = n_permutations`` permutations (Phipson and
-    Smyth, 2010); when the number of distinct splits ``C(N, n_g)`` is at most ``n_permutations`` they are
-    all enumerated instead and ``p = #{|T*| >= |T_obs|} / C(N, n_g)`` (exact). Returns an array of shape
-    ``(len(x) + len(aggs), G)``; NaN when a group is the whole pooled sample.
-
-    An ``f`` with a ``partition(perm, bounds) -> (group_values, rest_values)`` method (both ``(rows, G)``)
-    scores every group and its rest in one pass instead of ``2 G`` calls. Chunks of permutations come
-    from ``stream(chunk)`` and may run on ``n_jobs`` threads: the result does not depend on it.
-    """
-    x = np.asarray(x, dtype=float).reshape(-1, codes.size)
-    q, n = x.shape[0], codes.size
-    n_stats = q + len(aggs)
-    order = np.argsort(codes, kind="stable")
-    sizes = np.bincount(codes, minlength=n_groups)
-    if (sizes == 0).any():
-        raise ValueError("every group of a permutation test needs at least one sample.")
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    p = np.full((n_stats, n_groups), np.nan)
-    if n_groups < 2 or n_stats == 0:
-        return p
-    totals = x.sum(axis=1)
-    scale = np.r_[np.abs(x).mean(axis=1), np.ones(len(aggs))]
-    observed = np.empty((n_stats, n_groups))
-    for g in range(n_groups):
-        gpos = order[bounds[g]:bounds[g + 1]]
-        rpos = np.concatenate([order[:bounds[g]], order[bounds[g + 1]:]])
-        sg = x[:, gpos].sum(axis=1)
-        observed[:q, g] = sg / sizes[g] - (totals - sg) / (n - sizes[g])
-        for j, f in enumerate(aggs):
-            observed[q + j, g] = float(f(gpos[None, :])[0]) - float(f(rpos[None, :])[0])
-    threshold = np.abs(observed) - _TIE_TOLERANCE * (np.abs(observed) + scale[:, None])
-    exact = [g for g in range(n_groups) if math.comb(n, int(sizes[g])) <= n_permutations]
-    sampled = [g for g in range(n_groups) if g not in exact]
-
-    if sampled:
-        rows = max(1, _PERM_CHUNK_ELEMENTS // n)
-
-        def run(chunk: int) -> np.ndarray:
-            start = chunk * rows
-            counts = np.zeros((n_stats, n_groups))
-            perm = _random_partition(stream(chunk), min(n_permutations, start + rows) - start, n, bounds)
-            for j in range(q):
-                sums = np.add.reduceat(x[j][perm], bounds[:-1], axis=1)
-                stat = sums / sizes - (totals[j] - sums) / (n - sizes)
-                counts[j] += (np.abs(stat) >= threshold[j]).sum(axis=0)
-            for j, f in enumerate(aggs):
-                split = getattr(f, "partition", None)
-                both = split(perm, bounds) if split is not None else None
-                if both is not None:  # all groups and their rests in one pass
-                    stat = np.asarray(both[0], dtype=float) - np.asarray(both[1], dtype=float)
-                    counts[q + j] += (np.abs(stat) >= threshold[q + j]).sum(axis=0)
-                    continue
-                for g in sampled:
-                    gi = perm[:, bounds[g]:bounds[g + 1]]
-                    ri = np.concatenate([perm[:, :bounds[g]], perm[:, bounds[g + 1]:]], axis=1)
-                    stat = np.asarray(f(gi), dtype=float) - np.asarray(f(ri), dtype=float)
-                    counts[q + j, g] += int((np.abs(stat) >= threshold[q + j, g]).sum())
-            return counts
-
-        n_chunks = -(-n_permutations // rows)
-        if n_jobs > 1 and n_chunks > 1 and n_permutations * n >= _PARALLEL_MIN_ELEMENTS:
-            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-                parts = list(pool.map(run, range(n_chunks)))
-        else:
-            parts = [run(chunk) for chunk in range(n_chunks)]
-        counts = np.sum(parts, axis=0)
-        p[:, sampled] = (1.0 + counts[:, sampled]) / (n_permutations + 1.0)
-
-    for g in exact:
-        ng = int(sizes[g])
-        combos = np.array(list(itertools.combinations(range(n), ng)), dtype=np.intp).reshape(-1, ng)
-        for j in range(q):
-            sg = x[j][combos].sum(axis=1)
-            stat = sg / ng - (totals[j] - sg) / (n - ng)
-            p[j, g] = float((np.abs(stat) >= threshold[j, g]).mean())
-        if aggs:
-            rest = _complement(combos, n)
-            for j, f in enumerate(aggs):
-                stat = np.asarray(f(combos), dtype=float) - np.asarray(f(rest), dtype=float)
-                p[q + j, g] = float((np.abs(stat) >= threshold[q + j, g]).mean())
-    return p
-
-
-def permutation_test(x, y, *, n_permutations: int = DEFAULT_PERMUTATIONS, seed: int = 0) -> float:
-    """Two-sided permutation test of equal means: p-value of ``|mean(x) - mean(y)|`` under relabelling.
-
-    The engine's test of one group against the rest (:meth:`Disaggregation.group_tests`), for two plain
-    samples. ``n_permutations`` random splits of the pooled sample into sizes ``len(x)``, ``len(y)`` give
-    ``p = (1 + #{|T*| >= |T_obs|}) / (n_permutations + 1)``; when there are at most ``n_permutations``
-    distinct splits, all are enumerated and the p-value is exact. It equals
-    ``scipy.stats.permutation_test((x, y), lambda a, b: abs(mean(a) - mean(b)), alternative="greater")``
-    (exactly when enumerated, within Monte Carlo error otherwise).
-
-    >>> permutation_test([1, 2, 3], [4, 5])   # 10 splits; only {1,2,3} and {3,4,5} are as extreme
-    0.2
-    """
-    xa = as_1d(np.asarray(x, dtype=float), name="x")
-    ya = as_1d(np.asarray(y, dtype=float), name="y")
-    if xa.size == 0 or ya.size == 0:
-        raise ValueError("permutation_test needs at least one value in each sample.")
-    n_permutations = _check_int(n_permutations, "n_permutations", 1)
-    seed = _check_int(seed, "seed", 0)
-    codes = np.r_[np.zeros(xa.size, dtype=np.int64), np.ones(ya.size, dtype=np.int64)]
-    p = _permutation_pvalues(np.r_[xa, ya][None, :], [], codes, 2, n_permutations=n_permutations,
-                             stream=lambda chunk: np.random.default_rng([seed, chunk, 2]))
-    return float(p[0, 0])
-
-
 @dataclass(frozen=True)
 class _Group:
     attribute: str
@@ -550,23 +204,9 @@ class _Group:
 
 def _outcome_row(metric: Metric, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """Per-sample outcomes of a mean metric; a NaN placeholder row for an aggregate metric."""
-    if _aggregate_of(metric) is not None:
+    if metric.aggregate is not None:
         return np.full(len(y_true), np.nan)
     return metric.outcomes(y_true, y_pred)
-
-
-class _PooledAggregate:
-    """An aggregate metric bound to a pooled sample: ``index matrix -> values``."""
-
-    def __init__(self, fn, y_true: np.ndarray, y_pred: np.ndarray) -> None:
-        self.fn, self.y_true, self.y_pred = fn, y_true, y_pred
-
-    def __call__(self, index: np.ndarray) -> np.ndarray:
-        return np.asarray(self.fn(self.y_true, self.y_pred, index), dtype=float)
-
-    def partition(self, perm: np.ndarray, bounds: np.ndarray):
-        split = getattr(self.fn, "partition", None)
-        return None if split is None else split(self.y_true, self.y_pred, perm, bounds)
 
 
 @dataclass(frozen=True)
@@ -583,70 +223,16 @@ def _blocks(metrics: Sequence[Metric], outcomes: np.ndarray) -> list[_Block]:
     """Group metrics by the samples where their outcome is defined (NaN marks the others)."""
     found: dict[bytes | None, tuple[str, np.ndarray | None, list[int], list[int]]] = {}
     for k, met in enumerate(metrics):
-        if _aggregate_of(met) is not None:
+        if met.aggregate is not None:
             key, mask = None, None
         else:
             defined = ~np.isnan(outcomes[k])
             key, mask = (None, None) if defined.all() else (defined.tobytes(), defined)
         if key not in found:
             found[key] = ("" if key is None else met.name, mask, [], [])
-        found[key][3 if _aggregate_of(met) is not None else 2].append(k)
+        found[key][3 if met.aggregate is not None else 2].append(k)
     ordered = sorted(found.values(), key=lambda b: (b[0] != "", min(b[2] + b[3])))
     return [_Block(name, mask, tuple(mean_ks), tuple(agg_ks)) for name, mask, mean_ks, agg_ks in ordered]
-
-
-def _stream(seed: int, attribute: str, label: str, chunk: int) -> np.random.Generator:
-    return np.random.default_rng(
-        [seed, zlib.crc32(attribute.encode("utf-8")), zlib.crc32(label.encode("utf-8")), chunk]
-    )
-
-
-def _missing_stream(seed: int, attribute: str, chunk: int) -> np.random.Generator:
-    """Bootstrap stream of the samples with no group for ``attribute`` (a 5-word key: never a group's)."""
-    return np.random.default_rng([seed, zlib.crc32(attribute.encode("utf-8")), 0, chunk, 1])
-
-
-def _permutation_stream(seed: int, attribute: str, block: str, chunk: int) -> np.random.Generator:
-    return np.random.default_rng(
-        [seed, zlib.crc32(attribute.encode("utf-8")), zlib.crc32(block.encode("utf-8")), chunk, 2]
-    )
-
-
-def _index_chunks(make_rng: Callable[[int], np.random.Generator], n: int, n_boot: int
-                  ) -> Iterator[np.ndarray]:
-    """The bootstrap index matrices of one stratum of ``n`` samples, chunk by chunk (as the engine draws them)."""
-    rows = max(1, _CHUNK_ELEMENTS // n)
-    dtype = np.int32 if n < 2**31 else np.int64
-    for chunk, start in enumerate(range(0, n_boot, rows)):
-        yield make_rng(chunk).integers(0, n, size=(min(n_boot, start + rows) - start, n), dtype=dtype)
-
-
-class _RowReader:
-    """Serves the rows of a chunked index-matrix stream in order, whatever the chunk sizes."""
-
-    def __init__(self, chunks: Iterator[np.ndarray]) -> None:
-        self._chunks = chunks
-        self._buf: np.ndarray | None = None
-        self._off = 0
-
-    def take(self, rows: int) -> np.ndarray:
-        parts = []
-        while rows:
-            if self._buf is None or self._off == len(self._buf):
-                self._buf, self._off = next(self._chunks), 0
-            t = min(rows, len(self._buf) - self._off)
-            parts.append(self._buf[self._off:self._off + t])
-            self._off += t
-            rows -= t
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _default_jobs() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8))
 
 
 # ----------------------------------------------------------------------------------------- engine
@@ -715,18 +301,18 @@ class Disaggregation:
             raise ValueError("outcomes must be a non-empty mapping from metric to per-sample outcome array.")
         metrics = _resolve_metrics(list(outcomes))
         for m in metrics:
-            if _aggregate_of(m) is not None:
+            if m.aggregate is not None:
                 raise ValueError(
                     f"Metric {m.name!r} is not a mean of per-sample outcomes; build the engine from y_true and "
                     "y_pred (Disaggregation(y_true, y_pred, groups, metrics)) instead."
                 )
         arrays = []
         for m, v in zip(metrics, outcomes.values(), strict=True):
-            if _is_partial(m):
+            if m.partial:
                 a = np.asarray(v, dtype=float)
                 if a.ndim != 1:
                     raise ValueError(f"outcome of {m.name} must be one-dimensional, got shape {a.shape}.")
-                arrays.append(_check_partial_outcome(m, a, a.size))
+                arrays.append(m.check_partial_outcome(a))
             else:
                 arrays.append(as_1d(np.asarray(v, dtype=float), name=f"outcome of {m.name}"))
         frame = _as_frame(groups)
@@ -744,13 +330,13 @@ class Disaggregation:
     def _setup(self, metrics, outcomes, frame, *, n_boot, seed, confidence, intersections,
                min_group_size, n_jobs, y=None) -> None:
         self.metrics: tuple[Metric, ...] = metrics
-        self.n_boot = _check_int(n_boot, "n_boot", 0)
-        self.seed = _check_int(seed, "seed", 0)
-        _check_confidence(confidence)
+        self.n_boot = check_int(n_boot, "n_boot", 0)
+        self.seed = check_int(seed, "seed", 0)
+        check_confidence(confidence)
         self.confidence = float(confidence)
-        self.intersections = _check_int(intersections, "intersections", 1)
-        self.min_group_size = _check_int(min_group_size, "min_group_size", 0)
-        self.n_jobs = _default_jobs() if n_jobs is None else _check_int(n_jobs, "n_jobs", 1)
+        self.intersections = check_int(intersections, "intersections", 1)
+        self.min_group_size = check_int(min_group_size, "min_group_size", 0)
+        self.n_jobs = default_jobs() if n_jobs is None else check_int(n_jobs, "n_jobs", 1)
         n_samples = outcomes.shape[1]
         if n_samples == 0:
             raise ValueError("There are no samples to score (y_true is empty).")
@@ -832,8 +418,8 @@ class Disaggregation:
                     ysub = (yt, yp) if pos is None else (yt[pos], yp[pos])
                     whole = np.arange(n)[None, :]
                     for k in block.agg_ks:
-                        means[k, gi] = float(np.asarray(_aggregate_of(self.metrics[k])(*ysub, whole))[0])
-                rows = max(1, _CHUNK_ELEMENTS // n)
+                        means[k, gi] = float(np.asarray(self.metrics[k].aggregate(*ysub, whole))[0])
+                rows = max(1, CHUNK_ELEMENTS // n)
                 for chunk, start in enumerate(range(0, n_boot, rows)):
                     tasks.append((gi, g, block, sub, ysub, chunk, start, min(n_boot, start + rows)))
 
@@ -842,15 +428,15 @@ class Disaggregation:
         def run(task) -> None:
             gi, g, block, sub, ysub, chunk, start, stop = task
             n = sub.shape[1] if block.mean_ks else len(ysub[0])
-            rng = _stream(seed, g.attribute, g.label, chunk)
+            rng = bootstrap_stream(seed, g.attribute, g.label, chunk)
             idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int32 if n < 2**31 else np.int64)
             for j, k in enumerate(block.mean_ks):
                 raw[k, gi, start:stop] = sub[j][idx].sum(axis=1)
             for k in block.agg_ks:
-                raw[k, gi, start:stop] = _aggregate_of(metrics[k])(ysub[0], ysub[1], idx)
+                raw[k, gi, start:stop] = metrics[k].aggregate(ysub[0], ysub[1], idx)
 
         total = n_boot * int(nk.max(axis=0).sum())
-        if self.n_jobs > 1 and len(tasks) > 1 and total >= _PARALLEL_MIN_ELEMENTS:
+        if self.n_jobs > 1 and len(tasks) > 1 and total >= PARALLEL_MIN_ELEMENTS:
             with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
                 list(pool.map(run, tasks))
         else:
@@ -863,7 +449,7 @@ class Disaggregation:
             mean_draws = raw / nk[:, :, None]
         values, draws = [], []
         for k, met in enumerate(self.metrics):
-            if _aggregate_of(met) is not None:
+            if met.aggregate is not None:
                 values.append(means[k])
                 draws.append(raw[k])
                 mean_draws[k] = np.nan
@@ -897,13 +483,7 @@ class Disaggregation:
         return self._draws[self._metric_index(metric), self._group_index(attribute, group)].copy()
 
     def _quantiles(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        alpha = 1.0 - self.confidence
-        if draws.shape[-1] == 0:
-            nan = np.full(draws.shape[:-1], np.nan)
-            return nan, nan.copy()
-        with np.errstate(invalid="ignore"):
-            lo, hi = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=-1)
-        return lo, hi
+        return percentile_interval(draws, confidence=self.confidence)
 
     # ------------------------------------------------------------------ outputs
     def frame(self) -> pd.DataFrame:
@@ -1074,29 +654,29 @@ class Disaggregation:
         n_total = int(self._nk[k, 0])
         if n_boot == 0 or n_total == 0:
             out = np.full(n_boot, np.nan)
-        elif _aggregate_of(met) is None:
+        elif met.aggregate is None:
             total = np.zeros(n_boot)
             for i in members:
                 total += self._nk[k, i] * self._mean_draws[k, i]
             if missing.size:
-                sums = np.concatenate([self._outcomes[k][missing][idx].sum(axis=1) for idx in _index_chunks(
-                    lambda c: _missing_stream(self.seed, attribute, c), missing.size, n_boot)])
+                sums = np.concatenate([self._outcomes[k][missing][idx].sum(axis=1) for idx in index_chunks(
+                    lambda c: missing_stream(self.seed, attribute, c), missing.size, n_boot)])
                 total += sums
             out = np.asarray(met.from_mean(total / n_total), dtype=float).reshape(n_boot)
         else:
             yt, yp = self._y
-            readers = [(self._groups[i].index, _RowReader(_index_chunks(
-                lambda c, g=self._groups[i]: _stream(self.seed, g.attribute, g.label, c),
+            readers = [(self._groups[i].index, RowReader(index_chunks(
+                lambda c, g=self._groups[i]: bootstrap_stream(self.seed, g.attribute, g.label, c),
                 int(self._nk[k, i]), n_boot))) for i in members]
             if missing.size:
-                readers.append((missing, _RowReader(_index_chunks(
-                    lambda c: _missing_stream(self.seed, attribute, c), missing.size, n_boot))))
-            rows = max(1, _CHUNK_ELEMENTS // n_total)
+                readers.append((missing, RowReader(index_chunks(
+                    lambda c: missing_stream(self.seed, attribute, c), missing.size, n_boot))))
+            rows = max(1, CHUNK_ELEMENTS // n_total)
             out = np.empty(n_boot)
             for start in range(0, n_boot, rows):
                 stop = min(n_boot, start + rows)
                 idx = np.concatenate([pos[reader.take(stop - start)] for pos, reader in readers], axis=1)
-                out[start:stop] = _aggregate_of(met)(yt, yp, idx)
+                out[start:stop] = met.aggregate(yt, yp, idx)
         self._strat_cache[cache_key] = out
         return out
 
@@ -1138,7 +718,7 @@ class Disaggregation:
         """
         chosen = self._chosen_attributes(attributes)
         if n_permutations is not None:
-            n_permutations = _check_int(n_permutations, "n_permutations", 1)
+            n_permutations = check_int(n_permutations, "n_permutations", 1)
         if not (isinstance(alpha, (int, float, np.floating)) and 0.0 < float(alpha) < 1.0):
             raise ValueError(f"alpha must be a number strictly between 0 and 1, got {alpha!r}.")
         stats: dict[tuple[int, int], dict] = {}
@@ -1198,7 +778,7 @@ class Disaggregation:
         ks = list(block.mean_ks) + list(block.agg_ks)
         nan_row = {"rest_value": np.nan, "difference": np.nan, "p_value": np.nan, "effect_size": np.nan}
         for k in ks:
-            kind = ("cohen_h" if self.metrics[k].is_rate else "none" if _aggregate_of(self.metrics[k])
+            kind = ("cohen_h" if self.metrics[k].is_rate else "none" if self.metrics[k].aggregate
                     else "cohen_d")
             for i in members:
                 stats[(k, int(i))] = {**nan_row, "effect_size_kind": kind}
@@ -1213,12 +793,12 @@ class Disaggregation:
         if block.agg_ks:
             yt, yp = self._y
             yt_pool, yp_pool = yt[pool], yp[pool]
-            aggs = [_PooledAggregate(_aggregate_of(self.metrics[k]), yt_pool, yp_pool) for k in block.agg_ks]
+            aggs = [PooledAggregate(self.metrics[k].aggregate, yt_pool, yp_pool) for k in block.agg_ks]
         pvals = None
         if perm_mean or aggs:
-            pvals = _permutation_pvalues(
+            pvals = permutation_pvalues(
                 self._outcomes[np.ix_(perm_mean, pool)], aggs, codes, len(live), n_permutations=n_permutations,
-                stream=lambda chunk: _permutation_stream(self.seed, attr, block.key, chunk), n_jobs=self.n_jobs)
+                stream=lambda chunk: permutation_stream(self.seed, attr, block.key, chunk), n_jobs=self.n_jobs)
         pooled = {k: self._outcomes[k][pool] for k in block.mean_ks}
         for c, j in enumerate(live):
             i = int(members[j])

@@ -80,7 +80,7 @@ def _resampled_means(columns: np.ndarray, *, n_boot: int, seed: int, label: str)
 
 
 def _resolve(metric) -> Metric:
-    from . import get_metric  # the registry lives in the package __init__
+    from .registry import get_metric
 
     return get_metric(metric)
 
@@ -239,10 +239,11 @@ def paired_group_changes(a, b, groups, *, metric: Metric | str, n_boot: int = 10
     >>> gap.regressed, gap.significant
     (False, True)
     """
-    from .groups import Disaggregation, holm  # groups.py does not import this module
+    from .groups import Disaggregation
+    from .significance import holm
 
     met = _resolve(metric)
-    if getattr(met, "aggregate", None) is not None:
+    if met.aggregate is not None:
         raise ValueError(f"Metric {met.name!r} is not a mean of per-sample outcomes: it cannot be paired.")
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)

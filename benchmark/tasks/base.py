@@ -1,0 +1,103 @@
+"""The :class:`Task` interface: everything the runner, ``evaluate``, ``compare`` and the model adapter ask
+of a task, with the optional hooks' defaults spelled out.
+
+A task owns its predictions format (write, read and validate), the training data it hands a baseline, the
+per-sample outcomes the metrics aggregate, and optionally a ``differentials`` view and extra splits. Every
+hook that reads labels takes the **FaceTable as read** (:mod:`facebench.data.table`: one row per image, a
+``sample_id`` column, not an index) and indexes it by ``sample_id`` once.
+
+>>> from facebench.tasks import AGE_REGRESSION, FACE_RETRIEVAL, FACE_VERIFICATION
+>>> isinstance(AGE_REGRESSION, Task), AGE_REGRESSION.baseline_kind, AGE_REGRESSION.predictions_file
+(True, 'age_regression', 'predictions.csv')
+>>> AGE_REGRESSION.extra_splits              # scored overall besides the test split
+(ExtraSplit(label='source_val', part='val'),)
+>>> FACE_RETRIEVAL.outcome_columns           # metric -> outcome column the task computed itself
+(('map', 'ap'), ('p_at_1', 'hit1'))
+>>> AGE_REGRESSION.outcome_columns, FACE_VERIFICATION.extra_splits   # the defaults
+((), ())
+>>> AGE_REGRESSION.differentials(None, None, protocol=None, split=None, seed=0) is None   # no pair view
+True
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from facebench.errors import UserInputError
+
+if TYPE_CHECKING:
+    from facebench.data.splits import Split
+    from facebench.fit_data import FitData
+    from facebench.protocol import Protocol
+
+__all__ = ["ExtraSplit", "Task"]
+
+
+class ExtraSplit(NamedTuple):
+    """A split scored overall besides the test split: its key under ``splits`` in results.json and the
+    split part whose images are predicted (``ExtraSplit("source_val", "val")``)."""
+
+    label: str
+    part: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task(ABC):
+    """One evaluation task. Subclasses are frozen dataclasses whose fields have their task's values.
+
+    Attributes:
+        name: the task's registry name (``protocol.task``).
+        baseline_kind: the ``task`` of the baselines that can run it, and what a ``--model`` returns
+            (:data:`facebench.adapters.OUTPUTS`).
+        predictions_file: the file name predictions are stored under in a run directory.
+        description: the predictions format in one line, for messages.
+        group_attributes: the columns of :meth:`outcomes` that metrics are disaggregated by.
+        extra_splits: splits scored overall only besides the test split (default: none).
+        outcome_columns: ``(metric name, outcome column)`` pairs when the task computes each metric's
+            per-sample outcome itself (the engine's ``from_outcomes`` path); default ``()``: metrics are
+            computed from the ``y_true``/``y_pred`` columns.
+    """
+
+    name: str
+    baseline_kind: str
+    predictions_file: str
+    description: str
+    group_attributes: tuple[str, ...]
+    extra_splits: tuple[ExtraSplit, ...] = ()
+    outcome_columns: tuple[tuple[str, str], ...] = ()
+
+    @abstractmethod
+    def fit_data(self, table: pd.DataFrame, split: Split, images: Callable[[str], np.ndarray]) -> FitData:
+        """What a baseline may train on, from the training FaceTable, its split and ``images(part)`` (the
+        uint8 image store of a split part)."""
+
+    @abstractmethod
+    def write_predictions(self, path: Path, sample_ids: Sequence[str], outputs: np.ndarray) -> None:
+        """Write a model's outputs for ``sample_ids`` (in that order) in the task's predictions format."""
+
+    @abstractmethod
+    def read_predictions(self, path: str | Path, expected_ids: tuple[str, ...]) -> Any:
+        """Read and validate a predictions file against ``expected_ids``; one-sentence
+        :class:`~facebench.errors.UserInputError` for any problem. The result is what :meth:`outcomes` takes."""
+
+    @abstractmethod
+    def outcomes(self, table: pd.DataFrame, predictions: Any, *, protocol: Protocol, split: Split) -> pd.DataFrame:
+        """Per-sample outcomes: ``sample_id``, ``y_true``, ``y_pred`` (or the :attr:`outcome_columns`) and
+        the :attr:`group_attributes` columns."""
+
+    def differentials(self, table: pd.DataFrame, predictions: Any, *, protocol: Protocol, split: Split,
+                      seed: int) -> dict | None:
+        """An extra view stored under ``metrics.differentials`` in results.json; ``None`` (the default): none."""
+        return None
+
+    def write_similarity(self, path: Path, sample_ids: Sequence[str], scores: np.ndarray) -> None:
+        """Write an N x N similarity matrix as predictions (per-image fine-tuning); only tasks that read
+        one accept it (the protocol allows ``training.leave_one_out_finetune`` for those only)."""
+        raise UserInputError(f"Task {self.name} does not take a similarity matrix as predictions.")
