@@ -8,19 +8,23 @@ method here minimises equation 4,
 with L_reg the L1 loss on labelled source images and L_adapt a term that makes the source and the
 unlabelled target activations of the chosen layers ("conv", "fc1", …; Table 3) indistinguishable:
 
-- ``source_only`` — no adaptation term (section 3.1);
-- ``dann`` — adversarial: a 3-layer domain discriminator per adapted layer behind a gradient reversal
+- ``source_only`` (:class:`SourceOnlyMethod`) — no adaptation term (section 3.1);
+- ``dann`` (:class:`DANNMethod`) — adversarial: a 3-layer domain discriminator per adapted layer behind a gradient reversal
   layer (section 3.6.1; Ganin & Lempitsky), trained with SGD while the regressor uses Adam (section 4.2),
   the reversal coefficient warming up as λ_p = 2 / (1 + exp(−10 p)) − 1 over training progress p;
-- ``mmd`` — multi-kernel Gaussian maximum mean discrepancy between source and target activations
+- ``mmd`` (:class:`MMDMethod`) — multi-kernel Gaussian maximum mean discrepancy between source and target activations
   (section 3.6.2; Long et al. DAN);
 - ``smoothing_sigma`` on any of them — graph-Laplacian smoothness of predictions over source and target
   inputs, f^T L f = ½ Σ_ij w_ij (f(x_i) − f(x_j))², w_ij = exp(−‖x_i − x_j‖² / 2σ²)  (eq. 2, 3).
 
-Target images reach a method only as images (``FitData.target_images`` has no labels).
+Target images reach a method only as images (``FitData.target_images`` has no labels). Each method is one
+class with its own ``train_step``; its parameters (torch-free, for protocol validation) are in
+:mod:`facebench.baselines.params`, its training settings come in the :class:`LoopConfig`.
 """
 
 from __future__ import annotations
+
+from abc import abstractmethod
 
 import numpy as np
 import torch
@@ -287,9 +291,9 @@ class AgeRegressionBaseline(Baseline):
         self.model: AgeRegressor | None = None
         self.loop: LoopConfig | None = None
 
+    @abstractmethod
     def make_method(self, **common) -> AgeRegressionMethod:
         """The training method, from the arguments every :class:`AgeRegressionMethod` takes."""
-        raise NotImplementedError
 
     def feature_dims(self, layers: tuple[str, ...]) -> dict[str, int]:
         """Widths of the activations equation 4 may align (conv, fc1, …; Table 3); ``layers`` must be among them."""
