@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facebench.baselines.params import BaselineParams  # torch-free, so protocols validate without torch
+# Torch-free, so that validating a protocol needs no torch.
+from facebench.baselines.params import BaselineParams
 from facebench.baselines.training import LoopConfig, TrainHistory
 from facebench.errors import UserInputError
-
-__all__ = ["Baseline", "BaselineParams", "FitData"]
 
 
 @dataclass(frozen=True, kw_only=True)
