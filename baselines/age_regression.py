@@ -8,30 +8,32 @@ method here minimises equation 4,
 with L_reg the L1 loss on labelled source images and L_adapt a term that makes the source and the
 unlabelled target activations of the chosen layers ("conv", "fc1", …; Table 3) indistinguishable:
 
-- ``source_only`` — no adaptation term (section 3.1);
-- ``dann`` — adversarial: a 3-layer domain discriminator per adapted layer behind a gradient reversal
+- ``source_only`` (:class:`SourceOnlyMethod`) — no adaptation term (section 3.1);
+- ``dann`` (:class:`DANNMethod`) — adversarial: a 3-layer domain discriminator per adapted layer behind a gradient reversal
   layer (section 3.6.1; Ganin & Lempitsky), trained with SGD while the regressor uses Adam (section 4.2),
   the reversal coefficient warming up as λ_p = 2 / (1 + exp(−10 p)) − 1 over training progress p;
-- ``mmd`` — multi-kernel Gaussian maximum mean discrepancy between source and target activations
+- ``mmd`` (:class:`MMDMethod`) — multi-kernel Gaussian maximum mean discrepancy between source and target activations
   (section 3.6.2; Long et al. DAN);
 - ``smoothing_sigma`` on any of them — graph-Laplacian smoothness of predictions over source and target
   inputs, f^T L f = ½ Σ_ij w_ij (f(x_i) − f(x_j))², w_ij = exp(−‖x_i − x_j‖² / 2σ²)  (eq. 2, 3).
 
-Target images reach a method only as images (``FitData.target_images`` has no labels).
+Target images reach a method only as images (``FitData.target_images`` has no labels). Each method is one
+class with its own ``train_step``; its parameters (torch-free, for protocol validation) are in
+:mod:`facebench.baselines.params`, its training settings come in the :class:`LoopConfig`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from abc import abstractmethod
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from facebench.baselines.base import Baseline, BaselineParams, FitData
+from facebench.baselines.base import Baseline, FitData
 from facebench.baselines.nets import AgeRegressor
+from facebench.baselines.params import AdaptationParams, SourceOnlyParams
 from facebench.baselines.training import (
     ImageBatches,
     LoopConfig,
@@ -39,19 +41,15 @@ from facebench.baselines.training import (
     TrainableMethod,
     TrainHistory,
     fit,
+    make_optimizer,
     predict_batches,
     resolve_device,
 )
+from facebench.errors import UserInputError
 from facebench.protocol import Protocol
 
-
-def make_optimizer(name: str, parameters, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    if name in optimizers:
-        return optimizers[name](parameters, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=weight_decay)
-
-
+__all__ = ["DANN", "MMD", "DomainDiscriminator", "GradientReversal", "SourceOnly", "grl_coefficient",
+           "laplacian_smoothness", "mk_mmd2"]
 
 
 # ------------------------------------------------------------------------------------ adaptation terms
@@ -131,159 +129,229 @@ def laplacian_smoothness(inputs: torch.Tensor, predictions: torch.Tensor, *, sig
     return 0.5 * (weights * differences).mean()
 
 
-# ----------------------------------------------------------------------------------------- the methods
+# ------------------------------------------------------------------------------------------ the methods
 
 
-class AdaptationParams(BaselineParams):
-    """Parameters of equation 4/5's extra terms (all off for source_only)."""
+class AgeRegressionMethod(TrainableMethod):
+    """What every regressor of equation 4 shares: L_reg on labelled source images, the optional smoothing
+    term σ·L_smooth (eq. 2, 3, 5), the regressor's optimiser and the source-validation MAE. The subclasses
+    are the methods, each with its own step."""
 
-    layers: tuple[Literal["conv", "fc1", "fc2", "fc3", "fc4"], ...] = Field(
-        ("fc1",), description="activations to align (Table 3: conv+fc123, conv+fc1, fc1, fc123)")
-    gamma: float = Field(1.0, ge=0, description="weight γ of the adaptation term (Tables 4, 6)")
-    warmup_fraction: float = Field(0.0, ge=0, lt=1, description="share of the epochs trained source-only before "
-                                   "adaptation starts (the 'pre-trained regressor' rows of Tables 4-5)")
-    adversary_lr: float = Field(0.01, gt=0, description="SGD learning rate of the domain discriminators (dann)")
-    smoothing_sigma: float | None = Field(None, gt=0, description="σ of eq. 3; None: no smoothing term")
-    smoothing_weight: float = Field(0.0, ge=0, description="weight of the smoothing term (eq. 5's σ-weighted term)")
-
-
-class _AgeRegressionMethod(TrainableMethod):
-    """The step of equation 4 for every age-regression method; the adaptation term is chosen by ``kind``."""
-
-    def __init__(self, *, model: AgeRegressor, protocol: Protocol, params: BaselineParams, kind: str,
-                 val: ImageBatches, val_ages: np.ndarray, feature_dims: dict[str, int]) -> None:
+    def __init__(self, *, model: AgeRegressor, params: SourceOnlyParams | AdaptationParams, loop: LoopConfig,
+                 val_images: np.ndarray, val_ages: np.ndarray) -> None:
         self.model = model
-        self.protocol = protocol
         self.params = params
-        self.kind = kind
-        self.val = val
+        self.loop = loop
+        self.val_images = val_images
         self.val_ages = val_ages
-        self.loss = F.l1_loss if protocol.training.loss == "l1" else F.mse_loss
-        self.adapts = kind != "source_only" or (getattr(params, "smoothing_weight", 0.0) > 0)
-        self.streams = ("target",) if self.adapts else ()
+        self.regression_loss = F.l1_loss if loop.loss == "l1" else F.mse_loss  # L_reg: L1 in the paper
+        self.smoothing = params.smoothing_weight > 0
+
+    def modules(self) -> nn.ModuleDict:
+        return nn.ModuleDict({"regressor": self.model})
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"regressor": make_optimizer(self.model.parameters(), self.loop)}
+
+    def regression_step(self, source: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
+        """L = L_reg(f1(g(x_s)), y_s): source-only training, and the warm-up epochs of the adapted methods."""
+        with ctx.autocast():
+            loss = self.regression_loss(self.model(source["image"]).float(), source["age"].float())  # L_reg, eq. 4
+        ctx.optimize("regressor", loss)
+        return {"loss": loss.item()}
+
+    def source_and_target_features(self, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+                                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Every layer's activations of g(x_s) and g(x_t) in one pass (source rows first), and L_reg of eq. 4."""
+        n = source["image"].shape[0]
+        features = self.model.forward_features(torch.cat([source["image"], target["image"]]))
+        return features, self.regression_loss(features["age"][:n].float(), source["age"].float())
+
+    def add_smoothing(self, loss: torch.Tensor, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                      features: dict[str, torch.Tensor], logs: dict[str, float]) -> torch.Tensor:
+        """loss + σ·L_smooth (eq. 5), L_smooth = f^T L f over the batch's source and target images (eq. 2, 3)."""
+        if not self.smoothing:
+            return loss
+        images = torch.cat([source["image"], target["image"]])
+        smooth = laplacian_smoothness(images, features["age"].float(), sigma=self.params.smoothing_sigma)
+        logs["smooth"] = smooth.item()
+        return loss + self.params.smoothing_weight * smooth
+
+    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
+        predicted = predict_batches(self.model, self.val_images, device=ctx.device, amp=ctx.amp)
+        return {"val_mae": float(np.mean(np.abs(predicted - self.val_ages)))}
+
+
+class SourceOnlyMethod(AgeRegressionMethod):
+    """Section 3.1: L = L_reg(f1(g(x_s)), y_s), plus σ·L_smooth over source and target images when switched on."""
+
+    def __init__(self, **common) -> None:
+        super().__init__(**common)
+        self.streams = ("target",) if self.smoothing else ()  # only the smoothing term looks at target images
+
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+        source = batches["source"]
+        if not self.smoothing:
+            return self.regression_step(source, ctx)
+        target, logs = batches["target"], {}
+        with ctx.autocast():
+            features, loss = self.source_and_target_features(source, target)  # L_reg of eq. 4
+            loss = self.add_smoothing(loss, source, target, features, logs)  # + σ·L_smooth of eq. 5
+        ctx.optimize("regressor", loss)
+        return {"loss": loss.item(), **logs}
+
+
+class DANNMethod(AgeRegressionMethod):
+    """Section 3.6.1: L = L_reg + γ·L_adv (eq. 4) [+ σ·L_smooth], L_adv the mean over the adapted layers of a
+    domain discriminator's cross-entropy, reached through a gradient reversal layer with coefficient λ_p.
+
+    Section 4.2: "Adam for our regression network and SGD for the adversarial network": both optimisers step
+    on the one loss; the reversal makes the regressor ascend what the discriminators descend.
+    """
+
+    streams = ("target",)
+
+    def __init__(self, *, feature_dims: dict[str, int], **common) -> None:
+        super().__init__(**common)
         self.discriminators = nn.ModuleDict(
-            {layer: DomainDiscriminator(feature_dims[layer]) for layer in params.layers} if kind == "dann" else {}
-        )
+            {layer: DomainDiscriminator(feature_dims[layer]) for layer in self.params.layers})
+        # The 'pre-trained regressor' rows of Tables 4-5: the first epochs train L_reg alone.
+        self.warmup_epochs = int(self.params.warmup_fraction * self.loop.epochs)
 
     def modules(self) -> nn.ModuleDict:
         return nn.ModuleDict({"regressor": self.model, "adversary": self.discriminators})
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        t = self.protocol.training
-        optimizers = {"regressor": make_optimizer(t.optimizer, self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)}
-        if self.kind == "dann":  # section 4.2: "Adam for our regression network and SGD for the adversarial network"
-            optimizers["adversary"] = torch.optim.SGD(self.discriminators.parameters(), lr=self.params.adversary_lr,
-                                                      momentum=0.9)
-        return optimizers
+        adversary = torch.optim.SGD(self.discriminators.parameters(), lr=self.params.adversary_lr, momentum=0.9)
+        return {**super().make_optimizers(), "adversary": adversary}
 
     def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
         source = batches["source"]
-        warmup_epochs = int(getattr(self.params, "warmup_fraction", 0.0) * self.protocol.training.epochs)
-        adapting = self.adapts and ctx.epoch >= warmup_epochs
-        logs: dict[str, float] = {}
+        if ctx.epoch < self.warmup_epochs:
+            return self.regression_step(source, ctx)
+        target, logs = batches["target"], {}
+        n = source["image"].shape[0]
         with ctx.autocast():
-            if not adapting:
-                predicted = self.model(source["image"]).float()
-                loss = self.loss(predicted, source["age"].float())  # L_reg of eq. 4
-                names: tuple[str, ...] = ("regressor",)
-            else:
-                target = batches["target"]
-                n = source["image"].shape[0]
-                features = self.model.forward_features(torch.cat([source["image"], target["image"]]))
-                predicted = features["age"][:n].float()
-                loss = self.loss(predicted, source["age"].float())  # L_reg of eq. 4
-                names = ("regressor", "adversary") if self.kind == "dann" else ("regressor",)
-                if self.kind == "dann":
-                    coefficient = grl_coefficient(ctx.progress)
-                    adversarial = 0.0
-                    for layer, discriminator in self.discriminators.items():
-                        reversed_features = GradientReversal.apply(features[layer].float(), coefficient)
-                        logits = discriminator(reversed_features)
-                        domain = torch.cat([torch.zeros(n), torch.ones(logits.shape[0] - n)]).to(logits.device)
-                        adversarial = adversarial + F.binary_cross_entropy_with_logits(logits, domain)
-                    adversarial = adversarial / len(self.discriminators)
-                    loss = loss + self.params.gamma * adversarial  # γ·L_adv of eq. 4
-                    logs["adv"] = adversarial.item()
-                elif self.kind == "mmd":
-                    discrepancy = sum(mk_mmd2(features[layer][:n].float(), features[layer][n:].float())
-                                      for layer in self.params.layers) / len(self.params.layers)
-                    loss = loss + self.params.gamma * discrepancy  # γ·MMD² in place of L_adv
-                    logs["mmd"] = discrepancy.item()
-                if self.params.smoothing_weight > 0:
-                    images = torch.cat([source["image"], target["image"]])
-                    smooth = laplacian_smoothness(images, features["age"].float(), sigma=self.params.smoothing_sigma)
-                    loss = loss + self.params.smoothing_weight * smooth  # σ·L_smooth of eq. 5
-                    logs["smooth"] = smooth.item()
-        ctx.optimize(names, loss)
+            features, loss = self.source_and_target_features(source, target)  # L_reg of eq. 4
+            coefficient = grl_coefficient(ctx.progress)  # λ_p: 0 at the start of training, → 1 at the end
+            adversarial = 0.0
+            for layer, discriminator in self.discriminators.items():
+                logits = discriminator(GradientReversal.apply(features[layer].float(), coefficient))
+                domain = torch.cat([torch.zeros(n), torch.ones(logits.shape[0] - n)]).to(logits.device)  # 0 source, 1 target
+                adversarial = adversarial + F.binary_cross_entropy_with_logits(logits, domain)
+            adversarial = adversarial / len(self.discriminators)
+            loss = loss + self.params.gamma * adversarial  # + γ·L_adv of eq. 4
+            logs["adv"] = adversarial.item()
+            loss = self.add_smoothing(loss, source, target, features, logs)  # + σ·L_smooth of eq. 5
+        ctx.optimize(("regressor", "adversary"), loss)
         return {"loss": loss.item(), **logs}
 
-    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
-        predicted = predict_batches(self.model, self.val.images, device=ctx.device, amp=ctx.amp)
-        return {"val_mae": float(np.mean(np.abs(predicted - self.val_ages)))}
+
+class MMDMethod(AgeRegressionMethod):
+    """Section 3.6.2: L = L_reg + γ·MMD² [+ σ·L_smooth], the multi-kernel MMD² between the source and the
+    target activations of each adapted layer (averaged over the layers) in place of L_adv of eq. 4."""
+
+    streams = ("target",)
+
+    def __init__(self, **common) -> None:
+        super().__init__(**common)
+        self.warmup_epochs = int(self.params.warmup_fraction * self.loop.epochs)  # as DANN's
+
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+        source = batches["source"]
+        if ctx.epoch < self.warmup_epochs:
+            return self.regression_step(source, ctx)
+        target, logs = batches["target"], {}
+        n = source["image"].shape[0]
+        layers = self.params.layers
+        with ctx.autocast():
+            features, loss = self.source_and_target_features(source, target)  # L_reg of eq. 4
+            discrepancy = sum(mk_mmd2(features[layer][:n].float(), features[layer][n:].float())
+                              for layer in layers) / len(layers)
+            loss = loss + self.params.gamma * discrepancy  # + γ·MMD² in place of γ·L_adv
+            logs["mmd"] = discrepancy.item()
+            loss = self.add_smoothing(loss, source, target, features, logs)  # + σ·L_smooth of eq. 5
+        ctx.optimize("regressor", loss)
+        return {"loss": loss.item(), **logs}
 
 
-class _AgeRegressionBaseline(Baseline):
-    """Shared fit/predict of the age regressors; subclasses only name their adaptation term."""
+# ---------------------------------------------------------------------------------------- the baselines
+
+
+class AgeRegressionBaseline(Baseline):
+    """fit and predict shared by the regressors: the network g + f1 and the loop; a subclass names its method."""
 
     task = "age_regression"
-    kind = "source_only"
+    #: The registry name, for messages.
+    name: str
 
-    def __init__(self, *, protocol: Protocol, params: BaselineParams) -> None:
+    def __init__(self, *, protocol: Protocol, params: SourceOnlyParams | AdaptationParams) -> None:
         self.protocol = protocol
         self.params = params
         self.model: AgeRegressor | None = None
+        self.loop: LoopConfig | None = None
 
-    def fit(self, data: FitData, loop: LoopConfig) -> TrainHistory:
+    @abstractmethod
+    def make_method(self, **common) -> AgeRegressionMethod:
+        """The training method, from the arguments every :class:`AgeRegressionMethod` takes."""
+
+    def feature_dims(self, layers: tuple[str, ...]) -> dict[str, int]:
+        """Widths of the activations equation 4 may align (conv, fc1, …; Table 3); ``layers`` must be among them."""
         m = self.protocol.model
-        torch.manual_seed(loop.seed)  # the initial weights are part of the run's seed
-        self.model = AgeRegressor(backbone=m.backbone, pretrained=m.pretrained, head_hidden=m.head_hidden,
-                                  init_age=float(np.mean(data.train_ages)))
-        layers = getattr(self.params, "layers", ())
         available = ["conv", *(f"fc{i}" for i in range(1, len(m.head_hidden) + 1))]
         missing = [layer for layer in layers if layer not in available]
         if missing:
-            from facebench.errors import UserInputError
-
-            raise UserInputError(f"baseline {self.kind}: layer '{missing[0]}' does not exist with model.head_hidden="
+            raise UserInputError(f"baseline {self.name}: layer '{missing[0]}' does not exist with model.head_hidden="
                                  f"{list(m.head_hidden)}; available: {', '.join(available)}.")
-        dims = {"conv": self.model.backbone_width, **{f"fc{i}": w for i, w in enumerate(m.head_hidden, start=1)}}
-        method = _AgeRegressionMethod(model=self.model, protocol=self.protocol, params=self.params, kind=self.kind,
-                                      val=ImageBatches(data.val_images), val_ages=data.val_ages, feature_dims=dims)
+        return {"conv": self.model.backbone_width, **{f"fc{i}": w for i, w in enumerate(m.head_hidden, start=1)}}
+
+    def fit(self, data: FitData, loop: LoopConfig) -> TrainHistory:
+        m = self.protocol.model
+        self.loop = loop
+        torch.manual_seed(loop.seed)  # the initial weights are part of the run's seed
+        self.model = AgeRegressor(backbone=m.backbone, pretrained=m.pretrained, head_hidden=m.head_hidden,
+                                  init_age=float(np.mean(data.train_ages)))
+        method = self.make_method(model=self.model, params=self.params, loop=loop, val_images=data.val_images,
+                                  val_ages=data.val_ages)
         streams = {"source": ImageBatches(data.train_images, {"age": data.train_ages.astype(np.float32)})}
         if method.streams:
             if data.target_images is None or len(data.target_images) == 0:
-                from facebench.errors import UserInputError
-
-                raise UserInputError(f"baseline {self.kind} needs unlabelled target images, but the split has no 'target' part.")
+                raise UserInputError(f"baseline {self.name} needs unlabelled target images, but the split has no 'target' part.")
             streams["target"] = ImageBatches(data.target_images)
         return fit(method, streams, loop)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        if self.model is None:
+        if self.model is None or self.loop is None:
             raise RuntimeError("predict() before fit()")
-        return predict_batches(self.model, images, device=resolve_device(self.protocol.training.device),
-                               amp=self.protocol.training.amp)
+        return predict_batches(self.model, images, device=resolve_device(self.loop.device), amp=self.loop.amp)
 
 
-class SourceOnly(_AgeRegressionBaseline):
+class SourceOnly(AgeRegressionBaseline):
     """Source-only regressor (section 3.1): L_reg on labelled source images; optional smoothing term."""
 
-    kind = "source_only"
+    name = "source_only"
+    Params = SourceOnlyParams
 
-    class Params(BaselineParams):
-        smoothing_sigma: float | None = Field(None, gt=0, description="σ of eq. 3; None: median heuristic")
-        smoothing_weight: float = Field(0.0, ge=0, description="weight of the smoothing term; 0: off")
+    def make_method(self, **common) -> SourceOnlyMethod:
+        return SourceOnlyMethod(**common)
 
 
-class DANN(_AgeRegressionBaseline):
+class DANN(AgeRegressionBaseline):
     """Domain-adversarial regressor (section 3.6.1): L_reg + γ·L_adv through a gradient reversal layer."""
 
-    kind = "dann"
+    name = "dann"
     Params = AdaptationParams
 
+    def make_method(self, **common) -> DANNMethod:
+        return DANNMethod(feature_dims=self.feature_dims(self.params.layers), **common)
 
-class MMD(_AgeRegressionBaseline):
+
+class MMD(AgeRegressionBaseline):
     """MMD-aligned regressor (section 3.6.2): L_reg + γ·MK-MMD² of the chosen layers' activations."""
 
-    kind = "mmd"
+    name = "mmd"
     Params = AdaptationParams
+
+    def make_method(self, **common) -> MMDMethod:
+        self.feature_dims(self.params.layers)  # refuses a layer the head does not have
+        return MMDMethod(**common)

@@ -8,18 +8,15 @@ with unknown keys forbidden), is fitted on the split's images, and predicts the 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
+# Torch-free, so that validating a protocol needs no torch.
+from facebench.baselines.params import BaselineParams
 from facebench.baselines.training import LoopConfig, TrainHistory
+from facebench.errors import UserInputError
 from facebench.fit_data import FitData
-
-
-class BaselineParams(BaseModel):
-    """Base for per-baseline parameters: unknown keys are errors, values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Baseline(ABC):
@@ -38,6 +35,14 @@ class Baseline(ABC):
 
     def set_anchors(self, images: np.ndarray, ages: np.ndarray) -> None:
         raise NotImplementedError(f"{type(self).__name__} takes no labelled anchors")
+
+    def leave_one_out_scores(self, images: np.ndarray, subjects: np.ndarray, ages: np.ndarray, *, loop: LoopConfig,
+                             epochs: int, batch_size: int, lr: float | None, work_dir: Path) -> np.ndarray:
+        """FG-NET's per-image fine-tuning (``training.leave_one_out_finetune``): an (N, N) similarity matrix whose
+        row i comes from this fitted model fine-tuned on every image but i. Only methods with a trainable
+        encoder implement it (their registry spec says ``leave_one_out_finetune=True``)."""
+        raise UserInputError(f"baseline {type(self).__name__} has no trainable encoder, so "
+                             "training.leave_one_out_finetune cannot fine-tune it.")
 
     @abstractmethod
     def fit(self, data: FitData, loop: LoopConfig) -> TrainHistory: ...

@@ -31,9 +31,9 @@ import warnings
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from facebench.baselines.base import Baseline, BaselineParams, FitData
+from facebench.baselines.base import Baseline, FitData
+from facebench.baselines.params import DlibResNetParams
 from facebench.baselines.training import LoopConfig, TrainHistory
 from facebench.errors import UserInputError
 from facebench.protocol import Protocol
@@ -64,15 +64,9 @@ class DlibResNet(Baseline):
     task = "face_recognition"
     pretrained_on = "about 3 million photos of real people's faces (dlib's metric-learning training set)"
 
-    class Params(BaselineParams):
-        upsample: int = Field(1, ge=0, le=4, description="times the image is upsampled before face detection "
-                              "(each doubles the side, finding smaller faces, at 4× the cost)")
-        num_jitters: int = Field(0, ge=0, description="average the descriptors of this many randomly jittered "
-                                 "copies (0 or 1: none; dlib suggests 100 for the most accurate, 100× slower)")
-        padding: float = Field(0.25, ge=0, le=1, description="margin around the aligned chip, as dlib's default")
-        normalize: bool = Field(True, description="L2-normalise the descriptors (cosine comparison)")
+    Params = DlibResNetParams
 
-    def __init__(self, *, protocol: Protocol, params: BaselineParams) -> None:
+    def __init__(self, *, protocol: Protocol, params: DlibResNetParams) -> None:
         self.protocol = protocol
         self.params = params
         dlib, models = load_dlib()

@@ -58,18 +58,18 @@ Identity labels: the baselines need :class:`FaceFitData`, i.e. :class:`FitData` 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from facebench.baselines.age_regression import make_optimizer
-from facebench.baselines.base import Baseline, BaselineParams, FitData
+from facebench.baselines.base import Baseline, FitData
 from facebench.baselines.nets import IMAGENET_MEAN, IMAGENET_STD, Normalize, build_backbone
+from facebench.baselines.params import ArcFaceAgeParams, ArcFaceParams, MTMIMParams
 from facebench.baselines.training import (
     ImageBatches,
     LoopConfig,
@@ -77,6 +77,7 @@ from facebench.baselines.training import (
     TrainableMethod,
     TrainHistory,
     fit,
+    make_optimizer,
     predict_batches,
     resolve_device,
     seed_for,
@@ -332,140 +333,43 @@ def age_groups(ages: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(edges, dtype=float), np.asarray(ages, dtype=float), side="right").astype(np.int64)
 
 
-# -------------------------------------------------------------------------------------------- params
+# ------------------------------------------------------------------------------------------- methods
 
 
-class ArcFaceParams(BaselineParams):
-    """The identity loss (eq. 6), the embedding and the test-time flip of section 4.1."""
+class ArcFaceMethod(TrainableMethod):
+    """Table 5's "Baseline": L = L_ID(x), the margin softmax of eq. 6 on the encoder's feature x = E(image)."""
 
-    margin_type: Literal["arcface", "cosface"] = Field(
-        "arcface", description="arcface: s·cos(θ_y + m) (eq. 6); cosface: s·(cos θ_y − m)")
-    scale: float = Field(64.0, gt=0, description="s of eq. 6 (section 4.1: 64)")
-    margin: float = Field(0.35, ge=0, le=1.5, description="m of eq. 6: radians for arcface, a cosine offset for "
-                          "cosface (section 4.1: 0.35; the usual ArcFace setting elsewhere is 0.5)")
-    easy_margin: bool = Field(False, description="arcface only: apply the margin only where cos θ_y > 0, instead of "
-                              "the cos θ − m·sin m fallback beyond θ_y > π − m")
-    embedding_dim: int = Field(512, ge=2, description="d of the encoder's FC output (section 4.1: 512)")
-    init: str | None = Field(None, description="path to a FaceEmbedder state dict pre-trained on a general face "
-                             "dataset (Algorithm 1, line 1); None: train from the protocol's model.pretrained")
-    flip_test: bool = Field(True, description="embedding = normalise(concat(f(x), f(flip x))), of dimension "
-                            "2·embedding_dim (section 4.1); False: normalise(f(x)), of dimension embedding_dim")
-
-
-class ArcFaceAgeParams(ArcFaceParams):
-    """Adds the age-group classifier of section 3.4 ("+Age" in Table 5)."""
-
-    age_groups: int = Field(8, ge=2, le=20, description="number of age groups of about equal size (section 3.4: "
-                            "8 to 10), cut at quantiles of the training ages")
-    lambda_age: float = Field(0.1, ge=0, description="λ_AGE of eq. 7 (section 4.1: 0.1)")
-
-
-class MTMIMParams(ArcFaceAgeParams):
-    """Adds the factorisation unit and the CLUB mutual-information penalty of eq. 7."""
-
-    lambda_mim: float = Field(1e-4, ge=0, description="λ_MIM of eq. 7 (section 4.1: 0.0001)")
-    club_steps: int = Field(5, ge=1, description="MI-estimator updates per encoder update (section 4.1: 5)")
-    club_lr: float = Field(1e-5, gt=0, description="Adam learning rate of the MI estimator q_σ (section 4.1: 1e-5; "
-                           "short runs need more, e.g. 1e-3)")
-    club_hidden: int | None = Field(None, ge=1, description="hidden width of q_σ's μ and log σ² MLPs; None: embedding_dim")
-    club_estimator: Literal["pairs", "sample"] = Field(
-        "pairs", description="pairs: eq. 3 over all N² pairs (exact, O(N·d)); sample: one shuffled negative per sample")
-    factor_layers: Literal[1, 2] = Field(1, description="φ of x_age = φ(x): 1 = one FC layer (section 4.1), "
-                                         "2 = FC–ReLU–FC")
-
-
-# -------------------------------------------------------------------------------------------- method
-
-
-class _FaceMethod(TrainableMethod):
-    """One training step of L_ID [+ λ_AGE·L_AGE] [+ λ_MIM·L_MIM] (eq. 6, 7) on the shared loop."""
-
-    def __init__(self, *, kind: str, net: nn.Module, margin: MarginSoftmax, age_head: nn.Module | None,
-                 club: GaussianCLUB | None, params: ArcFaceParams, protocol: Protocol,
+    def __init__(self, *, net: nn.Module, margin: MarginSoftmax, params: ArcFaceParams, loop: LoopConfig,
                  val_images: np.ndarray, val_subjects: np.ndarray | None) -> None:
-        self.kind = kind
         self.net = net
         self.margin = margin
-        self.age_head = age_head
-        self.club = club
         self.params = params
-        self.protocol = protocol
+        self.loop = loop
         self.val_images = val_images
         self.val_subjects = val_subjects
-        self._mi_sum = 0.0
-        self._mi_count = 0
 
     def modules(self) -> nn.ModuleDict:
-        modules = {"net": self.net, "margin": self.margin}
-        if self.age_head is not None:
-            modules["age_head"] = self.age_head
-        if self.club is not None:
-            modules["club"] = self.club
-        return nn.ModuleDict(modules)
+        return nn.ModuleDict({"net": self.net, "margin": self.margin})
 
     def encoder_parameters(self) -> list[nn.Parameter]:
-        """Θ of Algorithm 1: encoder, factorisation unit and both discriminators (never q_σ)."""
-        modules = [self.net, self.margin] + ([self.age_head] if self.age_head is not None else [])
-        return [p for module in modules for p in module.parameters()]
+        """Θ of Algorithm 1: what the encoder's optimiser steps (the encoder and its classifier heads)."""
+        return [p for module in (self.net, self.margin) for p in module.parameters()]
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        t = self.protocol.training
-        optimizers = {"encoder": make_optimizer(t.optimizer, self.encoder_parameters(), lr=t.lr,
-                                                weight_decay=t.weight_decay)}
-        if self.club is not None:  # section 4.1: the MI estimator has its own (Adam) learning rate
-            optimizers["club"] = torch.optim.Adam(self.club.parameters(), lr=self.params.club_lr)
-        return optimizers
+        return {"encoder": make_optimizer(self.encoder_parameters(), self.loop)}
 
     def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
         source = batches["source"]
-        subjects = source["subject"].long()
         with ctx.autocast():
-            x = self.net.embedder(source["image"]) if self.kind == "mtmim" else self.net(source["image"])
-        x = x.float()  # the heads and the MI terms run in float32
-        if self.kind == "mtmim":
-            x_id, x_age = self.net.factorise(x)  # sec. 3.3: x_age = φ(x), x_id = x − x_age
-        else:
-            x_id, x_age = x, x
-        loss_id = self.margin(x_id, subjects)  # L_ID, eq. 6
-        loss = loss_id
-        logs = {"loss_id": loss_id.item()}
-        if self.age_head is not None:
-            loss_age = F.cross_entropy(self.age_head(x_age), source["age_group"].long())  # L_AGE
-            loss = loss + self.params.lambda_age * loss_age
-            logs["loss_age"] = loss_age.item()
-        if self.club is not None:
-            # Fit q_σ(x_age | x_id) by maximum likelihood on this batch (eq. 4), encoder fixed.
-            fixed_id, fixed_age = x_id.detach(), x_age.detach()
-            for _ in range(self.params.club_steps):
-                ctx.optimize("club", -self.club.log_likelihood(fixed_id, fixed_age))
-            # Then eq. 3 with the updated q_σ, differentiated with respect to the encoder only.
-            self.club.requires_grad_(False)
-            try:
-                mi = self.club.mi_upper_bound(x_id, x_age, estimator=self.params.club_estimator)
-            finally:
-                self.club.requires_grad_(True)
-            loss = loss + self.params.lambda_mim * mi  # λ_MIM·L_MIM of eq. 7
-            logs["mi_club"] = mi.item()
-            self._mi_sum += mi.item()
-            self._mi_count += 1
-        ctx.optimize("encoder", loss)
-        return {"loss": loss.item(), **logs}
+            x = self.net(source["image"])
+        loss_id = self.margin(x.float(), source["subject"].long())  # L_ID, eq. 6 (the heads run in float32)
+        ctx.optimize("encoder", loss_id)
+        return {"loss": loss_id.item(), "loss_id": loss_id.item()}
 
     @torch.no_grad()
     def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
         logs: dict[str, float] = {}
-        if self.club is not None:
-            logs["mi_club"] = self._mi_sum / max(self._mi_count, 1)  # the epoch's mean CLUB estimate (Fig. 6)
-            self._mi_sum, self._mi_count = 0.0, 0
-        if len(self.val_images) == 0:
-            return logs
-        if self.club is not None and len(self.val_images) >= 2:
-            parts = predict_batches(_Parts(self.net), self.val_images, device=ctx.device, amp=ctx.amp)
-            d = self.net.embedding_dim
-            x_id = torch.as_tensor(parts[:, :d], dtype=torch.float32, device=ctx.device)
-            x_age = torch.as_tensor(parts[:, d:], dtype=torch.float32, device=ctx.device)
-            logs["val_mi_club"] = float(self.club.mi_upper_bound(x_id, x_age, estimator="pairs"))
-        if self.val_subjects is not None:
+        if len(self.val_images) and self.val_subjects is not None:
             rank1 = self.val_rank1(ctx.device, amp=ctx.amp)
             if rank1 is not None:
                 logs["val_rank1"] = rank1
@@ -486,6 +390,96 @@ class _FaceMethod(TrainableMethod):
         return rank_k(embeddings, embeddings, inverse[keep], inverse[keep], k=1, exclude_self=True)
 
 
+class ArcFaceAgeMethod(ArcFaceMethod):
+    """Table 5's "+Age": L = L_ID(x) + λ_AGE·L_AGE(x), L_AGE the cross-entropy of an age-group classifier (one
+    FC layer, section 3.4) on the same feature."""
+
+    def __init__(self, *, age_head: nn.Module, **common) -> None:
+        super().__init__(**common)
+        self.age_head = age_head
+
+    def modules(self) -> nn.ModuleDict:
+        return nn.ModuleDict({"net": self.net, "margin": self.margin, "age_head": self.age_head})
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [p for module in (self.net, self.margin, self.age_head) for p in module.parameters()]
+
+    def age_loss(self, x_age: torch.Tensor, source: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L_AGE: cross-entropy of the age-group classifier (groups of about equal size, section 3.4)."""
+        return F.cross_entropy(self.age_head(x_age), source["age_group"].long())
+
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+        source = batches["source"]
+        with ctx.autocast():
+            x = self.net(source["image"])
+        x = x.float()  # the heads run in float32
+        loss_id = self.margin(x, source["subject"].long())  # L_ID, eq. 6
+        loss_age = self.age_loss(x, source)  # L_AGE on the same feature
+        loss = loss_id + self.params.lambda_age * loss_age
+        ctx.optimize("encoder", loss)
+        return {"loss": loss.item(), "loss_id": loss_id.item(), "loss_age": loss_age.item()}
+
+
+class MTMIMMethod(ArcFaceAgeMethod):
+    """MT-MIM (sections 3.2-3.4, Algorithm 1): x = E(image), x_age = φ(x), x_id = x − x_age, and eq. 7,
+
+        L = L_ID(x_id) + λ_AGE·L_AGE(x_age) + λ_MIM·L_MIM(x_id, x_age),
+
+    L_MIM the CLUB bound of eq. 3 under q_σ(x_age | x_id), which is first fitted on the batch's detached
+    features by maximum likelihood (eq. 4), ``club_steps`` times on its own optimiser (section 4.1: 5).
+    """
+
+    def __init__(self, *, club: GaussianCLUB, **common) -> None:
+        super().__init__(**common)
+        self.club = club
+        self._mi_sum = 0.0
+        self._mi_count = 0
+
+    def modules(self) -> nn.ModuleDict:
+        return nn.ModuleDict({"net": self.net, "margin": self.margin, "age_head": self.age_head, "club": self.club})
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        # Section 4.1: the MI estimator has its own (Adam) learning rate; Θ (encoder_parameters) never holds q_σ.
+        return {**super().make_optimizers(), "club": torch.optim.Adam(self.club.parameters(), lr=self.params.club_lr)}
+
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+        source = batches["source"]
+        p = self.params
+        with ctx.autocast():
+            x = self.net.embedder(source["image"])
+        x_id, x_age = self.net.factorise(x.float())  # sec. 3.3: x_age = φ(x), x_id = x − x_age (float32)
+        loss_id = self.margin(x_id, source["subject"].long())  # L_ID(x_id), eq. 6
+        loss_age = self.age_loss(x_age, source)  # L_AGE(x_age)
+        loss = loss_id + p.lambda_age * loss_age
+        # Fit q_σ(x_age | x_id) by maximum likelihood on this batch (eq. 4), encoder fixed.
+        fixed_id, fixed_age = x_id.detach(), x_age.detach()
+        for _ in range(p.club_steps):
+            ctx.optimize("club", -self.club.log_likelihood(fixed_id, fixed_age))
+        # Then eq. 3 with the updated q_σ, differentiated with respect to the encoder only.
+        self.club.requires_grad_(False)
+        try:
+            mi = self.club.mi_upper_bound(x_id, x_age, estimator=p.club_estimator)
+        finally:
+            self.club.requires_grad_(True)
+        loss = loss + p.lambda_mim * mi  # + λ_MIM·L_MIM of eq. 7
+        self._mi_sum += mi.item()
+        self._mi_count += 1
+        ctx.optimize("encoder", loss)
+        return {"loss": loss.item(), "loss_id": loss_id.item(), "loss_age": loss_age.item(), "mi_club": mi.item()}
+
+    @torch.no_grad()
+    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
+        logs = {"mi_club": self._mi_sum / max(self._mi_count, 1)}  # the epoch's mean CLUB estimate (Fig. 6)
+        self._mi_sum, self._mi_count = 0.0, 0
+        if len(self.val_images) >= 2:
+            parts = predict_batches(_Parts(self.net), self.val_images, device=ctx.device, amp=ctx.amp)
+            d = self.net.embedding_dim
+            x_id = torch.as_tensor(parts[:, :d], dtype=torch.float32, device=ctx.device)
+            x_age = torch.as_tensor(parts[:, d:], dtype=torch.float32, device=ctx.device)
+            logs["val_mi_club"] = float(self.club.mi_upper_bound(x_id, x_age, estimator="pairs"))
+        return {**logs, **super().end_of_epoch(ctx)}
+
+
 # ------------------------------------------------------------------------------------------ baselines
 
 
@@ -493,13 +487,15 @@ class ArcFace(Baseline):
     """ArcFace (or CosFace) embedding, trained with the identity loss only: Table 5's "Baseline" row."""
 
     task = "face_recognition"
-    kind = "arcface"
+    #: The registry name, for messages.
+    name = "arcface"
     Params = ArcFaceParams
 
     def __init__(self, *, protocol: Protocol, params: ArcFaceParams) -> None:
         self.protocol = protocol
         self.params = params
         self.net: nn.Module | None = None
+        self.loop: LoopConfig | None = None
         self.n_classes: int | None = None
         self.age_edges: np.ndarray | None = None
 
@@ -520,49 +516,52 @@ class ArcFace(Baseline):
         embedder = FaceEmbedder(backbone=m.backbone, pretrained=m.pretrained, embedding_dim=self.params.embedding_dim,
                                 mean=IMAGENET_MEAN if imagenet else PAPER_MEAN, std=IMAGENET_STD if imagenet else PAPER_STD)
         if self.params.init is not None:
-            _load_embedder(embedder, self.params.init, where=f"baseline {self.kind}: params.init")
+            _load_embedder(embedder, self.params.init, where=f"baseline {self.name}: params.init")
         return embedder
 
-    def prepare(self, data: FitData, seed: int) -> tuple[_FaceMethod, dict[str, ImageBatches]]:
+    def build_net(self, embedder: FaceEmbedder) -> nn.Module:
+        """The network :meth:`predict` embeds with: here the encoder E itself."""
+        return embedder
+
+    def training_labels(self, data: FaceFitData, subjects: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-image labels of the training stream: identity codes 0..C−1."""
+        return {"subject": subjects.astype(np.int64)}
+
+    def make_method(self, **common) -> ArcFaceMethod:
+        """The training method, from the arguments every :class:`ArcFaceMethod` takes."""
+        return ArcFaceMethod(**common)
+
+    def prepare(self, data: FitData, loop: LoopConfig) -> tuple[ArcFaceMethod, dict[str, ImageBatches]]:
         """Build the networks (seeded) and the training method and batch streams; :meth:`fit` runs them."""
-        data = _require_subjects(data, self.kind)
+        data = _require_subjects(data, self.name)
         _, subjects = np.unique(np.asarray(data.train_subjects), return_inverse=True)
         self.n_classes = int(subjects.max()) + 1 if len(subjects) else 0
         if self.n_classes < 2:
-            raise UserInputError(f"baseline {self.kind} needs training images of at least 2 identities, got {self.n_classes}.")
-        torch.manual_seed(seed)  # the initial weights are part of the run's seed
-        embedder = self.build_embedder()
+            raise UserInputError(f"baseline {self.name} needs training images of at least 2 identities, got {self.n_classes}.")
+        self.loop = loop
+        torch.manual_seed(loop.seed)  # the initial weights are part of the run's seed
         p = self.params
-        net: nn.Module = (FactorisedFaceNet(embedder, layers=p.factor_layers) if self.kind == "mtmim" else embedder)
+        self.net = self.build_net(self.build_embedder())
         margin = MarginSoftmax(p.embedding_dim, self.n_classes, margin_type=p.margin_type, s=p.scale, m=p.margin,
                                easy_margin=p.easy_margin)
-        labels = {"subject": subjects.astype(np.int64)}
-        age_head = club = None
-        if self.kind in ("arcface_age", "mtmim"):
-            self.age_edges = balanced_age_edges(data.train_ages, p.age_groups)
-            labels["age_group"] = age_groups(data.train_ages, self.age_edges)
-            age_head = nn.Linear(p.embedding_dim, len(self.age_edges) + 1)  # "mapped through a FC layer"
-        if self.kind == "mtmim":
-            club = GaussianCLUB(p.embedding_dim, p.embedding_dim, p.club_hidden or p.embedding_dim)
-        self.net = net
-        method = _FaceMethod(kind=self.kind, net=net, margin=margin, age_head=age_head, club=club, params=p,
-                             protocol=self.protocol, val_images=data.val_images, val_subjects=data.val_subjects)
+        labels = self.training_labels(data, subjects)
+        method = self.make_method(net=self.net, margin=margin, params=p, loop=loop, val_images=data.val_images,
+                                  val_subjects=data.val_subjects)
         return method, {"source": ImageBatches(data.train_images, labels)}
 
     def fit(self, data: FitData, loop: LoopConfig) -> TrainHistory:
-        method, streams = self.prepare(data, loop.seed)
+        method, streams = self.prepare(data, loop)
         return fit(method, streams, loop)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """(N, D) float32 L2-normalised embeddings, D = :attr:`embedding_size`."""
-        if self.net is None:
+        if self.net is None or self.loop is None:
             raise RuntimeError("predict() before fit()")
         if len(images) == 0:
             return np.zeros((0, self.embedding_size), dtype=np.float32)
-        t = self.protocol.training
         embedder = _FlipTestEmbedding(self.net, flip=self.params.flip_test)
-        return predict_batches(embedder, images, device=resolve_device(t.device), amp=t.amp,
-                               channels_last=t.channels_last).astype(np.float32)
+        return predict_batches(embedder, images, device=resolve_device(self.loop.device), amp=self.loop.amp,
+                               channels_last=self.loop.channels_last).astype(np.float32)
 
     def save_embedder(self, path: str | Path) -> None:
         """Write the encoder E's state dict, loadable by any of these baselines through ``init``."""
@@ -572,36 +571,90 @@ class ArcFace(Baseline):
         with atomic_write(Path(path), "wb") as handle:
             torch.save(state, handle)
 
+    def leave_one_out_scores(self, images: np.ndarray, subjects: np.ndarray, ages: np.ndarray, *, loop: LoopConfig,
+                             epochs: int, batch_size: int, lr: float | None, work_dir: Path) -> np.ndarray:
+        """FG-NET's per-image protocol (seed 002 section 4.2: "we leave one image as testing sample and train
+        (finetune) the model with remaining 1,001 images ... repeat this procedure 1,002 times").
+
+        For each image i: a fresh copy of this baseline starts from its fitted encoder (``init``), trains a new
+        identity head on every other image for ``epochs`` epochs (constant learning rate ``lr``, default the
+        training's), and embeds all images; row i of the result is image i's cosine similarity to every image
+        under that model (the diagonal is unused). N fine-tunes: meant for the ``paper`` profile on a GPU.
+        """
+        from facebench.progress import track
+
+        work_dir.mkdir(parents=True, exist_ok=True)
+        init = work_dir / "trained_encoder.pt"
+        self.save_embedder(init)
+        params = self.params.model_copy(update={"init": str(init)})
+        codes = np.unique(np.asarray(subjects), return_inverse=True)[1].astype(np.int64)
+        ages = np.asarray(ages, dtype=np.float64)
+        n = len(images)
+        scores = np.zeros((n, n), dtype=np.float32)
+        for i in track(range(n), description="fine-tuning per left-out image", total=n, enabled=loop.progress):
+            keep = np.arange(n) != i
+            model = type(self)(protocol=self.protocol, params=params)
+            model.fit(FaceFitData(train_images=images[keep], train_ages=ages[keep], train_subjects=codes[keep],
+                                  val_images=images[:0], val_ages=ages[:0]),
+                      replace(loop, epochs=epochs, batch_size=batch_size, lr=lr or loop.lr, lr_schedule="constant",
+                              seed=seed_for(loop.seed, "loo", i), checkpoint_dir=None, progress=False, fingerprint=""))
+            embeddings = model.predict(images).astype(np.float64)
+            embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+            scores[i] = embeddings @ embeddings[i]
+        return scores
+
 
 class ArcFaceAge(ArcFace):
     """ArcFace plus an age-group classifier on the same embedding (L_ID + λ_AGE·L_AGE): Table 5's "+Age"."""
 
-    kind = "arcface_age"
+    name = "arcface_age"
     Params = ArcFaceAgeParams
 
+    def training_labels(self, data: FaceFitData, subjects: np.ndarray) -> dict[str, np.ndarray]:
+        """Identity codes and age groups of about equal size, cut at quantiles of the training ages (section 3.4)."""
+        self.age_edges = balanced_age_edges(data.train_ages, self.params.age_groups)
+        return {**super().training_labels(data, subjects), "age_group": age_groups(data.train_ages, self.age_edges)}
 
-class MTMIM(ArcFace):
+    def build_age_head(self) -> nn.Linear:
+        """The age-group classifier: x_age "mapped through a FC layer" to one logit per group (section 3.4)."""
+        return nn.Linear(self.params.embedding_dim, len(self.age_edges) + 1)
+
+    def make_method(self, **common) -> ArcFaceAgeMethod:
+        return ArcFaceAgeMethod(age_head=self.build_age_head(), **common)
+
+
+class MTMIM(ArcFaceAge):
     """MT-MIM (seed 002): factorised x_id / x_age, L_ID(x_id) + λ_AGE·L_AGE(x_age) + λ_MIM·CLUB(x_id; x_age)."""
 
-    kind = "mtmim"
+    name = "mtmim"
     Params = MTMIMParams
+
+    def build_net(self, embedder: FaceEmbedder) -> FactorisedFaceNet:
+        """E followed by the feature factorisation unit φ; it embeds x_id (section 3.1)."""
+        return FactorisedFaceNet(embedder, layers=self.params.factor_layers)
+
+    def make_method(self, **common) -> MTMIMMethod:
+        p = self.params
+        age_head = self.build_age_head()
+        club = GaussianCLUB(p.embedding_dim, p.embedding_dim, p.club_hidden or p.embedding_dim)  # q_σ(x_age | x_id)
+        return MTMIMMethod(age_head=age_head, club=club, **common)
 
 
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def _require_subjects(data: FitData, kind: str) -> FaceFitData:
+def _require_subjects(data: FitData, name: str) -> FaceFitData:
     if not isinstance(data, FaceFitData):
-        raise UserInputError(f"baseline {kind} trains on identity labels, so it needs FaceFitData with train_subjects "
+        raise UserInputError(f"baseline {name} trains on identity labels, so it needs FaceFitData with train_subjects "
                              f"(a face_recognition protocol), not {type(data).__name__}.")
     if len(data.train_subjects) != len(data.train_images):
-        raise UserInputError(f"baseline {kind}: train_subjects has {len(data.train_subjects)} labels for "
+        raise UserInputError(f"baseline {name}: train_subjects has {len(data.train_subjects)} labels for "
                              f"{len(data.train_images)} training images.")
     if data.val_subjects is not None and len(data.val_subjects) != len(data.val_images):
-        raise UserInputError(f"baseline {kind}: val_subjects has {len(data.val_subjects)} labels for "
+        raise UserInputError(f"baseline {name}: val_subjects has {len(data.val_subjects)} labels for "
                              f"{len(data.val_images)} validation images.")
     if len(data.train_ages) != len(data.train_images):
-        raise UserInputError(f"baseline {kind}: train_ages has {len(data.train_ages)} values for "
+        raise UserInputError(f"baseline {name}: train_ages has {len(data.train_ages)} values for "
                              f"{len(data.train_images)} training images.")
     return data
 
@@ -628,39 +681,3 @@ def _load_embedder(embedder: FaceEmbedder, path: str, *, where: str) -> None:
         detail = first[1].strip() if len(first) > 1 else first[0] if first else ""
         raise UserInputError(f"{where}: {file} does not fit a FaceEmbedder with this backbone and embedding_dim "
                              f"({detail.rstrip('.')}).") from None
-
-
-def leave_one_out_finetuned_scores(trained: ArcFace, images: np.ndarray, subjects: np.ndarray, ages: np.ndarray, *,
-                                   loop: LoopConfig, epochs: int, batch_size: int, lr: float | None,
-                                   work_dir: Path) -> np.ndarray:
-    """FG-NET's per-image protocol (seed 002 section 4.2: "we leave one image as testing sample and train
-    (finetune) the model with remaining 1,001 images ... repeat this procedure 1,002 times").
-
-    For each image i: a fresh copy of ``trained``'s baseline starts from its encoder (``init``), trains a new
-    identity head on every other image for ``epochs`` epochs, and embeds all images; row i of the result is
-    image i's cosine similarity to every image under that model (the diagonal is unused). N fine-tunes:
-    meant for the ``paper`` profile on a GPU.
-    """
-    from facebench.progress import track
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    init = work_dir / "trained_encoder.pt"
-    trained.save_embedder(init)
-    params = trained.params.model_copy(update={"init": str(init)})
-    training = trained.protocol.training
-    protocol = trained.protocol.model_copy(update={"training": training.model_copy(update={"lr": lr or training.lr})})
-    codes = np.unique(np.asarray(subjects), return_inverse=True)[1].astype(np.int64)
-    ages = np.asarray(ages, dtype=np.float64)
-    n = len(images)
-    scores = np.zeros((n, n), dtype=np.float32)
-    for i in track(range(n), description="fine-tuning per left-out image", total=n, enabled=loop.progress):
-        keep = np.arange(n) != i
-        model = type(trained)(protocol=protocol, params=params)
-        model.fit(FaceFitData(train_images=images[keep], train_ages=ages[keep], train_subjects=codes[keep],
-                              val_images=images[:0], val_ages=ages[:0]),
-                  LoopConfig(epochs=epochs, batch_size=batch_size, seed=seed_for(loop.seed, "loo", i), device=loop.device,
-                             amp=loop.amp, channels_last=loop.channels_last, hflip=loop.hflip, progress=False))
-        embeddings = model.predict(images).astype(np.float64)
-        embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-        scores[i] = embeddings @ embeddings[i]
-    return scores

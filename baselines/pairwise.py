@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
@@ -38,11 +36,11 @@ from facebench.baselines.age_regression import (
     GradientReversal,
     grl_coefficient,
     laplacian_smoothness,
-    make_optimizer,
 )
-from facebench.baselines.base import Baseline, BaselineParams, FitData
+from facebench.baselines.base import Baseline, FitData
 from facebench.baselines.mds import ages_from_differences
 from facebench.baselines.nets import Normalize, RegressionHead, build_backbone
+from facebench.baselines.params import PairwiseParams
 from facebench.baselines.training import (
     ImageBatches,
     LoopConfig,
@@ -50,6 +48,8 @@ from facebench.baselines.training import (
     TrainableMethod,
     TrainHistory,
     fit,
+    make_optimizer,
+    predict_batches,
     resolve_device,
     seed_for,
 )
@@ -165,45 +165,51 @@ def pairwise_losses(net: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tens
 # ---------------------------------------------------------------------------------------------- inference
 
 
-@torch.no_grad()
+class _DifferenceAndProbability(nn.Module):
+    """(f1(A, B), f2(A, B) = sigmoid(rank logit)) of a pair net, the rank part None without a rank head."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        diff, logit = self.net(a, b)
+        return diff, None if logit is None else torch.sigmoid(logit.float())
+
+
 def pair_outputs(net: nn.Module, images: np.ndarray, pairs: np.ndarray, *, device: torch.device,
                  amp: bool = True, channels_last: bool = True, batch_size: int = 256,
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """Predicted differences f1 and probabilities f2 for ``pairs`` (m, 2) of indices into a uint8 store.
 
-    Returns float64 arrays (m,); the probabilities are None for a net without a rank head.
+    Returns float64 arrays (m,); the probabilities are None for a net without a rank head. The batches go
+    through the one inference loop, :func:`facebench.baselines.training.predict_batches`.
     """
-    net.eval()
-    use_amp = amp and device.type == "cuda"
-    diffs, probs = [], []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        a, b = (torch.from_numpy(np.ascontiguousarray(images[chunk[:, k]])).to(device).float().div_(255.0)
-                for k in (0, 1))
-        if channels_last and device.type == "cuda":
-            a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=device.type, dtype=torch.float16) if use_amp else contextlib.nullcontext():
-            diff, logit = net(a, b)
-        diffs.append(diff.float().cpu().numpy())
-        if logit is not None:
-            probs.append(torch.sigmoid(logit.float()).cpu().numpy())
-    diff_out = np.concatenate(diffs).astype(np.float64) if diffs else np.empty(0)
-    prob_out = np.concatenate(probs).astype(np.float64) if probs else None
-    return diff_out, prob_out
+    if len(pairs) == 0:
+        return np.empty(0), None
+    diff, prob = predict_batches(_DifferenceAndProbability(net), images, pairs=pairs, device=device,
+                                 batch_size=batch_size, amp=amp, channels_last=channels_last)
+    return diff, prob
 
 
 # ------------------------------------------------------------------------------------------------ training
 
 
-class _PairwiseMethod(TrainableMethod):
-    """Equation 5's source terms on random source pairs: each batch paired with shifted copies of itself."""
+#: Stream number of the RNG that pairs target images with each other (``[seed, 7, epoch, step]``). Any fixed
+#: number apart from the others would do; 7 is the one every pairwise run so far was trained with, so it stays.
+TARGET_PAIRING_STREAM = 7
 
-    def __init__(self, net: PairwiseAgeNet, protocol: Protocol, params: Pairwise.Params, *, seed: int,
+
+class PairwiseMethod(TrainableMethod):
+    """Equation 5 on random source pairs (each batch paired with shifted copies of itself), and its target
+    terms on pairs of unlabelled target images when γ or the smoothing weight is set."""
+
+    def __init__(self, *, net: PairwiseAgeNet, params: PairwiseParams, loop: LoopConfig,
                  val_images: np.ndarray, val_ages: np.ndarray) -> None:
         self.net = net
-        self.protocol = protocol
         self.params = params
-        self.seed = seed
+        self.loop = loop
+        self.seed = loop.seed
         self.val_images = val_images
         self.val_ages = np.asarray(val_ages, dtype=np.float64)
         self._epoch = -1
@@ -216,7 +222,7 @@ class _PairwiseMethod(TrainableMethod):
             {params.adapt_layer: DomainDiscriminator(net.feature_dims[params.adapt_layer])} if params.gamma > 0 else {})
         n = len(val_images)
         if n >= 2:  # fixed validation pairs: i with a random other image, the same every epoch
-            shift = np.random.default_rng(seed_for(seed, "pairwise-val")).integers(1, n, size=n)
+            shift = np.random.default_rng(seed_for(self.seed, "pairwise-val")).integers(1, n, size=n)
             self.val_pairs = np.stack([np.arange(n), (np.arange(n) + shift) % n], axis=1)
         else:
             self.val_pairs = np.empty((0, 2), dtype=np.int64)
@@ -225,8 +231,7 @@ class _PairwiseMethod(TrainableMethod):
         return nn.ModuleDict({"pairwise": self.net, "adversary": self.adversary})
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        t = self.protocol.training
-        optimizers = {"pairwise": make_optimizer(t.optimizer, self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)}
+        optimizers = {"pairwise": make_optimizer(self.net.parameters(), self.loop)}
         if len(self.adversary):  # section 4.2: Adam for the regression network, SGD for the adversary
             optimizers["adversary"] = torch.optim.SGD(self.adversary.parameters(), lr=self.params.adversary_lr, momentum=0.9)
         return optimizers
@@ -253,12 +258,13 @@ class _PairwiseMethod(TrainableMethod):
         repeats = len(partner) // n
         p = self.params
         losses = pairwise_losses(self.net, x.repeat(repeats, 1, 1, 1), x[partner], y.repeat(repeats), y[partner],
-                                 alpha=p.alpha, beta=p.beta, rank=p.rank, reg_loss=self.protocol.training.loss,
+                                 alpha=p.alpha, beta=p.beta, rank=p.rank, reg_loss=self.loop.loss,
                                  same=x, autocast=ctx.autocast)
-        total = losses["total"]
+        total = losses["total"]  # L_reg + α·L_rank + β·L_id: the source terms of equation 5
         names: tuple[str, ...] = ("pairwise",)
         logs: dict[str, float] = {}
         if self.adapting and "target" in batches:
+            # + γ·L_adv + β·L_id(target pairs) + σ·L_smooth: the target terms of equation 5
             total = total + self._target_terms(x, x[partner[:n]], batches["target"]["image"], ctx, logs)
             names = ("pairwise", "adversary") if len(self.adversary) else names
         ctx.optimize(names, total)
@@ -274,7 +280,7 @@ class _PairwiseMethod(TrainableMethod):
         """γ·L_adv(g(x_s pairs), g(x_t pairs)) + β·L_id(target pairs) + σ·L_smooth of equation 5."""
         p = self.params
         m = len(target)
-        shift = int(np.random.default_rng([self.seed, 7, ctx.epoch, ctx.step]).integers(1, max(m, 2)))
+        shift = int(np.random.default_rng([self.seed, TARGET_PAIRING_STREAM, ctx.epoch, ctx.step]).integers(1, max(m, 2)))
         partner = (torch.arange(m, device=target.device) + shift) % m
         with ctx.autocast():
             source_features = self.net.forward_features(a, b)
@@ -326,29 +332,14 @@ class Pairwise(Baseline):
     task = "age_regression"
 
     target_anchors = 2
+    Params = PairwiseParams
 
-    class Params(BaselineParams):
-        alpha: float = Field(1.0, ge=0, description="weight of the rank loss (equation 5's α)")
-        beta: float = Field(0.1, ge=0, description="weight of the identity/antisymmetry constraints (β)")
-        rank: bool = Field(True, description="use the rank head (False: Table 7's 'Regression' row, α = 0)")
-        pairs_per_image: int = Field(1, ge=1, description="training pairs per source image per batch")
-        references: int = Field(8, ge=1, description="k: random other images each image is compared with at inference")
-        chunk_size: int = Field(64, ge=2, description="images per MDS problem at inference (plus the anchors)")
-        mds: Literal["mds", "least_squares"] = Field("mds", description="'mds' (the paper) or the least-squares cross-check")
-        gamma: float = Field(0.0, ge=0, description="γ: weight of the adversarial term on target pairs (0: off)")
-        adapt_layer: Literal["conv", "fc1", "fc2", "fc3", "fc4"] = Field("fc1", description="pair features the adversary sees")
-        adversary_lr: float = Field(0.01, gt=0, description="SGD learning rate of the domain discriminator")
-        smoothing_weight: float = Field(0.0, ge=0, description="σ-weight of the graph-Laplacian smoothness term (0: off)")
-        smoothing_sigma: float | None = Field(None, gt=0, description="σ of eq. 3; None: median heuristic")
-        anchor_scale: Literal["anchors", "unit"] = Field(
-            "anchors", description="'anchors': fit scale and offset of the MDS axis to the anchors (the paper); "
-                                   "'unit': offset only (differences are already in years)")
-
-    def __init__(self, *, protocol: Protocol, params: BaselineParams) -> None:
+    def __init__(self, *, protocol: Protocol, params: PairwiseParams) -> None:
         self.protocol = protocol
         self.params = params
         self.net: nn.Module | None = None
-        self.device = resolve_device(protocol.training.device)
+        #: The training settings of :meth:`fit`; inference runs on its device. None: a net set by hand (tests).
+        self.loop: LoopConfig | None = None
         self.seed = 0
         #: ``(anchor_images (m, 3, S, S) uint8, anchor_ages (m,))`` with m ≥ 2 labelled target images, set by the runner.
         self.anchors: tuple[np.ndarray, np.ndarray] | None = None
@@ -357,12 +348,12 @@ class Pairwise(Baseline):
         if loop.batch_size < 2 or len(data.train_images) < 2:
             raise ValueError("the pairwise model needs batches of at least 2 source images")
         m, p = self.protocol.model, self.params
+        self.loop = loop
         self.seed = loop.seed
         torch.manual_seed(loop.seed)  # the initial weights are part of the run's seed
         self.net = PairwiseAgeNet(backbone=m.backbone, pretrained=m.pretrained, head_hidden=m.head_hidden,
                                   rank_head=p.rank)
-        method = _PairwiseMethod(self.net, self.protocol, p, seed=loop.seed, val_images=data.val_images,
-                                 val_ages=data.val_ages)
+        method = PairwiseMethod(net=self.net, params=p, loop=loop, val_images=data.val_images, val_ages=data.val_ages)
         streams = {"source": ImageBatches(data.train_images, {"age": data.train_ages.astype(np.float32)})}
         if method.streams:
             if data.target_images is None or len(data.target_images) < 2:
@@ -407,8 +398,11 @@ class Pairwise(Baseline):
         out = np.empty(n, dtype=np.float64)
         if n == 0:
             return out
-        self.net.to(self.device)
-        t = self.protocol.training
+        # A net set by hand, without fit, runs on the CPU in float32.
+        device = resolve_device(self.loop.device) if self.loop is not None else torch.device("cpu")
+        amp = self.loop.amp if self.loop is not None else False
+        channels_last = self.loop.channels_last if self.loop is not None else False
+        self.net.to(device)
         rng = np.random.default_rng(seed_for(self.seed, "pairwise-predict"))
         anchor_images = np.asarray(anchor_images)
         for chunk in np.array_split(np.arange(n), -(-n // p.chunk_size)):
@@ -424,8 +418,7 @@ class Pairwise(Baseline):
             pairs.update((c + s, c + u) for s in range(m) for u in range(s + 1, m))
             unique = np.array(sorted(pairs), dtype=np.int64)
             both = np.concatenate([unique, unique[:, ::-1]])
-            diff, prob = pair_outputs(self.net, store, both, device=self.device, amp=t.amp,
-                                      channels_last=t.channels_last)
+            diff, prob = pair_outputs(self.net, store, both, device=device, amp=amp, channels_last=channels_last)
             size = c + m
             diff_matrix = np.full((size, size), np.nan)
             diff_matrix[both[:, 0], both[:, 1]] = diff

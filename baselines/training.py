@@ -71,9 +71,16 @@ def distributed_rank() -> tuple[int, int]:
 
 @dataclass(frozen=True, kw_only=True)
 class LoopConfig:
+    """Every training setting a method gets: the one typed channel from ``protocol.training`` (and ``--seed``) to
+    the methods, which never read the protocol's training section themselves. The defaults are the protocol's."""
+
     epochs: int
     batch_size: int
     seed: int
+    optimizer: str = "adam"  # of the method's main network: "adam", "adamw" or "sgd" (momentum 0.9)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "l1"  # the regression loss of the age methods: "l1" or "l2"
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
@@ -82,6 +89,14 @@ class LoopConfig:
     checkpoint_dir: Path | None = None
     progress: bool = True
     fingerprint: str = ""  # what is being trained; a checkpoint of something else is never resumed
+
+
+def make_optimizer(parameters, config: LoopConfig) -> torch.optim.Optimizer:
+    """The optimiser of a method's main network, as ``config`` names it (SGD with momentum 0.9 for "sgd")."""
+    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    if config.optimizer in optimizers:
+        return optimizers[config.optimizer](parameters, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
 
 
 class ImageBatches:
@@ -307,15 +322,41 @@ def _cycle(batches: ImageBatches, config: LoopConfig, epoch: int) -> Iterator[di
 
 @torch.no_grad()
 def predict_batches(model: nn.Module, images: np.ndarray, *, device: torch.device, batch_size: int = 256,
-                    amp: bool = True, channels_last: bool = True) -> np.ndarray:
-    """Run ``model`` over a uint8 image store in batches (eval mode, autocast on CUDA); float64 outputs."""
+                    amp: bool = True, channels_last: bool = True, pairs: np.ndarray | None = None,
+                    ) -> np.ndarray | tuple[np.ndarray | None, ...]:
+    """Run ``model`` over a uint8 image store in batches (eval mode, autocast on CUDA); float64 outputs.
+
+    The one batched inference loop (baselines, the pairwise model, submitted models). With ``pairs`` (m, k) of
+    indices into ``images``, each call gets k image batches, ``model(images[pairs[:, 0]], …)``, over a batch of
+    rows of ``pairs``. A model that returns a tuple of tensors gets a tuple of arrays back (None where it
+    returned None); an empty input gives ``np.empty((0,))``.
+    """
     model.eval()
     outputs = []
     use_amp = amp and device.type == "cuda"
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device).float().div_(255.0)
+
+    def prepare(store: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(store)).to(device).float().div_(255.0)
         if channels_last and device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    n = len(images) if pairs is None else len(pairs)
+    for start in range(0, n, batch_size):
+        if pairs is None:
+            inputs = [prepare(images[start : start + batch_size])]
+        else:
+            rows = pairs[start : start + batch_size]
+            inputs = [prepare(images[rows[:, k]]) for k in range(rows.shape[1])]
         with torch.autocast(device_type=device.type, dtype=torch.float16) if use_amp else contextlib.nullcontext():
-            outputs.append(model(x).float().cpu().numpy())
-    return np.concatenate(outputs).astype(np.float64) if outputs else np.empty((0,))
+            output = model(*inputs)
+        if isinstance(output, tuple):
+            outputs.append(tuple(None if part is None else part.float().cpu().numpy() for part in output))
+        else:
+            outputs.append(output.float().cpu().numpy())
+    if not outputs:
+        return np.empty((0,))
+    if isinstance(outputs[0], tuple):  # one array per output, over the batches
+        per_output = zip(*outputs, strict=True)
+        return tuple(None if parts[0] is None else np.concatenate(parts).astype(np.float64) for parts in per_output)
+    return np.concatenate(outputs).astype(np.float64)

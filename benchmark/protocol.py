@@ -356,19 +356,21 @@ def _check_names(protocol: Protocol, where: str) -> None:
         raise UserInputError(
             f"{where}: key 'evaluation.primary_metric': '{protocol.evaluation.primary_metric}' is not one of evaluation.metrics."
         )
-    from facebench.baselines.nets import backbone_names
+    # Torch-free: the baselines' params models and the backbone names live apart from the torch code.
+    from facebench.baselines.params import BACKBONE_NAMES
+    from facebench.baselines.specs import as_baseline_spec
 
-    if protocol.model.backbone not in backbone_names():
+    if protocol.model.backbone not in BACKBONE_NAMES:
         raise UserInputError(
             f"{where}: key 'model.backbone': unknown backbone '{protocol.model.backbone}'"
-            f"{did_you_mean(protocol.model.backbone, backbone_names())}."
+            f"{did_you_mean(protocol.model.backbone, BACKBONE_NAMES)}."
         )
     if protocol.training.leave_one_out_finetune is not None:
         if protocol.task != "face_identification_loo":
             raise UserInputError(f"{where}: key 'training.leave_one_out_finetune' applies to task "
                                  f"face_identification_loo only, not to '{protocol.task}'.")
         for i, baseline in enumerate(protocol.baselines):  # fine-tuning starts from the trained encoder
-            if not hasattr(BASELINES.get(baseline.name), "save_embedder"):
+            if not as_baseline_spec(BASELINES.get(baseline.name)).leave_one_out_finetune:
                 raise UserInputError(f"{where}: key 'baselines[{i}].name': baseline '{baseline.name}' has no trainable "
                                      "encoder, so training.leave_one_out_finetune cannot fine-tune it.")
     known_attributes = TASKS.get(protocol.task).group_attributes
@@ -379,18 +381,18 @@ def _check_names(protocol: Protocol, where: str) -> None:
             )
     for i, baseline in enumerate(protocol.baselines):
         key = f"baselines[{i}]"
-        cls = BASELINES.get(baseline.name, where=f"{where}: key '{key}.name'")
+        spec = as_baseline_spec(BASELINES.get(baseline.name, where=f"{where}: key '{key}.name'"))
         task = TASKS.get(protocol.task)
-        if cls.task != task.baseline_kind:
-            raise UserInputError(f"{where}: key '{key}.name': baseline '{baseline.name}' is a {cls.task} method and "
+        if spec.task != task.baseline_kind:
+            raise UserInputError(f"{where}: key '{key}.name': baseline '{baseline.name}' is a {spec.task} method and "
                                  f"cannot run task '{protocol.task}'.")
         try:
-            cls.Params.model_validate(baseline.params)
+            spec.params.model_validate(baseline.params)
         except ValidationError as exc:
             first = exc.errors()[0]
             sub = _format_location(tuple(first["loc"]))
             if first["type"] == "extra_forbidden":
-                hint = did_you_mean(str(first["loc"][-1]), cls.Params.model_fields)
+                hint = did_you_mean(str(first["loc"][-1]), spec.params.model_fields)
                 raise UserInputError(f"{where}: unknown key '{key}.params.{sub}'{hint}.") from None
             raise UserInputError(f"{where}: key '{key}.params.{sub}': {first['msg'].rstrip('.')}.") from None
 

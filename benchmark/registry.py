@@ -103,7 +103,8 @@ class Registry(Generic[T]):
 DATASETS: Registry = Registry("datasets")
 #: Split builders: name → callable(table, *, seed, **params) -> Split.
 SPLITS: Registry = Registry("splits")
-#: Baselines: name → Baseline class (with a pydantic ``Params`` model).
+#: Baselines: name → ``facebench.baselines.specs.BaselineSpec`` (task, params model; the torch class loads lazily),
+#: or a plugin's Baseline class.
 BASELINES: Registry = Registry("baselines")
 #: Tasks: task name → :class:`facebench.tasks.base.Task`.
 TASKS: Registry = Registry("tasks")
@@ -121,14 +122,14 @@ SPLITS.register("leave_one_out", "facebench.data.splits:leave_one_out_split")
 SPLITS.register("age_gap_pairs", "facebench.data.splits:age_gap_pairs_split")
 SPLITS.register("listed_pairs", "facebench.data.splits:listed_pairs_split")
 SPLITS.register("subject_holdout", "facebench.data.splits:subject_holdout_split")
-BASELINES.register("source_only", "facebench.baselines.age_regression:SourceOnly")
-BASELINES.register("dann", "facebench.baselines.age_regression:DANN")
-BASELINES.register("mmd", "facebench.baselines.age_regression:MMD")
-BASELINES.register("pairwise", "facebench.baselines.pairwise:Pairwise")
-BASELINES.register("arcface", "facebench.baselines.face_recognition:ArcFace")
-BASELINES.register("arcface_age", "facebench.baselines.face_recognition:ArcFaceAge")
-BASELINES.register("mtmim", "facebench.baselines.face_recognition:MTMIM")
-BASELINES.register("dlib_resnet", "facebench.baselines.dlib_embedder:DlibResNet")
+BASELINES.register("source_only", "facebench.baselines.specs:SOURCE_ONLY")
+BASELINES.register("dann", "facebench.baselines.specs:DANN")
+BASELINES.register("mmd", "facebench.baselines.specs:MMD")
+BASELINES.register("pairwise", "facebench.baselines.specs:PAIRWISE")
+BASELINES.register("arcface", "facebench.baselines.specs:ARCFACE")
+BASELINES.register("arcface_age", "facebench.baselines.specs:ARCFACE_AGE")
+BASELINES.register("mtmim", "facebench.baselines.specs:MTMIM")
+BASELINES.register("dlib_resnet", "facebench.baselines.specs:DLIB_RESNET")
 TASKS.register("age_regression", "facebench.tasks.age_regression:AGE_REGRESSION")
 TASKS.register("face_identification", "facebench.tasks.identification:FACE_IDENTIFICATION")
 TASKS.register("face_retrieval", "facebench.tasks.retrieval:FACE_RETRIEVAL")

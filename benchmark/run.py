@@ -91,6 +91,7 @@ def run_id(protocol: Protocol, baseline_name: str, params: dict, seed: int, data
 
 def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     """Run every baseline of ``protocol``; return the run directories (with results.json each)."""
+    from facebench.baselines.specs import as_baseline_spec
     from facebench.baselines.training import LoopConfig, resolve_device
 
     started_all = time.perf_counter()
@@ -123,7 +124,7 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
         if baseline_spec.name not in wanted and baseline_spec.display_name not in wanted:
             continue
         started = time.perf_counter()
-        cls = BASELINES.get(baseline_spec.name)
+        cls = as_baseline_spec(BASELINES.get(baseline_spec.name)).load()
         params = cls.Params.model_validate(baseline_spec.params)
         rid = run_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed, dataset, split,
                      (train_dataset, train_split))
@@ -144,7 +145,8 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
             fingerprint = training_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed,
                                       train_dataset, train_split)
             checkpoint_dir = Path(options.out_dir) / "_trained" / f"{slug}-{fingerprint}"
-        loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=options.seed, device=t.device, amp=t.amp,
+        loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=options.seed, optimizer=t.optimizer, lr=t.lr,
+                          weight_decay=t.weight_decay, loss=t.loss, device=t.device, amp=t.amp,
                           channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule,
                           checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint)
         history = baseline.fit(fit_data, loop)
@@ -159,11 +161,9 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
         predictions = run_dir / task.predictions_file
         finetune = t.leave_one_out_finetune
         if finetune is not None:  # FG-NET's per-image scheme: one fine-tuned model per left-out test image
-            from facebench.baselines.face_recognition import leave_one_out_finetuned_scores
-
             test_ids = list(split["test"])
-            scores = leave_one_out_finetuned_scores(
-                baseline, images("test"), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
+            scores = baseline.leave_one_out_scores(
+                images("test"), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
                 table.loc[test_ids, "age"].to_numpy(dtype=np.float64), loop=loop, epochs=finetune.epochs,
                 batch_size=finetune.batch_size, lr=finetune.lr, work_dir=run_dir / "checkpoints")
             task.write_similarity(predictions, test_ids, scores)

@@ -40,15 +40,17 @@ def _one_thread():
 
 
 def _protocol(*extra: str):
-    """The baselines only read the protocol's model and training sections, so any protocol file serves."""
+    """The baselines only read the protocol's model section (training settings come in the LoopConfig), so any
+    protocol file serves."""
     return load_protocol(PROTOCOL, overrides=["model.backbone=small_cnn", "model.pretrained=null",
                                               f"model.image_size={SIZE}", "training.device=cpu",
                                               "training.optimizer=adam", "training.lr=0.003",
                                               "training.weight_decay=0", "training.lr_schedule=constant", *extra])
 
 
-def _loop(epochs: int, batch_size: int = 24) -> LoopConfig:
-    return LoopConfig(epochs=epochs, batch_size=batch_size, seed=3, device="cpu", hflip=False, progress=False)
+def _loop(epochs: int, batch_size: int = 24, seed: int = 3) -> LoopConfig:
+    return LoopConfig(epochs=epochs, batch_size=batch_size, seed=seed, optimizer="adam", lr=0.003, weight_decay=0.0,
+                      device="cpu", hflip=False, progress=False)
 
 
 def _faces(n_ids: int, per_id: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,7 +186,7 @@ def test_club_pairs_estimator_is_equation_3_over_all_pairs() -> None:
 
 def test_mtmim_step_runs_five_club_updates_then_one_encoder_update() -> None:
     baseline = MTMIM(protocol=_protocol(), params=MTMIM.Params(embedding_dim=8, age_groups=4, club_hidden=8))
-    method, streams = baseline.prepare(_fit_data(), seed=0)
+    method, streams = baseline.prepare(_fit_data(), _loop(1, seed=0))
     modules = method.modules()
     optimizers = method.make_optimizers()
     assert set(optimizers) == {"encoder", "club"}
@@ -246,14 +248,14 @@ def test_flip_test_doubles_the_embedding_dimension() -> None:
     images = data.val_images[:5]
     for flip, width in ((True, 16), (False, 8)):
         baseline = ArcFace(protocol=_protocol(), params=ArcFace.Params(embedding_dim=8, flip_test=flip))
-        baseline.prepare(data, seed=0)
+        baseline.prepare(data, _loop(1, seed=0))
         embeddings = baseline.predict(images)
         assert embeddings.shape == (5, width) == (5, baseline.embedding_size) and embeddings.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
     assert baseline.predict(images[:0]).shape == (0, 8)
     # With flips, the halves are f(x) and f(flip(x)) (each scaled by the one norm of the concatenation).
     flipped = ArcFace(protocol=_protocol(), params=ArcFace.Params(embedding_dim=8, flip_test=True))
-    flipped.prepare(data, seed=0)
+    flipped.prepare(data, _loop(1, seed=0))
     both = flipped.predict(images)
     mirror = flipped.predict(images[..., ::-1].copy())
     np.testing.assert_allclose(both[:, :8], mirror[:, 8:], atol=1e-5)
@@ -262,7 +264,7 @@ def test_flip_test_doubles_the_embedding_dimension() -> None:
 def test_mtmim_embeds_the_identity_part() -> None:
     data = _fit_data(n_ids=3, per_id=4)
     baseline = MTMIM(protocol=_protocol(), params=MTMIM.Params(embedding_dim=8, age_groups=3, flip_test=False))
-    baseline.prepare(data, seed=0)
+    baseline.prepare(data, _loop(1, seed=0))
     baseline.net.eval()
     x = torch.from_numpy(data.val_images[:4]).float() / 255
     with torch.no_grad():
@@ -289,7 +291,7 @@ def test_balanced_age_groups_from_training_ages() -> None:
 def test_age_head_uses_the_balanced_groups() -> None:
     data = _fit_data()
     baseline = ArcFaceAge(protocol=_protocol(), params=ArcFaceAge.Params(embedding_dim=8, age_groups=5))
-    method, streams = baseline.prepare(data, seed=0)
+    method, streams = baseline.prepare(data, _loop(1, seed=0))
     assert method.age_head.out_features == 5 == len(baseline.age_edges) + 1
     counts = np.bincount(streams["source"].labels["age_group"], minlength=5)
     assert counts.max() - counts.min() <= 1
@@ -309,19 +311,19 @@ def test_identity_labels_are_required() -> None:
 def test_init_loads_a_pretrained_embedder(tmp_path: Path) -> None:
     data = _fit_data(n_ids=3, per_id=4)
     source = ArcFace(protocol=_protocol(), params=ArcFace.Params(embedding_dim=8))
-    source.prepare(data, seed=5)
+    source.prepare(data, _loop(1, seed=5))
     path = tmp_path / "gfd.pt"
     source.save_embedder(path)
     target = MTMIM(protocol=_protocol(), params=MTMIM.Params(embedding_dim=8, age_groups=3, init=str(path)))
-    target.prepare(data, seed=6)
+    target.prepare(data, _loop(1, seed=6))
     for (name, a), b in zip(source.embedder.state_dict().items(), target.embedder.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     wrong = ArcFace(protocol=_protocol(), params=ArcFace.Params(embedding_dim=4, init=str(path)))
     with pytest.raises(UserInputError, match="does not fit a FaceEmbedder"):
-        wrong.prepare(data, seed=0)
+        wrong.prepare(data, _loop(1, seed=0))
     missing = ArcFace(protocol=_protocol(), params=ArcFace.Params(init=str(tmp_path / "nope.pt")))
     with pytest.raises(UserInputError, match="does not exist"):
-        missing.prepare(data, seed=0)
+        missing.prepare(data, _loop(1, seed=0))
     assert isinstance(source.embedder, FaceEmbedder)
 
 

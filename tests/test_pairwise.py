@@ -178,7 +178,8 @@ def test_equation_5_target_terms_train_with_unlabelled_target_pairs() -> None:
     model = Pairwise(protocol=protocol, params=params)
     data = FitData(train_images=images[:24], train_ages=ages[:24], val_images=images[24:32], val_ages=ages[24:32],
                    target_images=images[32:])
-    history = model.fit(data, LoopConfig(epochs=1, batch_size=8, seed=0, device="cpu", progress=False))
+    history = model.fit(data, LoopConfig(epochs=1, batch_size=8, seed=0, lr=protocol.training.lr, device="cpu",
+                                         progress=False))
     logged = history.epochs[0]
     assert {"train_adv", "train_target_id", "train_smooth"} <= set(logged)
     assert np.isfinite([logged["train_adv"], logged["train_target_id"], logged["train_smooth"]]).all()

@@ -1,0 +1,140 @@
+"""Every built-in baseline's parameters, and the backbone names, without importing torch.
+
+Validating a protocol checks each baseline's ``params`` against its pydantic model and ``model.backbone``
+against the known backbones; both live here so that loading, listing and validating protocols never import
+torch or torchvision. The method modules (``age_regression``, ``pairwise``, ``face_recognition``,
+``dlib_embedder``) use these same models as their ``Params``; ``facebench.baselines.specs`` names them in
+the ``BASELINES`` registry.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class BaselineParams(BaseModel):
+    """Base for per-baseline parameters: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------ seed 000: age regression (eq. 2-5)
+
+
+class SourceOnlyParams(BaselineParams):
+    """The source-only regressor (section 3.1), with the optional smoothing term of eq. 2, 3 and 5."""
+
+    smoothing_sigma: float | None = Field(None, gt=0, description="σ of eq. 3; None: median heuristic")
+    smoothing_weight: float = Field(0.0, ge=0, description="weight of the smoothing term; 0: off")
+
+
+class AdaptationParams(BaselineParams):
+    """Parameters of equation 4/5's extra terms (dann and mmd)."""
+
+    layers: tuple[Literal["conv", "fc1", "fc2", "fc3", "fc4"], ...] = Field(
+        ("fc1",), description="activations to align (Table 3: conv+fc123, conv+fc1, fc1, fc123)")
+    gamma: float = Field(1.0, ge=0, description="weight γ of the adaptation term (Tables 4, 6)")
+    warmup_fraction: float = Field(0.0, ge=0, lt=1, description="share of the epochs trained source-only before "
+                                   "adaptation starts (the 'pre-trained regressor' rows of Tables 4-5)")
+    adversary_lr: float = Field(0.01, gt=0, description="SGD learning rate of the domain discriminators (dann)")
+    smoothing_sigma: float | None = Field(None, gt=0, description="σ of eq. 3; None: no smoothing term")
+    smoothing_weight: float = Field(0.0, ge=0, description="weight of the smoothing term (eq. 5's σ-weighted term)")
+
+
+class PairwiseParams(BaselineParams):
+    """The pairwise model of sections 3.2-3.5 (eq. 5) and its MDS inference (section 4.4.5)."""
+
+    alpha: float = Field(1.0, ge=0, description="weight of the rank loss (equation 5's α)")
+    beta: float = Field(0.1, ge=0, description="weight of the identity/antisymmetry constraints (β)")
+    rank: bool = Field(True, description="use the rank head (False: Table 7's 'Regression' row, α = 0)")
+    pairs_per_image: int = Field(1, ge=1, description="training pairs per source image per batch")
+    references: int = Field(8, ge=1, description="k: random other images each image is compared with at inference")
+    chunk_size: int = Field(64, ge=2, description="images per MDS problem at inference (plus the anchors)")
+    mds: Literal["mds", "least_squares"] = Field("mds", description="'mds' (the paper) or the least-squares cross-check")
+    gamma: float = Field(0.0, ge=0, description="γ: weight of the adversarial term on target pairs (0: off)")
+    adapt_layer: Literal["conv", "fc1", "fc2", "fc3", "fc4"] = Field("fc1", description="pair features the adversary sees")
+    adversary_lr: float = Field(0.01, gt=0, description="SGD learning rate of the domain discriminator")
+    smoothing_weight: float = Field(0.0, ge=0, description="σ-weight of the graph-Laplacian smoothness term (0: off)")
+    smoothing_sigma: float | None = Field(None, gt=0, description="σ of eq. 3; None: median heuristic")
+    anchor_scale: Literal["anchors", "unit"] = Field(
+        "anchors", description="'anchors': fit scale and offset of the MDS axis to the anchors (the paper); "
+                               "'unit': offset only (differences are already in years)")
+
+
+# ------------------------------------------------------------- seed 002: face recognition (eq. 6, 7)
+
+
+class ArcFaceParams(BaselineParams):
+    """The identity loss (eq. 6), the embedding and the test-time flip of section 4.1."""
+
+    margin_type: Literal["arcface", "cosface"] = Field(
+        "arcface", description="arcface: s·cos(θ_y + m) (eq. 6); cosface: s·(cos θ_y − m)")
+    scale: float = Field(64.0, gt=0, description="s of eq. 6 (section 4.1: 64)")
+    margin: float = Field(0.35, ge=0, le=1.5, description="m of eq. 6: radians for arcface, a cosine offset for "
+                          "cosface (section 4.1: 0.35; the usual ArcFace setting elsewhere is 0.5)")
+    easy_margin: bool = Field(False, description="arcface only: apply the margin only where cos θ_y > 0, instead of "
+                              "the cos θ − m·sin m fallback beyond θ_y > π − m")
+    embedding_dim: int = Field(512, ge=2, description="d of the encoder's FC output (section 4.1: 512)")
+    init: str | None = Field(None, description="path to a FaceEmbedder state dict pre-trained on a general face "
+                             "dataset (Algorithm 1, line 1); None: train from the protocol's model.pretrained")
+    flip_test: bool = Field(True, description="embedding = normalise(concat(f(x), f(flip x))), of dimension "
+                            "2·embedding_dim (section 4.1); False: normalise(f(x)), of dimension embedding_dim")
+
+
+class ArcFaceAgeParams(ArcFaceParams):
+    """Adds the age-group classifier of section 3.4 ("+Age" in Table 5)."""
+
+    age_groups: int = Field(8, ge=2, le=20, description="number of age groups of about equal size (section 3.4: "
+                            "8 to 10), cut at quantiles of the training ages")
+    lambda_age: float = Field(0.1, ge=0, description="λ_AGE of eq. 7 (section 4.1: 0.1)")
+
+
+class MTMIMParams(ArcFaceAgeParams):
+    """Adds the factorisation unit and the CLUB mutual-information penalty of eq. 7."""
+
+    lambda_mim: float = Field(1e-4, ge=0, description="λ_MIM of eq. 7 (section 4.1: 0.0001)")
+    club_steps: int = Field(5, ge=1, description="MI-estimator updates per encoder update (section 4.1: 5)")
+    club_lr: float = Field(1e-5, gt=0, description="Adam learning rate of the MI estimator q_σ (section 4.1: 1e-5; "
+                           "short runs need more, e.g. 1e-3)")
+    club_hidden: int | None = Field(None, ge=1, description="hidden width of q_σ's μ and log σ² MLPs; None: embedding_dim")
+    club_estimator: Literal["pairs", "sample"] = Field(
+        "pairs", description="pairs: eq. 3 over all N² pairs (exact, O(N·d)); sample: one shuffled negative per sample")
+    factor_layers: Literal[1, 2] = Field(1, description="φ of x_age = φ(x): 1 = one FC layer (section 4.1), "
+                                         "2 = FC–ReLU–FC")
+
+
+class DlibResNetParams(BaselineParams):
+    """dlib's pre-trained descriptor: detection, alignment and jittering settings."""
+
+    upsample: int = Field(1, ge=0, le=4, description="times the image is upsampled before face detection "
+                          "(each doubles the side, finding smaller faces, at 4× the cost)")
+    num_jitters: int = Field(0, ge=0, description="average the descriptors of this many randomly jittered "
+                             "copies (0 or 1: none; dlib suggests 100 for the most accurate, 100× slower)")
+    padding: float = Field(0.25, ge=0, le=1, description="margin around the aligned chip, as dlib's default")
+    normalize: bool = Field(True, description="L2-normalise the descriptors (cosine comparison)")
+
+
+# ------------------------------------------------------------------------------------------ backbones
+
+#: torchvision's classification models (``torchvision.models.list_models(module=torchvision.models)`` of
+#: torchvision 0.29), written out so that validating ``model.backbone`` does not import torchvision; a test
+#: compares it with the installed torchvision, and ``nets.build_backbone`` still asks torchvision itself.
+TORCHVISION_BACKBONES: tuple[str, ...] = (
+    "alexnet", "convnext_base", "convnext_large", "convnext_small", "convnext_tiny", "densenet121", "densenet161",
+    "densenet169", "densenet201", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+    "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_l",
+    "efficientnet_v2_m", "efficientnet_v2_s", "googlenet", "inception_v3", "maxvit_t", "mnasnet0_5", "mnasnet0_75",
+    "mnasnet1_0", "mnasnet1_3", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "regnet_x_16gf",
+    "regnet_x_1_6gf", "regnet_x_32gf", "regnet_x_3_2gf", "regnet_x_400mf", "regnet_x_800mf", "regnet_x_8gf",
+    "regnet_y_128gf", "regnet_y_16gf", "regnet_y_1_6gf", "regnet_y_32gf", "regnet_y_3_2gf", "regnet_y_400mf",
+    "regnet_y_800mf", "regnet_y_8gf", "resnet101", "resnet152", "resnet18", "resnet34", "resnet50",
+    "resnext101_32x8d", "resnext101_64x4d", "resnext50_32x4d", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
+    "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "squeezenet1_0", "squeezenet1_1", "swin_b", "swin_s", "swin_t",
+    "swin_v2_b", "swin_v2_s", "swin_v2_t", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
+    "vgg19_bn", "vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32", "wide_resnet101_2", "wide_resnet50_2",
+)
+
+#: Every name ``model.backbone`` accepts: the CPU-sized ``small_cnn`` and the torchvision models.
+BACKBONE_NAMES: tuple[str, ...] = ("small_cnn", *TORCHVISION_BACKBONES)
