@@ -153,12 +153,12 @@ class AgeRegressionMethod(TrainableMethod):
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"regressor": make_optimizer(self.model.parameters(), self.loop)}
 
-    def regression_step(self, source: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
+    def regression_step(self, source: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float | torch.Tensor]:
         """L = L_reg(f1(g(x_s)), y_s): source-only training, and the warm-up epochs of the adapted methods."""
         with ctx.autocast():
             loss = self.regression_loss(self.model(source["image"]).float(), source["age"].float())  # L_reg, eq. 4
         ctx.optimize("regressor", loss)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     def source_and_target_features(self, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
                                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -174,10 +174,10 @@ class AgeRegressionMethod(TrainableMethod):
             return loss
         images = torch.cat([source["image"], target["image"]])
         smooth = laplacian_smoothness(images, features["age"].float(), sigma=self.params.smoothing_sigma)
-        logs["smooth"] = smooth.item()
+        logs["smooth"] = smooth.detach()
         return loss + self.params.smoothing_weight * smooth
 
-    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
+    def end_of_epoch(self, ctx: StepContext) -> dict[str, float | torch.Tensor]:
         predicted = predict_batches(self.model, self.val_images, device=ctx.device, amp=ctx.amp)
         return {"val_mae": float(np.mean(np.abs(predicted - self.val_ages)))}
 
@@ -189,7 +189,7 @@ class SourceOnlyMethod(AgeRegressionMethod):
         super().__init__(**common)
         self.streams = ("target",) if self.smoothing else ()  # only the smoothing term looks at target images
 
-    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float | torch.Tensor]:
         source = batches["source"]
         if not self.smoothing:
             return self.regression_step(source, ctx)
@@ -198,7 +198,7 @@ class SourceOnlyMethod(AgeRegressionMethod):
             features, loss = self.source_and_target_features(source, target)  # L_reg of eq. 4
             loss = self.add_smoothing(loss, source, target, features, logs)  # + σ·L_smooth of eq. 5
         ctx.optimize("regressor", loss)
-        return {"loss": loss.item(), **logs}
+        return {"loss": loss.detach(), **logs}
 
 
 class DANNMethod(AgeRegressionMethod):
@@ -225,7 +225,7 @@ class DANNMethod(AgeRegressionMethod):
         adversary = torch.optim.SGD(self.discriminators.parameters(), lr=self.params.adversary_lr, momentum=0.9)
         return {**super().make_optimizers(), "adversary": adversary}
 
-    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float | torch.Tensor]:
         source = batches["source"]
         if ctx.epoch < self.warmup_epochs:
             return self.regression_step(source, ctx)
@@ -241,10 +241,10 @@ class DANNMethod(AgeRegressionMethod):
                 adversarial = adversarial + F.binary_cross_entropy_with_logits(logits, domain)
             adversarial = adversarial / len(self.discriminators)
             loss = loss + self.params.gamma * adversarial  # + γ·L_adv of eq. 4
-            logs["adv"] = adversarial.item()
+            logs["adv"] = adversarial.detach()
             loss = self.add_smoothing(loss, source, target, features, logs)  # + σ·L_smooth of eq. 5
         ctx.optimize(("regressor", "adversary"), loss)
-        return {"loss": loss.item(), **logs}
+        return {"loss": loss.detach(), **logs}
 
 
 class MMDMethod(AgeRegressionMethod):
@@ -257,7 +257,7 @@ class MMDMethod(AgeRegressionMethod):
         super().__init__(**common)
         self.warmup_epochs = int(self.params.warmup_fraction * self.loop.epochs)  # as DANN's
 
-    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float | torch.Tensor]:
         source = batches["source"]
         if ctx.epoch < self.warmup_epochs:
             return self.regression_step(source, ctx)
@@ -269,10 +269,10 @@ class MMDMethod(AgeRegressionMethod):
             discrepancy = sum(mk_mmd2(features[layer][:n].float(), features[layer][n:].float())
                               for layer in layers) / len(layers)
             loss = loss + self.params.gamma * discrepancy  # + γ·MMD² in place of γ·L_adv
-            logs["mmd"] = discrepancy.item()
+            logs["mmd"] = discrepancy.detach()
             loss = self.add_smoothing(loss, source, target, features, logs)  # + σ·L_smooth of eq. 5
         ctx.optimize("regressor", loss)
-        return {"loss": loss.item(), **logs}
+        return {"loss": loss.detach(), **logs}
 
 
 # ---------------------------------------------------------------------------------------- the baselines

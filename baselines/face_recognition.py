@@ -358,16 +358,16 @@ class ArcFaceMethod(TrainableMethod):
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"encoder": make_optimizer(self.encoder_parameters(), self.loop)}
 
-    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float | torch.Tensor]:
         source = batches["source"]
         with ctx.autocast():
             x = self.net(source["image"])
         loss_id = self.margin(x.float(), source["subject"].long())  # L_ID, eq. 6 (the heads run in float32)
         ctx.optimize("encoder", loss_id)
-        return {"loss": loss_id.item(), "loss_id": loss_id.item()}
+        return {"loss": loss_id.detach(), "loss_id": loss_id.detach()}
 
     @torch.no_grad()
-    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
+    def end_of_epoch(self, ctx: StepContext) -> dict[str, float | torch.Tensor]:
         logs: dict[str, float] = {}
         if len(self.val_images) and self.val_subjects is not None:
             rank1 = self.val_rank1(ctx.device, amp=ctx.amp)
@@ -408,7 +408,7 @@ class ArcFaceAgeMethod(ArcFaceMethod):
         """L_AGE: cross-entropy of the age-group classifier (groups of about equal size, section 3.4)."""
         return F.cross_entropy(self.age_head(x_age), source["age_group"].long())
 
-    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float | torch.Tensor]:
         source = batches["source"]
         with ctx.autocast():
             x = self.net(source["image"])
@@ -417,7 +417,7 @@ class ArcFaceAgeMethod(ArcFaceMethod):
         loss_age = self.age_loss(x, source)  # L_AGE on the same feature
         loss = loss_id + self.params.lambda_age * loss_age
         ctx.optimize("encoder", loss)
-        return {"loss": loss.item(), "loss_id": loss_id.item(), "loss_age": loss_age.item()}
+        return {"loss": loss.detach(), "loss_id": loss_id.detach(), "loss_age": loss_age.detach()}
 
 
 class MTMIMMethod(ArcFaceAgeMethod):
@@ -442,7 +442,7 @@ class MTMIMMethod(ArcFaceAgeMethod):
         # Section 4.1: the MI estimator has its own (Adam) learning rate; Θ (encoder_parameters) never holds q_σ.
         return {**super().make_optimizers(), "club": torch.optim.Adam(self.club.parameters(), lr=self.params.club_lr)}
 
-    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float | torch.Tensor]:
         source = batches["source"]
         p = self.params
         with ctx.autocast():
@@ -462,14 +462,14 @@ class MTMIMMethod(ArcFaceAgeMethod):
         finally:
             self.club.requires_grad_(True)
         loss = loss + p.lambda_mim * mi  # + λ_MIM·L_MIM of eq. 7
-        self._mi_sum += mi.item()
+        self._mi_sum = self._mi_sum + mi.detach().double()  # read once per epoch: no host sync per step
         self._mi_count += 1
         ctx.optimize("encoder", loss)
-        return {"loss": loss.item(), "loss_id": loss_id.item(), "loss_age": loss_age.item(), "mi_club": mi.item()}
+        return {"loss": loss.detach(), "loss_id": loss_id.detach(), "loss_age": loss_age.detach(), "mi_club": mi.detach()}
 
     @torch.no_grad()
-    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
-        logs = {"mi_club": self._mi_sum / max(self._mi_count, 1)}  # the epoch's mean CLUB estimate (Fig. 6)
+    def end_of_epoch(self, ctx: StepContext) -> dict[str, float | torch.Tensor]:
+        logs = {"mi_club": float(self._mi_sum) / max(self._mi_count, 1)}  # the epoch's mean CLUB estimate (Fig. 6)
         self._mi_sum, self._mi_count = 0.0, 0
         if len(self.val_images) >= 2:
             parts = predict_batches(_Parts(self.net), self.val_images, device=ctx.device, amp=ctx.amp)

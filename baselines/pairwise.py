@@ -248,7 +248,7 @@ class PairwiseMethod(TrainableMethod):
         shifts = rng.choice(np.arange(1, n), size=min(self.params.pairs_per_image, n - 1), replace=False)
         return np.concatenate([(np.arange(n) + s) % n for s in shifts])
 
-    def train_step(self, batches, ctx: StepContext) -> dict[str, float]:
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float | torch.Tensor]:
         source = batches["source"]
         x, y = source["image"], source["age"].float()
         n = len(x)
@@ -268,11 +268,11 @@ class PairwiseMethod(TrainableMethod):
             total = total + self._target_terms(x, x[partner[:n]], batches["target"]["image"], ctx, logs)
             names = ("pairwise", "adversary") if len(self.adversary) else names
         ctx.optimize(names, total)
-        logs.update({"loss": total.item(), "reg": losses["reg"].item()})
+        logs.update({"loss": total.detach(), "reg": losses["reg"].detach()})
         if p.rank:
-            logs["rank"] = losses["rank"].item()
+            logs["rank"] = losses["rank"].detach()
         if p.beta > 0:
-            logs["id"] = (losses["identity"] + losses["antisymmetry"]).item()
+            logs["id"] = (losses["identity"] + losses["antisymmetry"]).detach()
         return logs
 
     def _target_terms(self, a: torch.Tensor, b: torch.Tensor, target: torch.Tensor, ctx: StepContext,
@@ -294,20 +294,20 @@ class PairwiseMethod(TrainableMethod):
             domain = torch.cat([torch.zeros(len(a)), torch.ones(m)]).to(logits.device)
             adversarial = F.binary_cross_entropy_with_logits(logits, domain)
             extra = extra + p.gamma * adversarial
-            logs["adv"] = adversarial.item()
+            logs["adv"] = adversarial.detach()
         if reverse_diff is not None:  # antisymmetry needs no label: f1(A,B) = −f1(B,A) on target pairs too
             target_id = (target_features["diff"].float() + reverse_diff.float()).abs().mean()
             extra = extra + p.beta * target_id
-            logs["target_id"] = target_id.item()
+            logs["target_id"] = target_id.detach()
         if p.smoothing_weight > 0:
             inputs = torch.cat([torch.cat([a, b], dim=1), torch.cat([target, target[partner]], dim=1)])
             predictions = torch.cat([source_features["diff"], target_features["diff"]]).float()
             smooth = laplacian_smoothness(inputs, predictions, sigma=p.smoothing_sigma)
             extra = extra + p.smoothing_weight * smooth
-            logs["smooth"] = smooth.item()
+            logs["smooth"] = smooth.detach()
         return extra
 
-    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
+    def end_of_epoch(self, ctx: StepContext) -> dict[str, float | torch.Tensor]:
         if not len(self.val_pairs):
             return {}
         diff, prob = pair_outputs(self.net, self.val_images, self.val_pairs, device=ctx.device, amp=ctx.amp)

@@ -186,8 +186,12 @@ class TrainableMethod(ABC):
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
 
     @abstractmethod
-    def train_step(self, batches: dict[str, dict[str, torch.Tensor]], ctx: StepContext) -> dict[str, float]:
-        """One optimisation step; returns scalar logs (e.g. ``{"loss": 3.1}``)."""
+    def train_step(self, batches: dict[str, dict[str, torch.Tensor]], ctx: StepContext
+                   ) -> dict[str, float | torch.Tensor]:
+        """One optimisation step; returns scalar logs (e.g. ``{"loss": loss.detach()}``).
+
+        Return detached 0-d tensors rather than ``.item()`` floats: the loop sums them on the device and reads
+        them once per epoch, so logging never stalls the GPU (scripts/gpu_check.py measures this)."""
 
     def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
         """Validation after each epoch; returns scalar logs (e.g. ``{"val_mae": 6.2}``)."""
