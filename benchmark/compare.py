@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from facebench.errors import UserInputError, did_you_mean
+from facebench.errors import UserInputError, did_you_mean, validation_error
 from facebench.io import write_text
 from facebench.metrics import METRIC_NAMES, Metric, get_metric
 from facebench.metrics.paired import (
@@ -478,28 +478,6 @@ class GateFile(_GateSpec):
     gates: tuple[Gate, ...] = Field(min_length=1)
 
 
-def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The pydantic model that owns the key at ``loc`` (for did-you-mean on unknown keys)."""
-    model: Any = root
-    for item in loc[:-1]:
-        if isinstance(item, int):
-            continue
-        info = model.model_fields.get(item)
-        if info is None:
-            return None
-        candidates = [info.annotation, *getattr(info.annotation, "__args__", ())]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if model is None:
-            return None
-    return model
-
-
-def _key_path(loc: tuple) -> str:
-    """``('gates', 0, 'max_gap')`` -> ``gates[0].max_gap``."""
-    return "".join(f"[{item}]" if isinstance(item, int) else (("." if i else "") + str(item))
-                   for i, item in enumerate(loc))
-
-
 def load_gates(path: str | os.PathLike) -> GateFile:
     """Read and validate a gates YAML file; one sentence naming the file and the key on any problem."""
     path = Path(path)
@@ -509,18 +487,7 @@ def load_gates(path: str | os.PathLike) -> GateFile:
     try:
         return GateFile.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()  # an unknown key first: it is the likely cause of the others (a typo)
-        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        loc = tuple(first["loc"])
-        if first["type"] == "extra_forbidden":
-            owner = _model_at(GateFile, loc)
-            hint = did_you_mean(str(loc[-1]), owner.model_fields) if owner else ""
-            raise UserInputError(f"{path}: unknown key '{_key_path(loc)}'{hint}.") from None
-        if first["type"] == "missing":
-            raise UserInputError(f"{path}: required key '{_key_path(loc)}' is missing.") from None
-        message = first["msg"].removeprefix("Value error, ").rstrip(".")
-        raise UserInputError(f"{path}: key '{_key_path(loc)}': {message} "
-                             f"(got {first.get('input')!r}).") from None
+        raise validation_error(exc, where=str(path), model=GateFile) from None
 
 
 def check_gates(gates: GateFile, candidate: Run, *, path: str | os.PathLike) -> None:
