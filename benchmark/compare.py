@@ -39,7 +39,6 @@ metric is always checked.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -64,107 +63,25 @@ from facebench.metrics.paired import (
 )
 from facebench.protocol import read_yaml_mapping
 from facebench.registry import TASKS
+from facebench.results import Run, load_run, read_json
 
 __all__ = ["Run", "load_run", "leaderboard_runs", "choose_reference", "check_comparable", "PairedOutcomes",
            "pair_outcomes", "metric_outcomes", "Gate", "GateFile", "load_gates", "check_gates", "GateResult",
-           "MetricComparison", "Comparison", "compare", "render_markdown", "cli_main", "EXIT_PASS",
-           "EXIT_FAIL", "CONFIDENCE", "LEADERBOARD_SCHEMA"]
+           "MetricComparison", "Comparison", "compare", "compare_metric", "min_group_size", "same_measurement", "render_markdown", "cli_main", "EXIT_PASS",
+           "EXIT_FAIL", "CONFIDENCE", "DEFAULT_N_BOOT", "DEFAULT_SEED", "LEADERBOARD_SCHEMA"]
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
 #: Level of every interval of the comparison; per-group tests use alpha = 1 - CONFIDENCE after Holm.
 CONFIDENCE = 0.95
+#: Resamples and seed of the paired bootstrap unless told otherwise (``--n-boot``, ``--seed``); the bias
+#: report's change against source-only uses them too, so it gives compare's numbers.
+DEFAULT_N_BOOT = 2000
+DEFAULT_SEED = 0
 LEADERBOARD_SCHEMA = "facebench-leaderboard/1"
-
-_REQUIRED_KEYS = ("protocol.name", "protocol.version", "protocol.task", "protocol.primary_metric",
-                  "protocol.fingerprint", "baseline.name", "data.fingerprint", "data.split_fingerprint",
-                  "metrics.overall", "metrics.by_group", "metrics.disparities")
 
 
 # ----------------------------------------------------------------------------------------------- runs
-def _has(doc: Any, dotted: str) -> bool:
-    for part in dotted.split("."):
-        if not isinstance(doc, dict) or part not in doc:
-            return False
-        doc = doc[part]
-    return True
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"{path}: cannot be read ({exc.__class__.__name__}).") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserInputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg}).") from None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Run:
-    """A scored run: its ``results.json`` document (the contract of :mod:`facebench.results`) and files."""
-
-    results_path: Path
-    outcomes_path: Path
-    results: dict[str, Any] = field(repr=False, compare=False)
-
-    @property
-    def name(self) -> str:
-        """How reports name the run: ``baseline.label``, else ``baseline.name``."""
-        baseline = self.results["baseline"]
-        return str(baseline.get("label") or baseline["name"])
-
-    @property
-    def names(self) -> frozenset[str]:
-        """Every name ``--against`` accepts for this run: label, name and run folder."""
-        baseline = self.results["baseline"]
-        candidates = (baseline.get("label"), baseline["name"], self.results_path.parent.name)
-        return frozenset(str(n) for n in candidates if n)
-
-    @property
-    def protocol(self) -> dict[str, Any]:
-        return self.results["protocol"]
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return self.results["data"]
-
-    @property
-    def synthetic(self) -> bool:
-        return bool(self.data.get("synthetic"))
-
-    def overall(self, metric: str) -> float | None:
-        """The overall value of ``metric`` in results.json (None: absent, undefined or not finite)."""
-        value = self.results["metrics"]["overall"].get(metric, {}).get("value")
-        return None if value is None or not math.isfinite(float(value)) else float(value)
-
-
-def load_run(path: str | os.PathLike, *, outcomes: str | os.PathLike | None = None) -> Run:
-    """Read a results.json (or the run folder holding one); ``outcomes`` overrides where outcomes.csv is.
-
-    Raises :class:`UserInputError` with one sentence for a missing file, invalid JSON or a missing key.
-    """
-    path = Path(path)
-    file = path / "results.json" if path.is_dir() else path
-    if not file.is_file():
-        raise UserInputError(f"{path} is a folder without a results.json." if path.is_dir()
-                             else f"Results file {path} does not exist.")
-    doc = _read_json(file)
-    if not isinstance(doc, dict):
-        raise UserInputError(f"{file}: a results.json must be a JSON object.")
-    missing = next((key for key in _REQUIRED_KEYS if not _has(doc, key)), None)
-    if missing is not None:
-        raise UserInputError(f"{file}: key '{missing}' is missing; is it a facebench results.json?")
-    if str(doc.get("schema_version", "1")).split(".")[0] != "1":
-        raise UserInputError(f"{file}: results schema version {doc['schema_version']} is not supported "
-                             "(this facebench reads 1.x).")
-    if outcomes is None:
-        files = doc.get("files") if isinstance(doc.get("files"), dict) else {}
-        outcomes = file.parent / str(files.get("outcomes", "outcomes.csv"))
-    return Run(results_path=file, outcomes_path=Path(outcomes), results=doc)
-
-
 def leaderboard_runs(source: str | os.PathLike, *, protocol: str) -> tuple[Run, ...]:
     """The entries of ``protocol`` in a leaderboard site (``manifest.json``) or a folder of run directories.
 
@@ -184,7 +101,7 @@ def leaderboard_runs(source: str | os.PathLike, *, protocol: str) -> tuple[Run, 
 
 
 def _site_runs(site: Path, manifest: Path, *, protocol: str) -> tuple[Run, ...]:
-    doc = _read_json(manifest)
+    doc = read_json(manifest)
     schema = doc.get("schema") if isinstance(doc, dict) else None
     if schema != LEADERBOARD_SCHEMA:
         raise UserInputError(f"{manifest}: key 'schema' is {schema!r}; expected '{LEADERBOARD_SCHEMA}'.")
@@ -214,7 +131,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _same_measurement(a: Run, b: Run) -> bool:
+def same_measurement(a: Run, b: Run) -> bool:
     """Same protocol version, data and split: the entries the default choice considers."""
     return (a.protocol["version"] == b.protocol["version"] and a.data["fingerprint"] == b.data["fingerprint"]
             and a.data["split_fingerprint"] == b.data["split_fingerprint"])
@@ -234,7 +151,7 @@ def choose_reference(candidate: Run, entries: Sequence[Run], *, against: str | N
             raise UserInputError(f"--against {against}: no entry of protocol '{protocol}' in {where} has "
                                  f"that name{hint}; entries: {', '.join(known)}.")
         if len(matches) > 1:
-            matches = [r for r in matches if _same_measurement(r, candidate)] or matches
+            matches = [r for r in matches if same_measurement(r, candidate)] or matches
         if len(matches) > 1:
             paths = ", ".join(str(r.results_path) for r in matches)
             raise UserInputError(f"--against {against}: {len(matches)} entries of protocol '{protocol}' in "
@@ -242,7 +159,7 @@ def choose_reference(candidate: Run, entries: Sequence[Run], *, against: str | N
                                  "--leaderboard.")
         return matches[0]
     others = [r for r in entries if not _same_file(r.results_path, candidate.results_path)]
-    comparable = [r for r in others if _same_measurement(r, candidate)]
+    comparable = [r for r in others if same_measurement(r, candidate)]
     if not comparable:
         raise UserInputError(
             f"{where} has no other entry of protocol '{protocol}' version {candidate.protocol['version']} "
@@ -396,13 +313,17 @@ def metric_outcomes(frame: pd.DataFrame, metric: Metric, *, task: str, path: Pat
     return out
 
 
-def _min_group_size(run: Run) -> int:
-    """The protocol's ``min_group_size`` as far as it matters, recovered from the run's ``"small"`` flags.
+def min_group_size(run: Run) -> int:
+    """The protocol's ``min_group_size``: a group competes for worst/best when its ``n`` is at least this.
 
-    A group competes for worst/best when its ``n`` is at least ``min_group_size``, which results.json does not
-    store. Every flagged group has ``n`` below it and every other group at least it, so one more than the
-    largest flagged ``n`` sorts the groups exactly as the run did (1 when nothing is flagged).
+    Read from ``statistics.min_group_size`` (results schema 1.1). **Fallback for schema 1.0 files**, which do
+    not store it: recovered from the run's ``"small"`` flags. Every flagged group has ``n`` below it and every
+    other group at least it, so one more than the largest flagged ``n`` sorts the groups exactly as the run
+    did (1 when nothing is flagged). Old leaderboards stay comparable without rescoring every entry.
     """
+    statistics = run.statistics
+    if statistics is not None:
+        return int(statistics["min_group_size"])
     small = [int(value.get("n", 0)) for groups in run.results["metrics"]["by_group"].values()
              for metrics in groups.values() for value in metrics.values()
              if isinstance(value, dict) and value.get("flag") == "small"]
@@ -621,7 +542,8 @@ def _check_bootstrap(*, n_boot: int, seed: int) -> None:
 
 
 def compare(candidate: Run, reference: Run, *, gates: GateFile | None = None,
-            gate_file: str | os.PathLike | None = None, n_boot: int = 2000, seed: int = 0) -> Comparison:
+            gate_file: str | os.PathLike | None = None, n_boot: int = DEFAULT_N_BOOT,
+            seed: int = DEFAULT_SEED) -> Comparison:
     """Compare two runs: refusals (:func:`check_comparable`, :func:`pair_outcomes`), paired bootstrap, gates.
 
     ``gate_file`` names the gates' file in messages. The same ``seed`` gives the same numbers.
@@ -633,8 +555,8 @@ def compare(candidate: Run, reference: Run, *, gates: GateFile | None = None,
     paired = pair_outcomes(candidate, reference)
     names = [candidate.protocol["primary_metric"]]
     names += [g.spec.metric for g in (gates.gates if gates else ()) if g.kind == "no_significant_regression"]
-    comparisons = [_compare_metric(get_metric(name), paired, candidate=candidate, reference=reference,
-                                   n_boot=n_boot, seed=seed) for name in dict.fromkeys(names)]
+    comparisons = [compare_metric(get_metric(name), paired, candidate=candidate, reference=reference,
+                                  n_boot=n_boot, seed=seed) for name in dict.fromkeys(names)]
     resolution = 2.0 / (n_boot + 1)  # the smallest bootstrap p-value
     largest = max((len(a.groups) for m in comparisons for a in m.attributes), default=0)
     if largest * resolution >= 1 - CONFIDENCE:
@@ -649,8 +571,11 @@ def compare(candidate: Run, reference: Run, *, gates: GateFile | None = None,
                       gate_file=None if gate_file is None else str(gate_file), notes=tuple(notes))
 
 
-def _compare_metric(metric: Metric, paired: PairedOutcomes, *, candidate: Run, reference: Run, n_boot: int,
-                    seed: int) -> MetricComparison:
+def compare_metric(metric: Metric, paired: PairedOutcomes, *, candidate: Run, reference: Run, n_boot: int,
+                   seed: int) -> MetricComparison:
+    """One metric, reference against candidate, on their paired outcomes: the overall paired change and
+    every shared attribute's per-group changes (Holm-adjusted) and gap change. The bias report's "change
+    against source-only" calls this too, so the report and the CI gate cannot disagree."""
     if getattr(metric, "aggregate", None) is not None:
         raise UserInputError(f"Metric '{metric.name}' is not a mean of per-sample outcomes, so compare "
                              "cannot pair it.")
@@ -669,7 +594,7 @@ def _compare_metric(metric: Metric, paired: PairedOutcomes, *, candidate: Run, r
     attributes = ()
     if paired.attributes:
         attributes = paired_group_changes(a, b, paired.groups, metric=metric, n_boot=n_boot, seed=seed,
-                                          confidence=CONFIDENCE, min_group_size=_min_group_size(candidate))
+                                          confidence=CONFIDENCE, min_group_size=min_group_size(candidate))
     value_a = float(metric.from_mean(a[defined].mean()))
     value_b = float(metric.from_mean(b[defined].mean()))
     return MetricComparison(metric=metric.name, higher_is_better=metric.higher_is_better, reference=value_a,
