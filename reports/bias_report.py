@@ -20,7 +20,9 @@ from typing import Any
 
 import jinja2
 
-from facebench.compare import DEFAULT_N_BOOT, DEFAULT_SEED, compare_metric, pair_outcomes, same_measurement
+from facebench.comparison.entries import same_measurement
+from facebench.comparison.pairing import pair_outcomes
+from facebench.comparison.verdict import DEFAULT_N_BOOT, DEFAULT_SEED, compare_metric
 from facebench.data.table import RACES
 from facebench.errors import UserInputError
 from facebench.io import write_text
@@ -234,9 +236,9 @@ def changes_against_reference(runs: list[Run], *, reference_name: str = "source_
     """Per-group change of every run's primary metric against the source-only run: ``facebench compare``'s
     numbers, so the report and the CI gate give the same verdicts and p-values on the same two runs.
 
-    Each run measured like the reference (:func:`~facebench.compare.same_measurement`: protocol version,
-    data, split) is paired with it sample by sample (:func:`~facebench.compare.pair_outcomes`) and compared
-    by :func:`~facebench.compare.compare_metric` (stratified paired bootstrap per group, Holm-adjusted
+    Each run measured like the reference (:func:`~facebench.comparison.entries.same_measurement`: protocol version,
+    data, split) is paired with it sample by sample (:func:`~facebench.comparison.pairing.pair_outcomes`) and compared
+    by :func:`~facebench.comparison.verdict.compare_metric` (stratified paired bootstrap per group, Holm-adjusted
     p-values within each attribute) with compare's defaults for ``n_boot`` and ``seed``. The table shows
     ``attribute``'s groups; each row also says whether compare would call the run a regression (any
     attribute, overall or gap). Returns None when the folder has no reference run or nothing to compare.
