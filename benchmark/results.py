@@ -198,6 +198,15 @@ def _check_document(doc: Any, file: Path) -> None:
         section, key = dotted.split(".")
         if not isinstance(doc[section][key], dict):
             raise UserInputError(f"{file}: key '{dotted}' must be an object, not {shorten(doc[section][key])}.")
+    statistics = doc.get("statistics")
+    if statistics is not None:
+        if not isinstance(statistics, dict):
+            raise UserInputError(f"{file}: key 'statistics' must be an object, not {shorten(statistics)}.")
+        for key in ("n_boot", "min_group_size", "seed"):
+            value = statistics.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UserInputError(f"{file}: key 'statistics.{key}' must be a whole number, not "
+                                     f"{shorten(value)}.")
     version = str(doc["schema_version"])
     if version.split(".")[0] != "1":
         raise UserInputError(f"{file} has results schema version {shorten(version)}; this facebench reads 1.x.")
