@@ -26,6 +26,7 @@ from facebench.comparison.verdict import DEFAULT_N_BOOT, DEFAULT_SEED, compare_m
 from facebench.data.table import RACES
 from facebench.errors import UserInputError
 from facebench.io import write_text
+from facebench.metrics import get_metric
 from facebench.reports import plots
 from facebench.results import Run, load_run
 
@@ -88,8 +89,6 @@ def content_security_policy(script: str | None = None) -> str:
 
 
 def _metric_direction(metric: str) -> tuple[bool, str]:
-    from facebench.metrics import get_metric
-
     spec = get_metric(metric)
     return spec.higher_is_better, getattr(spec, "unit", "")
 
@@ -232,22 +231,21 @@ def pretrained_note(results: dict[str, Any]) -> str:
 
 
 def changes_against_reference(runs: list[Run], *, reference_name: str = "source_only", attribute: str = "race",
-                              n_boot: int | None = None, seed: int | None = None) -> dict[str, Any] | None:
+                              n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED) -> dict[str, Any] | None:
     """Per-group change of every run's primary metric against the source-only run: ``facebench compare``'s
     numbers, so the report and the CI gate give the same verdicts and p-values on the same two runs.
 
-    Each run measured like the reference (:func:`~facebench.comparison.entries.same_measurement`: protocol version,
-    data, split) is paired with it sample by sample (:func:`~facebench.comparison.pairing.pair_outcomes`) and compared
-    by :func:`~facebench.comparison.verdict.compare_metric` (stratified paired bootstrap per group, Holm-adjusted
-    p-values within each attribute) with compare's defaults for ``n_boot`` and ``seed``. The table shows
-    ``attribute``'s groups; each row also says whether compare would call the run a regression (any
-    attribute, overall or gap). Returns None when the folder has no reference run or nothing to compare.
+    Each run measured like the reference (:func:`~facebench.comparison.entries.same_measurement`: protocol
+    version, data, split) is paired with it sample by sample (:func:`~facebench.comparison.pairing.pair_outcomes`)
+    and compared by :func:`~facebench.comparison.verdict.compare_metric` (stratified paired bootstrap per group,
+    Holm-adjusted p-values within each attribute) with compare's default ``n_boot`` and ``seed``. The table
+    shows ``attribute``'s groups; each row also says whether ``facebench compare`` without a gate file would
+    fail the run (overall, any group of any attribute, or a gap). Returns None when the folder has no
+    reference run or nothing to compare.
     """
     reference = next((r for r in runs if r.results["baseline"]["name"] == reference_name), None)
     if reference is None or len(runs) < 2:
         return None
-    from facebench.metrics import get_metric
-
     metric = get_metric(reference.primary_metric)
     groups: dict[str, None] = {}
     rows = []
@@ -258,8 +256,7 @@ def changes_against_reference(runs: list[Run], *, reference_name: str = "source_
         if attribute not in paired.attributes:
             continue
         comparison = compare_metric(metric, paired, candidate=run, reference=reference,
-                                    n_boot=DEFAULT_N_BOOT if n_boot is None else n_boot,
-                                    seed=DEFAULT_SEED if seed is None else seed)
+                                    n_boot=n_boot, seed=seed)
         (changes,) = (a for a in comparison.attributes if a.attribute == attribute)
         groups.update(dict.fromkeys(g.group for g in changes.groups))
         rows.append({"name": run.name, "cells": {g.group: g for g in changes.groups},
