@@ -28,3 +28,65 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def shorten(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so an error sentence stays one readable line.
+
+    >>> shorten("abc")
+    "'abc'"
+    >>> shorten("x" * 100, limit=12)
+    "'xxxxxxxxxx…"
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def key_path(loc: tuple) -> str:
+    """A pydantic error location as the key path users write: ``('gates', 0, 'max_gap')`` → ``gates[0].max_gap``.
+
+    >>> key_path(("gates", 0, "max_gap")), key_path(("baselines", 1))
+    ('gates[0].max_gap', 'baselines[1]')
+    """
+    return "".join(f"[{item}]" if isinstance(item, int) else (("." if i else "") + str(item))
+                   for i, item in enumerate(loc))
+
+
+def _model_owning(root, loc: tuple):
+    """The pydantic model class that owns the key at ``loc`` under ``root`` (None when no model does)."""
+    from pydantic import BaseModel
+
+    model = root
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        info = model.model_fields.get(item)
+        if info is None:
+            return None
+        candidates = [info.annotation, *getattr(info.annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def validation_error(error, *, where: str, model, key_prefix: str = "") -> UserInputError:
+    """One sentence for a pydantic ``ValidationError`` raised by ``model.model_validate``: the file
+    (``where``), the key path (after ``key_prefix``, e.g. ``baselines[0].params.``) and, for an unknown key,
+    a did-you-mean among the keys its model accepts.
+
+    An unknown key is reported before any other error: it is the likely cause of the others (a typo that
+    also leaves a required key missing). The tests of protocol and gate files pin the sentences.
+    """
+    errors = error.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = tuple(first["loc"])
+    path = key_prefix + key_path(loc)
+    if first["type"] == "extra_forbidden":
+        owner = _model_owning(model, loc)
+        hint = did_you_mean(str(loc[-1]), owner.model_fields) if owner is not None else ""
+        return UserInputError(f"{where}: unknown key '{path}'{hint}.")
+    if first["type"] == "missing":
+        return UserInputError(f"{where}: required key '{path}' is missing.")
+    message = first["msg"].removeprefix("Value error, ").rstrip(".")
+    return UserInputError(f"{where}: key '{path}': {message} (got {shorten(first.get('input'))}).")

@@ -22,7 +22,7 @@ from facebench.io import atomic_write, write_json
 from facebench.metrics import Disaggregation, get_metric
 from facebench.protocol import Protocol
 from facebench.registry import TASKS
-from facebench.results import SCHEMA_VERSION, Results, environment
+from facebench.results import INTERVAL_METHOD, SCHEMA_VERSION, Results, environment
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +143,9 @@ def score_predictions_file(
         "training": training or {},
         "reference": [r.model_dump() for r in protocol.reference],
         "files": {"predictions": task.predictions_file, "outcomes": "outcomes.csv"},
+        "statistics": {"n_boot": protocol.evaluation.n_boot, "confidence": protocol.evaluation.confidence,
+                       "interval_method": INTERVAL_METHOD, "min_group_size": protocol.groups.min_group_size,
+                       "seed": seed},
     }
     write_json(out_dir / "results.json", results)
     return results

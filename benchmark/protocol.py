@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from facebench.errors import UserInputError, did_you_mean
+from facebench.errors import UserInputError, did_you_mean, validation_error
 from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
 
 PROTOCOL_DIR = Path(__file__).resolve().parent.parent / "protocols"
@@ -221,48 +221,6 @@ def _apply_override(raw: dict, path: list[str], value: Any, text: str) -> None:
             raise UserInputError(f"--set {text}: '{'.'.join(path[:i])}' is a value, not a section.")
 
 
-def _format_location(loc: tuple) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts)
-
-
-def _model_for(loc: tuple) -> type[BaseModel] | None:
-    """The pydantic model that owns the key at ``loc`` (for did-you-mean on unknown keys)."""
-    model: Any = Protocol
-    for item in loc[:-1]:
-        if isinstance(item, int):
-            continue
-        field = model.model_fields.get(item) if hasattr(model, "model_fields") else None
-        if field is None:
-            return None
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        candidates = [annotation, *args]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if model is None:
-            return None
-    return model
-
-
-def _explain(error: ValidationError, where: str) -> UserInputError:
-    first = error.errors()[0]
-    loc = tuple(first["loc"])
-    path = _format_location(loc)
-    if first["type"] == "extra_forbidden":
-        owner = _model_for(loc)
-        hint = did_you_mean(str(loc[-1]), owner.model_fields) if owner else ""
-        return UserInputError(f"{where}: unknown key '{path}'{hint}.")
-    if first["type"] == "missing":
-        return UserInputError(f"{where}: required key '{path}' is missing.")
-    message = first["msg"].rstrip(".")
-    return UserInputError(f"{where}: key '{path}': {message} (got {first.get('input')!r}).")
-
-
 def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
     """Parse a YAML file that must hold a mapping; one sentence naming the file (and line) otherwise.
     ``what`` completes "PATH: ..." when the document is not a mapping."""
@@ -330,7 +288,7 @@ def load_protocol(path: str | Path, *, profile: str | None = None, overrides: tu
     try:
         protocol = Protocol.model_validate(raw)
     except ValidationError as exc:
-        raise _explain(exc, where) from None
+        raise validation_error(exc, where=where, model=Protocol) from None
     _check_names(protocol, where)
     return protocol
 
@@ -389,12 +347,7 @@ def _check_names(protocol: Protocol, where: str) -> None:
         try:
             spec.params.model_validate(baseline.params)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            sub = _format_location(tuple(first["loc"]))
-            if first["type"] == "extra_forbidden":
-                hint = did_you_mean(str(first["loc"][-1]), spec.params.model_fields)
-                raise UserInputError(f"{where}: unknown key '{key}.params.{sub}'{hint}.") from None
-            raise UserInputError(f"{where}: key '{key}.params.{sub}': {first['msg'].rstrip('.')}.") from None
+            raise validation_error(exc, where=where, model=spec.params, key_prefix=f"{key}.params.") from None
 
 
 def _check_split_params(protocol: Protocol, where: str) -> None:

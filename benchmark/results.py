@@ -13,17 +13,39 @@ percentile intervals of a bootstrap resampled *within* each group (Wilson interv
 protocol's confidence level. Group names are lower-case words (``white``, ``female``, ``30-44``);
 intersections join attribute and group names with ``*`` (``race*gender`` → ``black*female``).
 
-Bump :data:`SCHEMA_VERSION` on any incompatible change.
+Statistics (since 1.1): ``statistics`` records the settings every interval and flag above was computed with:
+``{n_boot, confidence, interval_method, min_group_size, seed}`` (:class:`Statistics`). Readers of a 1.0 file,
+which lacks it, say so where it matters (``facebench compare`` recovers ``min_group_size`` from the flags).
+
+Reading: :func:`load_run` is the one reader of a results.json (``facebench compare``, the bias report and the
+leaderboard site all use it). It returns a :class:`Run`: the parsed document, its file and its
+``outcomes.csv``, whose path, read from ``files.outcomes``, may not leave the run folder. Any problem is one
+:class:`~facebench.errors.UserInputError` sentence naming the file and the key.
+
+Bump :data:`SCHEMA_VERSION`'s major number on any incompatible change (readers accept ``1.x``), its minor
+number when a key is added.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import platform
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
-SCHEMA_VERSION = "1.0"
+from facebench.errors import UserInputError, shorten
+
+SCHEMA_VERSION = "1.1"
+
+#: Keys every results.json must have (dotted paths), checked in this order.
+REQUIRED_KEYS = ("protocol.name", "protocol.version", "protocol.title", "protocol.task", "protocol.primary_metric",
+                 "protocol.fingerprint", "baseline.name", "data.synthetic", "data.fingerprint",
+                 "data.split_fingerprint", "metrics.overall", "metrics.by_group", "metrics.disparities",
+                 "schema_version")
 
 
 class MetricValue(TypedDict, total=False):
@@ -55,6 +77,14 @@ class Metrics(TypedDict):
     group_tests: list[dict[str, Any]]
 
 
+class Statistics(TypedDict):
+    n_boot: int                   # bootstrap resamples per group (evaluation.n_boot)
+    confidence: float             # two-sided level of every interval (evaluation.confidence)
+    interval_method: str          # how intervals are made (see the module docstring)
+    min_group_size: int           # groups with fewer samples are flagged "small" and never worst/best
+    seed: int                     # seed of the bootstrap and the tests (the run's seed)
+
+
 class Results(TypedDict):
     schema_version: str
     protocol: dict[str, Any]      # name, version, profile, title, fingerprint, primary_metric
@@ -66,6 +96,167 @@ class Results(TypedDict):
     training: dict[str, Any]      # per-epoch logs, resumed_from_epoch (baselines only)
     reference: list[dict[str, Any]]   # published numbers from the protocol, for side-by-side display
     files: dict[str, str]         # relative paths of predictions.csv and outcomes.csv
+    statistics: NotRequired[Statistics]   # since 1.1
+
+
+#: ``statistics.interval_method`` of the disaggregation engine (:mod:`facebench.metrics.groups`).
+INTERVAL_METHOD = "percentile bootstrap resampled within each group; Wilson score interval for rates"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """A scored run: its results.json document (:class:`Results`), that file, and its ``outcomes.csv``."""
+
+    results_path: Path
+    outcomes_path: Path
+    results: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def folder(self) -> Path:
+        """The run directory (the folder holding results.json)."""
+        return self.results_path.parent
+
+    @property
+    def name(self) -> str:
+        """How reports name the run: ``baseline.label``, else ``baseline.name``."""
+        baseline = self.results["baseline"]
+        return str(baseline.get("label") or baseline["name"])
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every name that picks this run (``compare --against``): label, name and run folder."""
+        baseline = self.results["baseline"]
+        candidates = (baseline.get("label"), baseline["name"], self.folder.name)
+        return frozenset(str(n) for n in candidates if n)
+
+    @property
+    def kind(self) -> str:
+        """``"baseline"`` or ``"submission"``."""
+        return str(self.results["baseline"].get("kind", "baseline"))
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        return self.results["protocol"]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.results["data"]
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.data.get("synthetic"))
+
+    @property
+    def primary_metric(self) -> str:
+        return str(self.protocol["primary_metric"])
+
+    @property
+    def primary_value(self) -> dict[str, Any]:
+        """The overall :class:`MetricValue` of the primary metric (empty when absent)."""
+        return self.results["metrics"]["overall"].get(self.primary_metric) or {}
+
+    @property
+    def statistics(self) -> Statistics | None:
+        """The statistics settings (None in a schema 1.0 file, which predates them)."""
+        return self.results.get("statistics")
+
+    def overall(self, metric: str) -> float | None:
+        """The overall value of ``metric`` (None: absent, undefined or not finite)."""
+        value = self.results["metrics"]["overall"].get(metric, {}).get("value")
+        return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def _refuse_non_finite(constant: str) -> float:
+    """``json.loads`` accepts NaN and Infinity, which are not JSON (and facebench never writes them)."""
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; one sentence naming the file (and line) when it cannot be read or parsed."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{path} cannot be read ({exc.__class__.__name__}).") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_non_finite)
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}).") from None
+    except ValueError as exc:
+        raise UserInputError(f"{path} is not valid JSON ({exc}).") from None
+
+
+def _check_document(doc: Any, file: Path) -> None:
+    if not isinstance(doc, dict):
+        raise UserInputError(f"{file} is not a facebench results.json (it holds no JSON object).")
+    for dotted in REQUIRED_KEYS:
+        node: Any = doc
+        for key in dotted.split("."):
+            if not isinstance(node, dict) or key not in node:
+                raise UserInputError(f"{file} is not a facebench results.json: it has no '{dotted}'.")
+            node = node[key]
+    for dotted in ("metrics.overall", "metrics.by_group", "metrics.disparities"):
+        section, key = dotted.split(".")
+        if not isinstance(doc[section][key], dict):
+            raise UserInputError(f"{file}: key '{dotted}' must be an object, not {shorten(doc[section][key])}.")
+    statistics = doc.get("statistics")
+    if statistics is not None:
+        if not isinstance(statistics, dict):
+            raise UserInputError(f"{file}: key 'statistics' must be an object, not {shorten(statistics)}.")
+        for key in ("n_boot", "min_group_size", "seed"):
+            value = statistics.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UserInputError(f"{file}: key 'statistics.{key}' must be a whole number, not "
+                                     f"{shorten(value)}.")
+    version = str(doc["schema_version"])
+    if version.split(".")[0] != "1":
+        raise UserInputError(f"{file} has results schema version {shorten(version)}; this facebench reads 1.x.")
+    from facebench.metrics import get_metric  # metrics import numpy and pandas
+
+    for metric in [doc["protocol"]["primary_metric"], *doc["metrics"]["disparities"]]:
+        try:
+            get_metric(metric)
+        except UserInputError as exc:
+            raise UserInputError(f"{file} uses a metric this facebench does not know: {exc}") from None
+
+
+def _outcomes_in_run(doc: dict[str, Any], file: Path) -> Path:
+    """The run's outcomes.csv from ``files.outcomes``, refused when it leaves the run folder (a ``..`` or a
+    symbolic link pointing elsewhere) or does not exist."""
+    folder = file.parent.resolve()
+    files = doc.get("files") if isinstance(doc.get("files"), dict) else {}
+    relative = str(files.get("outcomes") or "outcomes.csv")
+    outcomes = (folder / relative).resolve()
+    if not outcomes.is_relative_to(folder):
+        raise UserInputError(f"{file} names outcomes file {shorten(relative)}, which is outside its run "
+                             "directory.")
+    if not outcomes.is_file():
+        raise UserInputError(f"{file} names outcomes file {shorten(relative)}, which does not exist.")
+    return outcomes
+
+
+def load_run(path: str | os.PathLike, *, outcomes: str | os.PathLike | None = None) -> Run:
+    """Read and check a results.json (or the run folder holding one).
+
+    ``outcomes`` overrides where outcomes.csv is (a leaderboard site's ``manifest.json`` says where its
+    copies are); otherwise ``files.outcomes`` names it, inside the run folder. Raises
+    :class:`~facebench.errors.UserInputError` (one sentence naming the file and the key) for a missing file,
+    invalid JSON (NaN and Infinity included), a missing key, another major schema version, an unknown metric
+    or an outcomes file outside the run folder or missing.
+    """
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise UserInputError(f"{path} is a folder without a results.json." if path.is_dir()
+                             else f"Results file {path} does not exist.")
+    doc = read_json(file)
+    _check_document(doc, file)
+    if outcomes is None:
+        outcomes_path = _outcomes_in_run(doc, file)
+    else:
+        outcomes_path = Path(outcomes)
+        if not outcomes_path.is_file():
+            raise UserInputError(f"Outcomes file {outcomes_path} does not exist (named for {file}).")
+    return Run(results_path=file, outcomes_path=outcomes_path, results=doc)
 
 
 def git_commit(path: Path | None = None) -> str | None:

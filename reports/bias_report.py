@@ -5,7 +5,7 @@ autoescaping on, with plots inlined as PNG data URIs: no network, no scripts fro
 images of any dataset. Results on synthetic data carry a SYNTHETIC banner at the top of the page.
 
 The pieces are shared with the leaderboard site (:mod:`facebench.reports.leaderboard`):
-:func:`read_results` loads a run, :func:`run_view` prepares it for the templates, :func:`environment` is the
+:func:`facebench.results.load_run` loads a run, :func:`run_view` prepares it for the templates, :func:`environment` is the
 one jinja2 environment, and ``templates/_macros.html.j2`` lays out a run's sections for both the report and
 the site's run pages.
 """
@@ -15,55 +15,31 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from facebench.comparison.entries import same_measurement
+from facebench.comparison.pairing import pair_outcomes
+from facebench.comparison.verdict import DEFAULT_N_BOOT, DEFAULT_SEED, compare_metric
 from facebench.data.table import RACES
 from facebench.errors import UserInputError
 from facebench.io import write_text
+from facebench.metrics import get_metric
 from facebench.reports import plots
+from facebench.results import Run, load_run
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-def _refuse_non_finite(constant: str) -> float:
-    """``json.loads`` accepts NaN and Infinity, which are not JSON (and facebench never writes them)."""
-    raise ValueError(f"{constant} is not a JSON number")
-
-
-def read_results(path: Path) -> dict[str, Any]:
-    """One ``results.json`` document, with ``_dir`` (its run directory's name) and ``_path`` (that directory).
-
-    ``_path`` is for reading the run's other files (``outcomes.csv``); templates must never print or link it.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"{path} cannot be read ({exc}).") from None
-    try:
-        results = json.loads(text, parse_constant=_refuse_non_finite)
-    except json.JSONDecodeError as exc:
-        raise UserInputError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
-    except ValueError as exc:
-        raise UserInputError(f"{path} is not valid JSON ({exc}).") from None
-    if not isinstance(results, dict):
-        raise UserInputError(f"{path} is not a facebench results.json (it holds no JSON object).")
-    results["_dir"] = path.parent.name
-    results["_path"] = str(path.parent)
-    return results
-
-
-def load_runs(folder: Path) -> list[dict[str, Any]]:
-    """All results.json documents directly under ``folder``'s run directories, in name order."""
+def load_runs(folder: Path) -> list[Run]:
+    """Every run directly under ``folder`` (its run directories' results.json), in name order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserInputError(f"Run folder {folder} does not exist.")
     # Hidden folders are scratch space (a submission being written, a temporary site), never runs.
-    runs = [read_results(path) for path in sorted(folder.glob("*/results.json")) if not path.parent.name.startswith(".")]
+    runs = [load_run(path) for path in sorted(folder.glob("*/results.json")) if not path.parent.name.startswith(".")]
     if not runs:
         raise UserInputError(f"No run directories with results.json under {folder}.")
     return runs
@@ -113,10 +89,8 @@ def content_security_policy(script: str | None = None) -> str:
 
 
 def _metric_direction(metric: str) -> tuple[bool, str]:
-    from facebench.metrics import get_metric
-
     spec = get_metric(metric)
-    return spec.higher_is_better, getattr(spec, "unit", "")
+    return spec.higher_is_better, spec.unit
 
 
 def group_phrase(attribute: str, group: str) -> str:
@@ -180,9 +154,10 @@ def _sorted_gaps(metrics: dict[str, Any], primary: str) -> list[dict[str, Any]]:
     return gaps
 
 
-def run_view(results: dict[str, Any]) -> dict[str, Any]:
+def run_view(run: Run) -> dict[str, Any]:
     """Everything the templates need for one run, precomputed (the templates only lay it out)."""
-    primary = results["protocol"]["primary_metric"]
+    results = run.results
+    primary = run.primary_metric
     metrics = results["metrics"]
     higher_is_better, unit = _metric_direction(primary)
     metric_names = list(metrics["overall"])
@@ -221,12 +196,12 @@ def run_view(results: dict[str, Any]) -> dict[str, Any]:
                                 "created_at"))
     provenance.update(results.get("provenance") or {})
     return {
-        "dir": results["_dir"],
+        "dir": run.folder.name,
         "tests": tests,
         "differentials": differentials,
         "pair_rule": metrics.get("differentials", {}).get("pair_rule", ""),
-        "name": results["baseline"].get("label") or results["baseline"]["name"],
-        "kind": results["baseline"].get("kind", "baseline"),
+        "name": run.name,
+        "kind": run.kind,
         "results": results,
         "primary": primary,
         "unit": unit,
@@ -255,44 +230,41 @@ def pretrained_note(results: dict[str, Any]) -> str:
             "that mean something.")
 
 
-def changes_against_reference(runs: list[dict[str, Any]], *, reference_name: str = "source_only",
-                              attribute: str = "race", n_boot: int = 1000) -> dict[str, Any] | None:
-    """Per-group change of every run's primary metric against the source-only run, by paired bootstrap.
+def changes_against_reference(runs: list[Run], *, reference_name: str = "source_only", attribute: str = "race",
+                              n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED) -> dict[str, Any] | None:
+    """Per-group change of every run's primary metric against the source-only run: ``facebench compare``'s
+    numbers, so the report and the CI gate give the same verdicts and p-values on the same two runs.
 
-    Only runs scored on the same split (same split fingerprint) are paired, sample by sample, through their
-    ``outcomes.csv``. Returns None when the folder has no reference run or nothing to compare.
+    Each run measured like the reference (:func:`~facebench.comparison.entries.same_measurement`: protocol
+    version, data, split) is paired with it sample by sample (:func:`~facebench.comparison.pairing.pair_outcomes`)
+    and compared by :func:`~facebench.comparison.verdict.compare_metric` (stratified paired bootstrap per group,
+    Holm-adjusted p-values within each attribute) with compare's default ``n_boot`` and ``seed``. The table
+    shows ``attribute``'s groups; each row also says whether ``facebench compare`` without a gate file would
+    fail the run (overall, any group of any attribute, or a gap). Returns None when the folder has no
+    reference run or nothing to compare.
     """
-    import pandas as pd
-
-    from facebench.metrics import get_metric
-    from facebench.metrics.paired import paired_difference
-
-    reference = next((r for r in runs if r["baseline"]["name"] == reference_name), None)
+    reference = next((r for r in runs if r.results["baseline"]["name"] == reference_name), None)
     if reference is None or len(runs) < 2:
         return None
-    primary = reference["protocol"]["primary_metric"]
-    outcome_column = {"mae": "abs_error"}.get(primary)
-    if outcome_column is None:
-        return None
-    load = lambda r: pd.read_csv(  # noqa: E731
-        Path(r["_path"]) / (r.get("files") or {}).get("outcomes", "outcomes.csv")).set_index("sample_id")
-    base = load(reference)
-    groups = [g for g in RACES if g in set(base[attribute])]
+    metric = get_metric(reference.primary_metric)
+    groups: dict[str, None] = {}
     rows = []
     for run in runs:
-        if run is reference or run["data"]["split_fingerprint"] != reference["data"]["split_fingerprint"]:
+        if run is reference or not same_measurement(run, reference):
             continue
-        other = load(run).loc[base.index]
-        cells = {}
-        for group in groups:
-            mask = (base[attribute] == group).to_numpy()
-            cells[group] = paired_difference(base[outcome_column].to_numpy()[mask], other[outcome_column].to_numpy()[mask],
-                                             n_boot=n_boot, seed=run["provenance"]["seed"], label=group)
-        rows.append({"name": run["baseline"].get("label") or run["baseline"]["name"], "cells": cells})
+        paired = pair_outcomes(run, reference)
+        if attribute not in paired.attributes:
+            continue
+        comparison = compare_metric(metric, paired, candidate=run, reference=reference,
+                                    n_boot=n_boot, seed=seed)
+        (changes,) = (a for a in comparison.attributes if a.attribute == attribute)
+        groups.update(dict.fromkeys(g.group for g in changes.groups))
+        rows.append({"name": run.name, "cells": {g.group: g for g in changes.groups},
+                     "regressed": comparison.regressed})
     if not rows:
         return None
-    return {"metric": primary, "reference": reference["baseline"].get("label") or reference_name, "groups": groups,
-            "rows": rows, "lower_is_better": not get_metric(primary).higher_is_better}
+    return {"metric": metric.name, "reference": reference.name, "attribute": attribute, "groups": list(groups),
+            "rows": rows, "lower_is_better": not metric.higher_is_better}
 
 
 def paper_table(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -334,16 +306,16 @@ def paper_table(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> 
     return {"headers": headers, "published": published, "measured": measured}
 
 
-def render_report(runs: list[dict[str, Any]]) -> str:
-    """The per-protocol report page (HTML) for ``runs``, results documents of one protocol."""
-    first = runs[0]
+def render_report(runs: list[Run]) -> str:
+    """The per-protocol report page (HTML) for ``runs``, the runs of one protocol."""
+    first = runs[0].results
     views = [run_view(r) for r in runs]
     present = {g for v in views for g in v["race_primary"]}
     races = [r for r in RACES if r in present] + sorted(present - set(RACES))
     return environment().get_template("report.html.j2").render(
-        protocol=first["protocol"], data=first["data"], synthetic=any(r["data"]["synthetic"] for r in runs),
+        protocol=first["protocol"], data=first["data"], synthetic=any(r.synthetic for r in runs),
         runs=views, races=races, reference=first.get("reference", []), changes=changes_against_reference(runs),
-        paper=paper_table(runs, first.get("reference", [])),
+        paper=paper_table([r.results for r in runs], first.get("reference", [])),
         csp=content_security_policy(), script=None,
     )
 

@@ -40,20 +40,15 @@ from facebench.reports.bias_report import (
     content_security_policy,
     environment,
     paper_table,
-    read_results,
     run_view,
 )
+from facebench.results import Run, load_run
 
 #: ``manifest.json``'s ``schema``; bump on any incompatible change of the manifest or the ``runs/`` layout.
 MANIFEST_SCHEMA = "facebench-leaderboard/1"
 
 #: The column-sorting script, inlined into the pages that have sortable tables.
 SORT_SCRIPT = (Path(__file__).resolve().parent / "static" / "sortable.js").read_text(encoding="utf-8")
-
-#: Keys a results.json must have for the site to show it (dotted paths).
-REQUIRED_KEYS = ("protocol.name", "protocol.title", "protocol.primary_metric", "baseline.name",
-                 "data.synthetic", "metrics.overall", "metrics.by_group", "metrics.disparities")
-
 
 def safe_name(name: str) -> str:
     """A file or folder name made from ``name`` that cannot leave its parent folder or surprise a shell.
@@ -80,41 +75,17 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-@dataclass
-class Run:
-    """One run directory found under the RUNS_DIR folders, and where it goes in the site."""
+@dataclass(frozen=True, kw_only=True)
+class SiteEntry:
+    """One run (:class:`facebench.results.Run`) and its place in the site."""
 
-    results: dict[str, Any]    # the results.json document (+ ``_dir``/``_path``: bias_report.read_results)
-    results_path: Path         # the results.json that was read
-    outcomes_path: Path        # its outcomes.csv (checked to lie inside the run directory)
-    protocol_slug: str = ""    # the protocol's folder name in the site
-    slug: str = ""             # the run's folder/page name in the site, unique within its protocol
+    run: Run
+    protocol_slug: str         # the protocol's folder name in the site
+    slug: str                  # the run's folder/page name in the site, unique within its protocol
 
     @property
     def protocol(self) -> str:
-        return str(self.results["protocol"]["name"])
-
-    @property
-    def name(self) -> str:
-        """The entry's display name: the baseline's label, else its name (a submission's ``--name``)."""
-        baseline = self.results["baseline"]
-        return str(baseline.get("label") or baseline["name"])
-
-    @property
-    def kind(self) -> str:
-        return str(self.results["baseline"].get("kind", "baseline"))
-
-    @property
-    def primary_metric(self) -> str:
-        return str(self.results["protocol"]["primary_metric"])
-
-    @property
-    def primary_value(self) -> dict[str, Any]:
-        return self.results["metrics"]["overall"].get(self.primary_metric) or {}
-
-    @property
-    def synthetic(self) -> bool:
-        return bool(self.results["data"]["synthetic"])
+        return str(self.run.protocol["name"])
 
     @property
     def page(self) -> str:
@@ -128,39 +99,6 @@ class Run:
 
 
 # ----------------------------------------------------------------------------------------------- reading runs
-def _require(results: dict[str, Any], path: Path) -> None:
-    for dotted in REQUIRED_KEYS:
-        node: Any = results
-        for key in dotted.split("."):
-            if not isinstance(node, dict) or key not in node:
-                raise UserInputError(f"{path} is not a facebench results.json: it has no '{dotted}'.")
-            node = node[key]
-    version = str(results.get("schema_version", ""))
-    if not version.startswith("1."):
-        raise UserInputError(f"{path} has results schema version '{version}'; "
-                             "this facebench reads version 1.x.")
-    from facebench.metrics import get_metric
-
-    for metric in [results["protocol"]["primary_metric"], *results["metrics"]["disparities"]]:
-        try:
-            get_metric(metric)
-        except UserInputError as exc:
-            raise UserInputError(f"{path} uses a metric this facebench does not know: {exc}") from None
-
-
-def _outcomes_path(results: dict[str, Any], results_path: Path) -> Path:
-    """The run's outcomes.csv, refusing a ``files.outcomes`` entry that points outside its run directory."""
-    run_dir = results_path.parent.resolve()
-    relative = (results.get("files") or {}).get("outcomes") or "outcomes.csv"
-    candidate = (run_dir / str(relative)).resolve()
-    if not candidate.is_relative_to(run_dir):
-        raise UserInputError(f"{results_path} names outcomes file '{relative}', "
-                             "which is outside its run directory.")
-    if not candidate.is_file():
-        raise UserInputError(f"{results_path} names outcomes file '{relative}', which does not exist.")
-    return candidate
-
-
 def find_results(folders: Sequence[Path], *, exclude: Path | None = None) -> list[Path]:
     """Every ``results.json`` under ``folders`` (recursively), each file once, in path order.
 
@@ -190,23 +128,22 @@ def find_results(folders: Sequence[Path], *, exclude: Path | None = None) -> lis
     return list(found)
 
 
-def collect_runs(folders: Sequence[Path], *, exclude: Path | None = None) -> list[Run]:
+def collect_runs(folders: Sequence[Path], *, exclude: Path | None = None) -> list[SiteEntry]:
     """Read and check every run under ``folders`` and give each a unique, safe place in the site."""
-    runs = []
-    for path in find_results(folders, exclude=exclude):
-        results = read_results(path)
-        _require(results, path)
-        runs.append(Run(results=results, results_path=path, outcomes_path=_outcomes_path(results, path)))
+    runs = [load_run(path) for path in find_results(folders, exclude=exclude)]
     protocol_slugs: dict[str, str] = {}
     taken_protocols: set[str] = set()
     taken_runs: dict[str, set[str]] = {}
+    entries = []
     for run in runs:
-        if run.protocol not in protocol_slugs:
-            protocol_slugs[run.protocol] = _unique(safe_name(run.protocol), taken_protocols)
-        run.protocol_slug = protocol_slugs[run.protocol]
+        protocol = str(run.protocol["name"])
+        if protocol not in protocol_slugs:
+            protocol_slugs[protocol] = _unique(safe_name(protocol), taken_protocols)
+        slug = protocol_slugs[protocol]
         # Two folders may hold run directories of the same name (e.g. runs copied from two machines).
-        run.slug = _unique(safe_name(run.results["_dir"]), taken_runs.setdefault(run.protocol_slug, set()))
-    return runs
+        entries.append(SiteEntry(run=run, protocol_slug=slug,
+                                 slug=_unique(safe_name(run.folder.name), taken_runs.setdefault(slug, set()))))
+    return entries
 
 
 # ------------------------------------------------------------------------------------------ leaderboard rows
@@ -237,8 +174,9 @@ def _pick_attribute(by_attribute: dict[str, Any]) -> str | None:
     return (singles or list(by_attribute) or [None])[0]
 
 
-def leaderboard_row(run: Run) -> dict[str, Any]:
+def leaderboard_row(entry: SiteEntry) -> dict[str, Any]:
     """One row of a protocol's table: primary metric, worst group, largest gap, data, provenance."""
+    run = entry.run
     metrics = run.results["metrics"]
     disparities = metrics["disparities"].get(run.primary_metric, {})
     attribute = _pick_attribute(disparities)
@@ -250,7 +188,7 @@ def leaderboard_row(run: Run) -> dict[str, Any]:
             if "*" not in a and d.get("gap") is not None]
     largest = max(gaps, key=lambda d: d["gap"], default=None)
     return {
-        "run": run,
+        "run": entry,
         "name": run.name,
         "kind": run.kind,
         "primary": run.primary_value,
@@ -263,12 +201,12 @@ def leaderboard_row(run: Run) -> dict[str, Any]:
     }
 
 
-def protocol_table(runs: list[Run]) -> list[dict[str, Any]]:
+def protocol_table(entries: list[SiteEntry]) -> list[dict[str, Any]]:
     """The rows of one protocol's table, best first on the primary metric, each with its ``rank``."""
     def best_first(row: dict[str, Any]) -> tuple[float, str]:
-        return _badness(row["run"].primary_metric, row["primary"].get("value")), row["name"]
+        return _badness(row["run"].run.primary_metric, row["primary"].get("value")), row["name"]
 
-    rows = sorted((leaderboard_row(run) for run in runs), key=best_first)
+    rows = sorted((leaderboard_row(entry) for entry in entries), key=best_first)
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return rows
@@ -281,15 +219,16 @@ def _page(template: str, *, script: str | None = None, **context: Any) -> str:
                                                        wide=True, **context)
 
 
-def _write_protocol(site: Path, runs: list[Run]) -> dict[str, Any]:
-    """Write the table page of one protocol's ``runs``; return the protocol's row of the index."""
-    rows = protocol_table(runs)
+def _write_protocol(site: Path, entries: list[SiteEntry]) -> dict[str, Any]:
+    """Write the table page of one protocol's runs; return the protocol's row of the index."""
+    rows = protocol_table(entries)
+    runs = [entry.run for entry in entries]
     newest = max(runs, key=lambda r: str((r.results.get("provenance") or {}).get("created_at") or ""))
     synthetic = any(run.synthetic for run in runs)
     any_real = not all(run.synthetic for run in runs)
     fingerprints = {str(run.results["data"].get("fingerprint")) for run in runs}
-    changes = changes_against_reference([run.results for run in runs])
-    slug = runs[0].protocol_slug
+    changes = changes_against_reference(runs)
+    slug = entries[0].protocol_slug
     write_text(site / "protocols" / slug / "index.html", _page(
         "site_protocol.html.j2", script=SORT_SCRIPT, root="../../", protocol=newest.results["protocol"],
         data=newest.results["data"], rows=rows, synthetic=synthetic, any_real=any_real,
@@ -304,31 +243,32 @@ def _write_protocol(site: Path, runs: list[Run]) -> dict[str, Any]:
             "datasets": sorted({str(r.results["data"].get("dataset", "")) for r in runs})}
 
 
-def _write_run(site: Path, run: Run) -> dict[str, Any]:
+def _write_run(site: Path, entry: SiteEntry) -> dict[str, Any]:
     """Write one run's report page and copy its files; return its manifest entry."""
-    files = site / run.files_dir
+    run = entry.run
+    files = site / entry.files_dir
     files.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run.results_path, files / "results.json")
     shutil.copyfile(run.outcomes_path, files / "outcomes.csv")
-    write_text(site / run.page, _page(
-        "site_run.html.j2", root="../../", run=run_view(run.results), protocol=run.results["protocol"],
-        data=run.results["data"], synthetic=run.synthetic, files=f"../../{run.files_dir}/"))
-    return {"protocol": run.protocol, "name": run.name, "kind": run.kind, "run": run.slug,
-            "results": f"{run.files_dir}/results.json", "outcomes": f"{run.files_dir}/outcomes.csv",
+    write_text(site / entry.page, _page(
+        "site_run.html.j2", root="../../", run=run_view(run), protocol=run.results["protocol"],
+        data=run.results["data"], synthetic=run.synthetic, files=f"../../{entry.files_dir}/"))
+    return {"protocol": entry.protocol, "name": run.name, "kind": run.kind, "run": entry.slug,
+            "results": f"{entry.files_dir}/results.json", "outcomes": f"{entry.files_dir}/outcomes.csv",
             "primary_metric": run.primary_metric, "value": run.primary_value.get("value")}
 
 
-def _write_site(site: Path, runs: list[Run], *, show_progress: bool) -> None:
-    by_protocol: dict[str, list[Run]] = {}
-    for run in runs:
-        by_protocol.setdefault(run.protocol, []).append(run)
-    entries = [_write_run(site, run) for run in track(runs, total=len(runs), description="leaderboard",
-                                                       enabled=show_progress)]
+def _write_site(site: Path, entries: list[SiteEntry], *, show_progress: bool) -> None:
+    by_protocol: dict[str, list[SiteEntry]] = {}
+    for entry in entries:
+        by_protocol.setdefault(entry.protocol, []).append(entry)
+    manifest = [_write_run(site, entry) for entry in track(entries, total=len(entries), description="leaderboard",
+                                                          enabled=show_progress)]
     protocols = [_write_protocol(site, by_protocol[name]) for name in sorted(by_protocol)]
     write_text(site / "index.html", _page(
         "site_index.html.j2", script=SORT_SCRIPT, root="", protocols=protocols,
-        synthetic=any(run.synthetic for run in runs), n_runs=len(runs)))
-    write_json(site / "manifest.json", {"schema": MANIFEST_SCHEMA, "entries": entries})
+        synthetic=any(entry.run.synthetic for entry in entries), n_runs=len(entries)))
+    write_json(site / "manifest.json", {"schema": MANIFEST_SCHEMA, "entries": manifest})
 
 
 def _is_site(folder: Path) -> bool:
@@ -387,12 +327,12 @@ def build_site(run_folders: Iterable[Path], *, out: Path, show_progress: bool = 
     a results document, or an ``out`` that is a folder of something else.
     """
     out = Path(out).absolute()
-    runs = collect_runs([Path(f) for f in run_folders], exclude=out)
+    entries = collect_runs([Path(f) for f in run_folders], exclude=out)
     _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building.", dir=out.parent))
     try:
-        _write_site(staging, runs, show_progress=show_progress)
+        _write_site(staging, entries, show_progress=show_progress)
         _publishable_permissions(staging)
         _replace(out, staging)
     except BaseException:

@@ -17,12 +17,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facebench.cli import main
-from facebench.compare import Run, choose_reference, compare, load_gates, load_run, render_markdown
+from facebench.cli import build_parser, main
+from facebench.compare import (
+    DEFAULT_N_BOOT,
+    DEFAULT_SEED,
+    Run,
+    choose_reference,
+    compare,
+    load_gates,
+    load_run,
+    render_markdown,
+)
 from facebench.evaluate import score_predictions_file
 from facebench.metrics import holm
 from facebench.metrics.paired import bootstrap_p_value, paired_difference, paired_group_changes
 from facebench.protocol import load_protocol
+from facebench.reports.bias_report import changes_against_reference
 from facebench.run import prepare_data
 
 AGE = Path(__file__).resolve().parent.parent / "protocols" / "age_utk_cross_ethnicity.yaml"
@@ -131,6 +141,24 @@ def test_one_year_more_for_one_group_fails_and_names_the_group(runs, capsys, tmp
     assert race.gap.worst_b == "black" and race.gap.regressed
     unchanged = [g for g in race.groups if g.group != "black"]
     assert all(g.difference == 0.0 for g in unchanged)
+
+
+def test_the_report_and_compare_give_the_same_numbers_and_verdict(runs) -> None:
+    """The report's "change against source-only" is compare's machinery with compare's defaults: on the same
+    pair, every group's change, interval and (Holm-adjusted) p-value and the verdict are identical."""
+    clean, shifted = load_run(runs["clean"]), load_run(runs["shifted"])
+    comparison = compare(shifted, clean)  # the CLI's defaults: --n-boot DEFAULT_N_BOOT --seed DEFAULT_SEED
+    defaults = build_parser().parse_args(["compare", "x", "--leaderboard", "y"])
+    assert (defaults.n_boot, defaults.seed) == (DEFAULT_N_BOOT, DEFAULT_SEED)
+    (metric,) = comparison.metrics
+    (race,) = (a for a in metric.attributes if a.attribute == "race")
+    changes = changes_against_reference([clean, shifted], reference_name="clean")
+    (row,) = changes["rows"]
+    assert changes["metric"] == "mae" and changes["groups"] == [g.group for g in race.groups]
+    assert row["cells"] == {g.group: g for g in race.groups}  # every field: n, values, interval, p, p_holm
+    assert row["regressed"] is True and comparison.exit_code == 1
+    flagged = [g.group for g in race.regressed_groups]
+    assert "black" in flagged and row["cells"]["black"].regressed
 
 
 def test_same_seed_same_numbers(runs) -> None:
@@ -427,7 +455,7 @@ def test_retrieval_outcomes_pair_on_sample_and_database(tmp_path, capsys) -> Non
         by_group = {"database": {d: {"map": {"value": 0.5, "n": 60, "flag": ""}}
                                  for d in ("2004-2006", "2010-2012")}}
         results = {"schema_version": "1.0", "baseline": {"name": name},
-                   "protocol": {"name": "aifr_cacd", "version": 1, "task": "face_retrieval",
+                   "protocol": {"name": "aifr_cacd", "title": "CACD", "version": 1, "task": "face_retrieval",
                                 "primary_metric": "map", "fingerprint": "f"},
                    "data": {"dataset": "cacd", "synthetic": True, "fingerprint": "d",
                             "split_fingerprint": "s"},
