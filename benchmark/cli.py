@@ -26,20 +26,24 @@ on-disk format; results on synthetic data are labelled SYNTHETIC everywhere.
 
 EPILOG = """\
 examples:
-  facebench run protocols/age_utk_cross_ethnicity.yaml                 # quick profile, synthetic faces
-  facebench run protocols/age_utk_cross_ethnicity.yaml --data-root ~/data/utkface --profile paper
-  facebench evaluate protocols/age_utk_cross_ethnicity.yaml --predictions mine.csv --name my-model
-  facebench evaluate protocols/aifr_morph.yaml --model docs/examples/torchvision_adapter.py:factory
-  facebench run protocols/aifr_fgnet.yaml --data-root ~/data/fgnet --train-data-root ~/data/cacd
+  facebench protocols list                                             # the built-in protocols' names
+  facebench run age_utk_cross_ethnicity                                # quick profile, synthetic faces
+  facebench run age_utk_cross_ethnicity --data-root ~/data/utkface --profile paper
+  facebench run my_protocols/variant.yaml                              # a protocol file of your own
+  facebench evaluate age_utk_cross_ethnicity --predictions mine.csv --name my-model
+  facebench evaluate aifr_morph --model docs/examples/torchvision_adapter.py:factory
+  facebench run aifr_fgnet --data-root ~/data/fgnet --train-data-root ~/data/cacd
   facebench leaderboard runs/ --out site/
   facebench compare runs/aifr_morph/submission-mine --leaderboard site/ --gate gates.yaml
-  facebench protocols validate protocols/*.yaml
+  facebench protocols validate                                         # every built-in protocol
   facebench data verify utkface --root ~/data/utkface --json
 """
 
 
 def _add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("protocol", type=Path, help="protocol YAML file (see `facebench protocols list`)")
+    parser.add_argument("protocol", type=Path,
+                        help="a built-in protocol's name (e.g. age_utk_cross_ethnicity; see `facebench protocols list`) "
+                             "or the path of a protocol YAML file")
     data = parser.add_mutually_exclusive_group()
     data.add_argument("--synthetic", action="store_true",
                       help="use the embedded synthetic stand-in for the dataset (the default without --data-root)")
@@ -95,10 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     protocols = commands.add_parser("protocols", help="list or validate protocol files")
     protocol_commands = protocols.add_subparsers(dest="protocols_command", required=True, metavar="ACTION")
-    listing = protocol_commands.add_parser("list", help="list the built-in protocols")
+    listing = protocol_commands.add_parser(
+        "list", help="list the built-in protocols (the names `facebench run NAME` takes)",
+        description="List the protocols installed with facebench: name, title, task and profiles (one name per line "
+                    "when the output is not a terminal).")
     listing.set_defaults(handler=_cmd_protocols_list)
     validate = protocol_commands.add_parser("validate", help="validate protocol files with every profile applied")
-    validate.add_argument("files", nargs="+", type=Path)
+    validate.add_argument("files", nargs="*", type=Path, metavar="PROTOCOL",
+                          help="protocol names or YAML files (default: every built-in protocol)")
     validate.set_defaults(handler=_cmd_protocols_validate)
 
     data = commands.add_parser("data", help="synthesise or verify datasets in their real on-disk formats")
@@ -226,22 +234,26 @@ def _cmd_protocols_list(args) -> int:
     from facebench.progress import console
     from facebench.protocol import builtin_protocols, profile_names, read_protocol_file
 
-    table = Table("file", "title", "task", "profiles")
-    for path in builtin_protocols():
-        raw = read_protocol_file(path)
-        table.add_row(str(path.relative_to(path.parent.parent)), str(raw.get("title", "")), str(raw.get("task", "")),
-                      ", ".join(profile_names(raw)))
-    console.print(table) if console.is_terminal else None
+    paths = builtin_protocols()
     if not console.is_terminal:
-        for path in builtin_protocols():
-            print(path.relative_to(path.parent.parent))
+        for path in paths:
+            print(path.stem)
+        return 0
+    table = Table("name", "title", "task", "profiles")
+    for path in paths:
+        raw = read_protocol_file(path)
+        table.add_row(path.stem, str(raw.get("title", "")), str(raw.get("task", "")), ", ".join(profile_names(raw)))
+    console.print(table)
     return 0
 
 
 def _cmd_protocols_validate(args) -> int:
-    from facebench.protocol import validate_all_profiles
+    from facebench.protocol import builtin_protocols, validate_all_profiles
 
-    for path in args.files:
+    files = args.files or builtin_protocols()
+    if not files:
+        raise UserInputError("No built-in protocols were found, so there is nothing to validate; name protocol files.")
+    for path in files:
         protocols = validate_all_profiles(path)
         print(f"{path}: ok ({', '.join(p.profile for p in protocols)})")
     return 0
