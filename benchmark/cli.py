@@ -255,7 +255,7 @@ def _cmd_protocols_validate(args) -> int:
         raise UserInputError("No built-in protocols were found, so there is nothing to validate; name protocol files.")
     for path in files:
         protocols = validate_all_profiles(path)
-        print(f"{path}: ok ({', '.join(p.profile for p in protocols)})")
+        print(f"{path if args.files else path.stem}: ok ({', '.join(p.profile for p in protocols)})")
     return 0
 
 
