@@ -109,10 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="protocol names or YAML files (default: every built-in protocol)")
     validate.set_defaults(handler=_cmd_protocols_validate)
 
+    from facebench.registry import DATASETS  # names only: nothing is imported before a command runs
+
+    known_datasets = ", ".join(DATASETS.names())
     data = commands.add_parser("data", help="synthesise or verify datasets in their real on-disk formats")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_commands.add_parser("synth", help="write synthetic faces in a dataset's exact on-disk format")
-    synth.add_argument("dataset", choices=["utkface", "morph", "cacd", "fgnet", "agedb"])
+    synth.add_argument("dataset", help=f"the dataset: {known_datasets} (plugins add more)")
     synth.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to create (DIR/UTKFace/... etc.)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--n", type=int, default=6000,
@@ -120,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=200, help="image side in pixels (default 200, as UTKFace)")
     synth.set_defaults(handler=_cmd_data_synth)
     verify = data_commands.add_parser("verify", help="parse a dataset copy strictly; print counts per group and rejects")
-    verify.add_argument("dataset", choices=["utkface", "morph", "cacd", "fgnet", "agedb"])
+    verify.add_argument("dataset", help=f"the dataset: {known_datasets} (plugins add more)")
     verify.add_argument("--root", type=Path, required=True, metavar="DIR",
                         help="dataset root (the folder holding UTKFace/, MORPH_nonCommercial/, CACD2000/, FGNET/ or AgeDB/)")
     verify.add_argument("--variant", default=None,
@@ -260,24 +263,20 @@ def _cmd_protocols_validate(args) -> int:
 
 
 def _cmd_data_synth(args) -> int:
-    if args.dataset == "utkface":
-        from facebench.data.synth import SynthConfig, write_utkface
+    from facebench.registry import DATASETS
 
-        out = write_utkface(args.out, SynthConfig(n=args.n, seed=args.seed, image_size=args.size), progress=True)
-    else:
-        from facebench.data.synth import aifr
-
-        out = getattr(aifr, f"write_{args.dataset}")(args.out, n_people=args.n, seed=args.seed, image_size=args.size,
-                                                     progress=True)
-    print(f"wrote synthetic {args.dataset} ({args.n} {'images' if args.dataset == 'utkface' else 'people'}) to {out} "
-          "(SYNTHETIC.json marks the folder)")
+    spec = DATASETS.get(args.dataset, where="facebench data synth")
+    settings = spec.synthetic_settings(n=args.n, seed=args.seed, image_size=args.size,
+                                       what=f"facebench data synth {spec.name}")
+    out = spec.write(args.out, settings, progress=True)
+    print(f"wrote synthetic {spec.name} ({args.n} {spec.size_unit}) to {out} (SYNTHETIC.json marks the folder)")
     return 0
 
 
 def _cmd_data_verify(args) -> int:
     from facebench.registry import DATASETS
 
-    spec = DATASETS.get(args.dataset)
+    spec = DATASETS.get(args.dataset, where="facebench data verify")
     summary = spec.verify_summary(spec.read(args.root, variant=args.variant or spec.default_variant))
     if args.json:
         print(json.dumps(summary, indent=2))
