@@ -26,20 +26,24 @@ on-disk format; results on synthetic data are labelled SYNTHETIC everywhere.
 
 EPILOG = """\
 examples:
-  facebench run protocols/age_utk_cross_ethnicity.yaml                 # quick profile, synthetic faces
-  facebench run protocols/age_utk_cross_ethnicity.yaml --data-root ~/data/utkface --profile paper
-  facebench evaluate protocols/age_utk_cross_ethnicity.yaml --predictions mine.csv --name my-model
-  facebench evaluate protocols/aifr_morph.yaml --model docs/examples/torchvision_adapter.py:factory
-  facebench run protocols/aifr_fgnet.yaml --data-root ~/data/fgnet --train-data-root ~/data/cacd
+  facebench protocols list                                             # the built-in protocols' names
+  facebench run age_utk_cross_ethnicity                                # quick profile, synthetic faces
+  facebench run age_utk_cross_ethnicity --data-root ~/data/utkface --profile paper
+  facebench run my_protocols/variant.yaml                              # a protocol file of your own
+  facebench evaluate age_utk_cross_ethnicity --predictions mine.csv --name my-model
+  facebench evaluate aifr_morph --model docs/examples/torchvision_adapter.py:factory
+  facebench run aifr_fgnet --data-root ~/data/fgnet --train-data-root ~/data/cacd
   facebench leaderboard runs/ --out site/
   facebench compare runs/aifr_morph/submission-mine --leaderboard site/ --gate gates.yaml
-  facebench protocols validate protocols/*.yaml
+  facebench protocols validate                                         # every built-in protocol
   facebench data verify utkface --root ~/data/utkface --json
 """
 
 
 def _add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("protocol", type=Path, help="protocol YAML file (see `facebench protocols list`)")
+    parser.add_argument("protocol", type=Path,
+                        help="a built-in protocol's name (e.g. age_utk_cross_ethnicity; see `facebench protocols list`) "
+                             "or the path of a protocol YAML file")
     data = parser.add_mutually_exclusive_group()
     data.add_argument("--synthetic", action="store_true",
                       help="use the embedded synthetic stand-in for the dataset (the default without --data-root)")
@@ -95,16 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     protocols = commands.add_parser("protocols", help="list or validate protocol files")
     protocol_commands = protocols.add_subparsers(dest="protocols_command", required=True, metavar="ACTION")
-    listing = protocol_commands.add_parser("list", help="list the built-in protocols")
+    listing = protocol_commands.add_parser(
+        "list", help="list the built-in protocols (the names `facebench run NAME` takes)",
+        description="List the protocols installed with facebench: name, title, task and profiles (one name per line "
+                    "when the output is not a terminal).")
     listing.set_defaults(handler=_cmd_protocols_list)
     validate = protocol_commands.add_parser("validate", help="validate protocol files with every profile applied")
-    validate.add_argument("files", nargs="+", type=Path)
+    validate.add_argument("files", nargs="*", type=Path, metavar="PROTOCOL",
+                          help="protocol names or YAML files (default: every built-in protocol)")
     validate.set_defaults(handler=_cmd_protocols_validate)
 
+    from facebench.registry import DATASETS  # names only: nothing is imported before a command runs
+
+    known_datasets = ", ".join(DATASETS.names())
     data = commands.add_parser("data", help="synthesise or verify datasets in their real on-disk formats")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_commands.add_parser("synth", help="write synthetic faces in a dataset's exact on-disk format")
-    synth.add_argument("dataset", choices=["utkface", "morph", "cacd", "fgnet", "agedb"])
+    synth.add_argument("dataset", help=f"the dataset: {known_datasets} (plugins add more)")
     synth.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to create (DIR/UTKFace/... etc.)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--n", type=int, default=6000,
@@ -112,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=200, help="image side in pixels (default 200, as UTKFace)")
     synth.set_defaults(handler=_cmd_data_synth)
     verify = data_commands.add_parser("verify", help="parse a dataset copy strictly; print counts per group and rejects")
-    verify.add_argument("dataset", choices=["utkface", "morph", "cacd", "fgnet", "agedb"])
+    verify.add_argument("dataset", help=f"the dataset: {known_datasets} (plugins add more)")
     verify.add_argument("--root", type=Path, required=True, metavar="DIR",
                         help="dataset root (the folder holding UTKFace/, MORPH_nonCommercial/, CACD2000/, FGNET/ or AgeDB/)")
     verify.add_argument("--variant", default=None,
@@ -226,46 +237,46 @@ def _cmd_protocols_list(args) -> int:
     from facebench.progress import console
     from facebench.protocol import builtin_protocols, profile_names, read_protocol_file
 
-    table = Table("file", "title", "task", "profiles")
-    for path in builtin_protocols():
-        raw = read_protocol_file(path)
-        table.add_row(str(path.relative_to(path.parent.parent)), str(raw.get("title", "")), str(raw.get("task", "")),
-                      ", ".join(profile_names(raw)))
-    console.print(table) if console.is_terminal else None
+    paths = builtin_protocols()
     if not console.is_terminal:
-        for path in builtin_protocols():
-            print(path.relative_to(path.parent.parent))
+        for path in paths:
+            print(path.stem)
+        return 0
+    table = Table("name", "title", "task", "profiles")
+    for path in paths:
+        raw = read_protocol_file(path)
+        table.add_row(path.stem, str(raw.get("title", "")), str(raw.get("task", "")), ", ".join(profile_names(raw)))
+    console.print(table)
     return 0
 
 
 def _cmd_protocols_validate(args) -> int:
-    from facebench.protocol import validate_all_profiles
+    from facebench.protocol import builtin_protocols, validate_all_profiles
 
-    for path in args.files:
+    files = args.files or builtin_protocols()
+    if not files:
+        raise UserInputError("No built-in protocols were found, so there is nothing to validate; name protocol files.")
+    for path in files:
         protocols = validate_all_profiles(path)
-        print(f"{path}: ok ({', '.join(p.profile for p in protocols)})")
+        print(f"{path if args.files else path.stem}: ok ({', '.join(p.profile for p in protocols)})")
     return 0
 
 
 def _cmd_data_synth(args) -> int:
-    if args.dataset == "utkface":
-        from facebench.data.synth import SynthConfig, write_utkface
+    from facebench.registry import DATASETS
 
-        out = write_utkface(args.out, SynthConfig(n=args.n, seed=args.seed, image_size=args.size), progress=True)
-    else:
-        from facebench.data.synth import aifr
-
-        out = getattr(aifr, f"write_{args.dataset}")(args.out, n_people=args.n, seed=args.seed, image_size=args.size,
-                                                     progress=True)
-    print(f"wrote synthetic {args.dataset} ({args.n} {'images' if args.dataset == 'utkface' else 'people'}) to {out} "
-          "(SYNTHETIC.json marks the folder)")
+    spec = DATASETS.get(args.dataset, where="facebench data synth")
+    settings = spec.synthetic_settings(n=args.n, seed=args.seed, image_size=args.size,
+                                       what=f"facebench data synth {spec.name}")
+    out = spec.write(args.out, settings, progress=True)
+    print(f"wrote synthetic {spec.name} ({args.n} {spec.size_unit}) to {out} (SYNTHETIC.json marks the folder)")
     return 0
 
 
 def _cmd_data_verify(args) -> int:
     from facebench.registry import DATASETS
 
-    spec = DATASETS.get(args.dataset)
+    spec = DATASETS.get(args.dataset, where="facebench data verify")
     summary = spec.verify_summary(spec.read(args.root, variant=args.variant or spec.default_variant))
     if args.json:
         print(json.dumps(summary, indent=2))

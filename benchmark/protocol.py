@@ -24,7 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from facebench.errors import UserInputError, did_you_mean, validation_error
 from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
 
-PROTOCOL_DIR = Path(__file__).resolve().parent.parent / "protocols"
+
+def _protocol_dir() -> Path:
+    """The built-in protocols: ``facebench/protocols/`` (package data) in an installed copy, the top-level
+    ``protocols/`` folder in a checkout (and in an editable install, which imports from the checkout)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "protocols"
+    return installed if installed.is_dir() else here.parent / "protocols"
+
+
+#: Where the built-in protocols live (see :func:`builtin_protocols`, :func:`locate_protocol`).
+PROTOCOL_DIR = _protocol_dir()
 
 
 class _Spec(BaseModel):
@@ -237,22 +247,49 @@ def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
     return raw
 
 
+def builtin_protocol_names() -> list[str]:
+    """Names of the built-in protocols (file stems), as ``facebench run NAME`` accepts them."""
+    return [path.stem for path in builtin_protocols()]
+
+
+def locate_protocol(ref: str | Path, *, beside: Path | None = None) -> Path:
+    """The protocol file that ``ref`` means: a path to a YAML file, or a built-in protocol's name.
+
+    ``ref`` is tried as a path first (relative to ``beside``'s folder when given, as ``include:`` does, else to
+    the working folder); a ``ref`` without a folder part (``age_utk_cross_ethnicity``, with or without
+    ``.yaml``) then names a built-in protocol. Anything else is one sentence with a did-you-mean.
+    """
+    text = str(ref)
+    candidate = (beside.parent / text) if beside is not None else Path(text)
+    if candidate.is_file():
+        return candidate
+    bare = Path(text).name == text and text not in ("", ".", "..")
+    stem = text.removesuffix(".yaml").removesuffix(".yml") if bare else ""
+    if stem and (PROTOCOL_DIR / f"{stem}.yaml").is_file():
+        return PROTOCOL_DIR / f"{stem}.yaml"
+    names = builtin_protocol_names()
+    hint = did_you_mean(stem or Path(text).stem, names)
+    if beside is not None:
+        raise UserInputError(f"{beside}: key 'include': {text} is neither a file beside it nor a built-in protocol{hint}.")
+    if bare and not text.endswith((".yaml", ".yml")):
+        raise UserInputError(f"Unknown protocol '{text}'{hint}; `facebench protocols list` shows the built-in ones.")
+    raise UserInputError(f"Protocol file {text} does not exist{hint}; `facebench protocols list` shows the built-in ones.")
+
+
 def read_protocol_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a protocol YAML into a dict (no semantics yet); one-sentence errors for unreadable files.
 
-    ``include: other.yaml`` (a path relative to this file) starts from the other protocol's keys; this
+    ``path`` may name a built-in protocol (:func:`locate_protocol`). ``include: other.yaml`` (a path
+    relative to this file; else a built-in protocol's name) starts from the other protocol's keys; this
     file's keys win, mappings merge key by key, lists are replaced whole. Include cycles are refused.
     """
-    path = Path(path)
-    if not path.is_file():
-        candidates = [p.name for p in PROTOCOL_DIR.glob("*.yaml")] if PROTOCOL_DIR.is_dir() else []
-        raise UserInputError(f"Protocol file {path} does not exist{did_you_mean(path.name, candidates)}.")
+    path = locate_protocol(path)
     raw = read_yaml_mapping(path, what="a protocol must be a YAML mapping of keys")
     include = raw.pop("include", None)
     if include is not None:
         if not isinstance(include, str):
             raise UserInputError(f"{path}: key 'include' must be one file name.")
-        base_path = (path.parent / include).resolve()
+        base_path = locate_protocol(include, beside=path).resolve()
         if base_path in _seen or base_path == path.resolve():
             raise UserInputError(f"{path}: key 'include' makes a cycle through {base_path.name}.")
         raw = _deep_merge(read_protocol_file(base_path, _seen=(*_seen, path.resolve())), raw)
@@ -264,8 +301,9 @@ def profile_names(raw: dict[str, Any]) -> list[str]:
 
 
 def load_protocol(path: str | Path, *, profile: str | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Protocol:
-    """Load, merge a profile, apply overrides, validate, and check every name against the registries."""
-    path = Path(path)
+    """Load, merge a profile, apply overrides, validate, and check every name against the registries.
+    ``path`` is a protocol file or a built-in protocol's name (:func:`locate_protocol`)."""
+    path = locate_protocol(path)
     raw = read_protocol_file(path)
     where = str(path) + (f" (with --set {', '.join(overrides)})" if overrides else "")
     profiles = raw.pop("profiles", None) or {}
@@ -364,6 +402,7 @@ def _check_split_params(protocol: Protocol, where: str) -> None:
 
 def validate_all_profiles(path: str | Path) -> list[Protocol]:
     """Validate the base settings merged with every profile; the first problem raises."""
+    path = locate_protocol(path)
     raw = read_protocol_file(path)
     names = profile_names(raw)
     if not {"paper", "quick"} <= set(names):

@@ -20,7 +20,11 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from facebench.data.synth import agedb as synth_agedb
 from facebench.data.synth import aifr, longitudinal
+from facebench.data.synth import cacd as synth_cacd
+from facebench.data.synth import fgnet as synth_fgnet
+from facebench.data.synth import morph as synth_morph
 from facebench.data.synth.aifr import (
     AgedbSettings,
     CacdSettings,
@@ -502,8 +506,8 @@ def test_cached_dataset_is_written_once(cached, settings, entry, tmp_path, monke
     def no_write(*args, **kwargs):
         raise AssertionError("the cached dataset was written again")
 
-    for name in ("write_morph", "write_cacd", "write_fgnet", "write_agedb"):
-        monkeypatch.setattr(aifr, name, no_write)
+    for module in (synth_morph, synth_cacd, synth_fgnet, synth_agedb):  # each cached variant calls its own writer
+        monkeypatch.setattr(module, f"write_{module.__name__.rsplit('.', 1)[1]}", no_write)
     assert cached(settings, tmp_path / "cache") == folder
     assert cached(settings.options(), tmp_path / "cache") == folder  # a mapping of the fields works too
     assert file_hashes(folder) == before

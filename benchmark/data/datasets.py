@@ -1,21 +1,36 @@
 """Dataset specs: how to read a dataset's real on-disk format and how to synthesise a stand-in in it.
 
-Each dataset is one frozen :class:`DatasetSpec` in the ``DATASETS`` registry. :func:`load_dataset`
-resolves a protocol's dataset to a FaceTable, either from a user's real copy (``--data-root``) or from the
-synthetic generator, which writes the *same* on-disk format and is then read by the same reader, so the
-synthetic path exercises exactly the code real data goes through.
+Each dataset is one frozen :class:`DatasetSpec` in the ``DATASETS`` registry (:mod:`facebench.registry`),
+holding the callables themselves: the reader, the summary ``facebench data verify`` prints, the synthetic
+writer's settings class, the writer and its cached variant. :func:`load_dataset` resolves a protocol's dataset
+to a FaceTable, either from a user's real copy (``--data-root``) or from the synthetic generator, which writes
+the *same* on-disk format and is then read by the same reader, so the synthetic path exercises exactly the code
+real data goes through.
+
+A plugin dataset is a ``DatasetSpec`` registered under its name, at run time
+(``DATASETS.register("mine", MY_SPEC)``) or through the entry-point group ``facebench.datasets``
+(``mine = "my_package.data:MY_SPEC"``); ``facebench data synth|verify mine`` and protocols with
+``dataset: {name: mine}`` then use it like a built-in dataset.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from facebench.data import agedb, cacd, fgnet, morph, utkface
+from facebench.data.synth import agedb as synth_agedb
+from facebench.data.synth import cacd as synth_cacd
+from facebench.data.synth import fgnet as synth_fgnet
+from facebench.data.synth import morph as synth_morph
+from facebench.data.synth.population import SynthConfig
+from facebench.data.synth.utkface import synth_utkface_cached, write_utkface
 from facebench.data.table import ReadResult, Reject
 from facebench.errors import UserInputError
 
@@ -27,18 +42,44 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
+    """One dataset: its real format's reader and its synthetic writer, as callables.
+
+    ``settings(**{size_field: n}, seed=, image_size=, render_size=, **options)`` builds the writer's settings
+    (raising ``TypeError``/``ValueError`` on bad ones); ``write(out_dir, settings, *, progress)`` writes the
+    synthetic dataset under ``out_dir`` (marked by ``SYNTHETIC.json``) and returns the dataset root;
+    ``write_cached(settings, cache_dir, *, progress)`` does so once per settings fingerprint under
+    ``cache_dir``; ``read(root, *, variant)`` parses a copy strictly into a :class:`ReadResult`, whose
+    ``verify_summary(result)`` is the JSON-able summary ``facebench data verify`` prints.
+    """
+
     name: str
     title: str
-    read: Callable[..., ReadResult]                 # read(root, *, variant) -> ReadResult
-    synthesize: Callable[..., Path]                 # synthesize(settings, cache_dir) -> dataset root
+    read: Callable[..., ReadResult]
+    verify_summary: Callable[[ReadResult], dict]
+    settings: Callable[..., Any]
+    write: Callable[..., Path]
+    write_cached: Callable[..., Path]
     how_to_get: str                                 # one paragraph for users with access to the real data
-    module: str                                     # facebench.data.<module> has read_<name> and verify_summary
     default_variant: str
+    size_field: str = "n_people"                    # the settings field that ``--n`` / ``synthetic.n`` sets
+    size_unit: str = "people"                       # what it counts, for messages
 
-    def verify_summary(self, result: ReadResult) -> dict:
-        import importlib
+    def synthetic_settings(self, *, n: int, seed: int, image_size: int, render_size: int | None = None,
+                           options: Mapping[str, Any] | None = None, what: str) -> Any:
+        """The writer's settings; bad ones are one sentence starting with ``what``."""
+        try:
+            return self.settings(**{self.size_field: n}, seed=seed, image_size=image_size, render_size=render_size,
+                                 **dict(options or {}))
+        except (TypeError, ValueError) as error:
+            raise UserInputError(f"{what}: {error}.") from None
 
-        return importlib.import_module(f"facebench.data.{self.module}").verify_summary(result)
+    def synthesize(self, synthetic, cache_dir: Path) -> Path:
+        """The stand-in described by a protocol's ``dataset.synthetic`` section, written once under
+        ``cache_dir/synth``; returns its root."""
+        settings = self.synthetic_settings(n=synthetic.n, seed=synthetic.seed, image_size=synthetic.image_size,
+                                           render_size=synthetic.render_size, options=synthetic.options,
+                                           what=f"dataset.synthetic.options {dict(synthetic.options)}")
+        return self.write_cached(settings, cache_dir / "synth")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,50 +99,32 @@ class LoadedDataset:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _reader(module: str):
-    def read(root: Path, *, variant: str) -> ReadResult:
-        import importlib
+def _writer_of_settings(write_with_options: Callable[..., Path]) -> Callable[..., Path]:
+    """``write(out_dir, settings, *, progress)`` from a writer that takes the settings' fields as keywords
+    (the longitudinal datasets' ``write_morph(out_dir, n_people=..., seed=..., ..., progress=...)``)."""
 
-        return getattr(importlib.import_module(f"facebench.data.{module}"), f"read_{module}")(root, variant=variant)
+    def write(out_dir: str | os.PathLike, settings, *, progress: bool = False) -> Path:
+        return write_with_options(out_dir, progress=progress, **settings.options())
 
-    return read
-
-
-def _synthesizer(settings_class: str, cached: str):
-    def synthesize(settings, cache_dir: Path) -> Path:
-        from facebench.data.synth import aifr
-
-        try:
-            config = getattr(aifr, settings_class)(n_people=settings.n, seed=settings.seed, image_size=settings.image_size,
-                                                   render_size=settings.render_size, **settings.options)
-        except (TypeError, ValueError) as error:
-            raise UserInputError(f"dataset.synthetic.options {dict(settings.options)}: {error}.") from None
-        return getattr(aifr, cached)(config, cache_dir / "synth")
-
-    return synthesize
-
-
-def _synth_utkface(settings, cache_dir: Path) -> Path:
-    from facebench.data.synth import SynthConfig, synth_utkface_cached
-
-    try:
-        config = SynthConfig(n=settings.n, seed=settings.seed, image_size=settings.image_size,
-                             render_size=settings.render_size, **settings.options)
-    except (TypeError, ValueError) as error:
-        raise UserInputError(f"dataset.synthetic.options {dict(settings.options)}: {error}.") from None
-    return synth_utkface_cached(config, cache_dir / "synth")
+    write.__name__ = write.__qualname__ = f"{write_with_options.__name__}_settings"
+    write.__doc__ = write_with_options.__doc__
+    return write
 
 
 UTKFACE = DatasetSpec(
     name="utkface",
     title="UTKFace (aligned & cropped faces)",
-    read=_reader("utkface"),
-    synthesize=_synth_utkface,
+    read=utkface.read_utkface,
+    verify_summary=utkface.verify_summary,
+    settings=SynthConfig,
+    write=write_utkface,
+    write_cached=synth_utkface_cached,
+    size_field="n",
+    size_unit="images",
     how_to_get=(
         "UTKFace is distributed by its authors for non-commercial research (susanqq.github.io/UTKFace); "
         "download UTKFace.tar.gz, extract it so that DIR/UTKFace/*.jpg.chip.jpg exists, and pass --data-root DIR."
     ),
-    module="utkface",
     default_variant="aligned",
 )
 
@@ -109,31 +132,36 @@ UTKFACE = DatasetSpec(
 MORPH = DatasetSpec(
     name="morph",
     title="MORPH Album 2 (non-commercial release)",
-    read=_reader("morph"),
-    synthesize=_synthesizer("MorphSettings", "synth_morph_cached"),
+    read=morph.read_morph,
+    verify_summary=morph.verify_summary,
+    settings=synth_morph.MorphSettings,
+    write=_writer_of_settings(synth_morph.write_morph),
+    write_cached=synth_morph.synth_morph_cached,
     how_to_get=(
         "MORPH Album 2 is licensed by UNCW (the non-commercial release, morph_2008_nonCommercial.csv + Album2/); "
         "pass --data-root DIR where DIR/MORPH_nonCommercial/ holds the CSV and Album2/."
     ),
-    module="morph",
     default_variant="album2",
 )
 
 
 CACD = DatasetSpec(
-    name="cacd", title="Cross-Age Celebrity Dataset (CACD2000, CACD-VS)", module="cacd", default_variant="metadata",
-    read=_reader("cacd"), synthesize=_synthesizer("CacdSettings", "synth_cacd_cached"),
+    name="cacd", title="Cross-Age Celebrity Dataset (CACD2000, CACD-VS)", default_variant="metadata",
+    read=cacd.read_cacd, verify_summary=cacd.verify_summary, settings=synth_cacd.CacdSettings,
+    write=_writer_of_settings(synth_cacd.write_cacd), write_cached=synth_cacd.synth_cacd_cached,
     how_to_get="Download CACD2000.tar.gz and celebrity2000_meta.mat (or celebrity2000.mat) from the CACD page; "
                "pass --data-root DIR where DIR/CACD2000/ holds the images and DIR the .mat file.",
 )
 FGNET = DatasetSpec(
-    name="fgnet", title="FG-NET aging database", module="fgnet", default_variant="images",
-    read=_reader("fgnet"), synthesize=_synthesizer("FgnetSettings", "synth_fgnet_cached"),
+    name="fgnet", title="FG-NET aging database", default_variant="images",
+    read=fgnet.read_fgnet, verify_summary=fgnet.verify_summary, settings=synth_fgnet.FgnetSettings,
+    write=_writer_of_settings(synth_fgnet.write_fgnet), write_cached=synth_fgnet.synth_fgnet_cached,
     how_to_get="Obtain FG-NET (1,002 images of 82 subjects); pass --data-root DIR where DIR/FGNET/images/ holds 001A02.JPG etc.",
 )
 AGEDB = DatasetSpec(
-    name="agedb", title="AgeDB", module="agedb", default_variant="images",
-    read=_reader("agedb"), synthesize=_synthesizer("AgedbSettings", "synth_agedb_cached"),
+    name="agedb", title="AgeDB", default_variant="images",
+    read=agedb.read_agedb, verify_summary=agedb.verify_summary, settings=synth_agedb.AgedbSettings,
+    write=_writer_of_settings(synth_agedb.write_agedb), write_cached=synth_agedb.synth_agedb_cached,
     how_to_get="AgeDB is released by its authors on request; pass --data-root DIR where DIR/AgeDB/ holds "
                "0_MariaCallas_35_f.jpg-style files (insightface's agedb_30.bin may sit beside it).",
 )

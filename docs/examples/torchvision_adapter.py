@@ -2,11 +2,11 @@
 
 Score it (random weights: a smoke test of the pipeline, not a meaningful model)::
 
-    facebench evaluate protocols/age_utk_cross_ethnicity.yaml --model docs/examples/torchvision_adapter.py:factory
+    facebench evaluate age_utk_cross_ethnicity --model docs/examples/torchvision_adapter.py:factory
 
 and with weights you trained (a state dict of :class:`ResNet18Adapter`, ``torch.save(model.state_dict(), path)``)::
 
-    FACEBENCH_ADAPTER_WEIGHTS=my_resnet18.pth facebench evaluate protocols/aifr_cacd.yaml \\
+    FACEBENCH_ADAPTER_WEIGHTS=my_resnet18.pth facebench evaluate aifr_cacd \\
         --model docs/examples/torchvision_adapter.py:factory --name my-resnet18
 
 or from your own module: ``def factory(*, task, image_size): return torchvision_adapter.factory(task=task,

@@ -44,26 +44,16 @@ __all__ = [
     "write_utkface",
 ]
 
-# Longitudinal people (the same person at several ages) and the AIFR dataset writers.
-from facebench.data.synth.aifr import (  # noqa: E402
-    AgedbSettings,
-    CacdSettings,
-    FgnetSettings,
-    MorphSettings,
-    synth_agedb_cached,
-    synth_cacd_cached,
-    synth_fgnet_cached,
-    synth_morph_cached,
-    write_agedb,
-    write_cacd,
-    write_fgnet,
-    write_morph,
-)
+# Longitudinal people (the same person at several ages) and the AIFR dataset writers, one module per dataset.
+from facebench.data.synth.agedb import AgedbSettings, synth_agedb_cached, write_agedb  # noqa: E402
+from facebench.data.synth.cacd import CacdSettings, synth_cacd_cached, write_cacd  # noqa: E402
+from facebench.data.synth.fgnet import FgnetSettings, synth_fgnet_cached, write_fgnet  # noqa: E402
 from facebench.data.synth.longitudinal import (  # noqa: E402
     LONGITUDINAL_VERSION,
     LongitudinalConfig,
     sample_longitudinal_population,
 )
+from facebench.data.synth.morph import MorphSettings, synth_morph_cached, write_morph  # noqa: E402
 
 __all__ += [
     "LONGITUDINAL_VERSION",
