@@ -36,6 +36,7 @@ from facebench.baselines.base import Baseline, FitData
 from facebench.baselines.params import DlibResNetParams
 from facebench.baselines.training import LoopConfig, TrainHistory
 from facebench.errors import UserInputError
+from facebench.metrics.base import l2_normalize
 from facebench.protocol import Protocol
 
 __all__ = ["DESCRIPTOR_DIM", "DlibResNet", "load_dlib"]
@@ -107,5 +108,5 @@ class DlibResNet(Baseline):
             rgb = np.ascontiguousarray(np.asarray(images[i]).transpose(1, 2, 0), dtype=np.uint8)
             out[i] = self.embed(rgb)
         if self.params.normalize and len(out):
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+            out = l2_normalize(out).astype(np.float32)
         return out

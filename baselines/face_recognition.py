@@ -80,11 +80,12 @@ from facebench.baselines.training import (
     make_optimizer,
     predict_batches,
     resolve_device,
-    seed_for,
 )
 from facebench.errors import UserInputError
 from facebench.fit_data import FaceFitData
+from facebench.metrics.base import l2_normalize
 from facebench.protocol import Protocol
+from facebench.seeding import seed_for
 
 __all__ = [
     "ArcFace",
@@ -598,8 +599,7 @@ class ArcFace(Baseline):
                                   val_images=images[:0], val_ages=ages[:0]),
                       replace(loop, epochs=epochs, batch_size=batch_size, lr=lr or loop.lr, lr_schedule="constant",
                               seed=seed_for(loop.seed, "loo", i), checkpoint_dir=None, progress=False, fingerprint=""))
-            embeddings = model.predict(images).astype(np.float64)
-            embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+            embeddings = l2_normalize(model.predict(images))
             scores[i] = embeddings @ embeddings[i]
         return scores
 

@@ -51,10 +51,10 @@ from facebench.baselines.training import (
     make_optimizer,
     predict_batches,
     resolve_device,
-    seed_for,
 )
 from facebench.errors import UserInputError
 from facebench.protocol import Protocol
+from facebench.seeding import rng_stream, seed_for
 
 __all__ = ["Pairwise", "PairwiseAgeNet", "pair_outputs", "pairwise_losses", "rank_target"]
 
@@ -243,7 +243,7 @@ class PairwiseMethod(TrainableMethod):
         """
         if epoch != self._epoch:
             self._epoch, self._batch = epoch, 0
-        rng = np.random.default_rng([self.seed, epoch, self._batch])
+        rng = rng_stream(self.seed, epoch, self._batch)
         self._batch += 1
         shifts = rng.choice(np.arange(1, n), size=min(self.params.pairs_per_image, n - 1), replace=False)
         return np.concatenate([(np.arange(n) + s) % n for s in shifts])
@@ -280,7 +280,7 @@ class PairwiseMethod(TrainableMethod):
         """γ·L_adv(g(x_s pairs), g(x_t pairs)) + β·L_id(target pairs) + σ·L_smooth of equation 5."""
         p = self.params
         m = len(target)
-        shift = int(np.random.default_rng([self.seed, TARGET_PAIRING_STREAM, ctx.epoch, ctx.step]).integers(1, max(m, 2)))
+        shift = int(rng_stream(self.seed, TARGET_PAIRING_STREAM, ctx.epoch, ctx.step).integers(1, max(m, 2)))
         partner = (torch.arange(m, device=target.device) + shift) % m
         with ctx.autocast():
             source_features = self.net.forward_features(a, b)

@@ -19,15 +19,12 @@ epoch k ends with exactly the numbers of an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +32,7 @@ from torch import nn
 
 from facebench.io import atomic_write
 from facebench.progress import console, make_progress, progress_enabled
+from facebench.seeding import rng_stream, seed_for
 
 #: Progress-bar status (running mean of the logs) every this many steps: each update reads tensor logs.
 STATUS_EVERY = 25
@@ -49,11 +47,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def seed_for(*parts: Any) -> int:
-    """A 31-bit seed derived from any values (DomainBed's ``seed_hash``): stable across runs and machines."""
-    return int(hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
 def seed_everything(seed: int) -> None:
@@ -119,11 +112,11 @@ class ImageBatches:
 
     def epoch(self, *, batch_size: int, seed: int, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         rank, world = distributed_rank()
-        order = np.random.default_rng([seed, epoch]).permutation(len(self.images))[rank::world]
+        order = rng_stream(seed, epoch).permutation(len(self.images))[rank::world]
         stop = len(order) - len(order) % batch_size if self.drop_last and len(order) >= batch_size else len(order)
         for start in range(0, stop, batch_size):
             index = np.sort(order[start : start + batch_size])  # sorted reads are faster on a memmap
-            index = index[np.random.default_rng([seed, epoch, start]).permutation(len(index))]
+            index = index[rng_stream(seed, epoch, start).permutation(len(index))]
             batch = {"image": torch.from_numpy(np.ascontiguousarray(self.images[index]))}
             for name, values in self.labels.items():
                 batch[name] = torch.as_tensor(values[index])

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from facebench.errors import UserInputError, did_you_mean
+from facebench.io import replace_folder
 
 if TYPE_CHECKING:  # torch is imported when a model runs, so that scoring a predictions file does not pay for it
     import torch
@@ -318,17 +319,7 @@ def score_submission(*, protocol: Protocol, dataset: LoadedDataset, split: Split
         score_predictions_file(protocol=protocol, dataset=dataset, split=split, predictions=predictions, out_dir=partial,
                                seed=seed, device=device, started=started,
                                baseline={"name": name, "params": {}, "kind": "submission", "source": source})
-        if run_dir.exists():
-            old = run_dir.with_name(f".{run_dir.name}.{uuid.uuid4().hex[:8]}.old")
-            run_dir.rename(old)
-            try:
-                partial.rename(run_dir)
-            except BaseException:
-                old.rename(run_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            partial.rename(run_dir)
+        replace_folder(partial, run_dir)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         for folder in created:

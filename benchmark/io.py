@@ -1,7 +1,8 @@
-"""Atomic file output: write to a temporary file in the same folder, then rename over the target.
+"""Atomic output: write to a temporary sibling, then rename over the target.
 
 A reader never sees a half-written results file, and a crash or a bad input leaves the previous file (or
-nothing) in place.
+nothing) in place. Files: :func:`atomic_write`. Folders (a submission's run folder, a leaderboard site):
+build the folder as a hidden sibling, then :func:`replace_folder`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,3 +52,25 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_write(path, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the finished folder ``staging`` at ``target`` (a sibling of it), replacing any previous ``target``.
+
+    Two renames: the previous folder is moved aside under a hidden name, ``staging`` takes its place, then the
+    previous one is deleted; if the second rename fails, the previous folder is put back. A reader sees the old
+    folder or the new one, never a mixture.
+    """
+    staging, target = Path(staging), Path(target)
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.previous.", dir=target.parent))
+    os.rename(target, aside / target.name)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(aside / target.name, target)
+        raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)

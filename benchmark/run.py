@@ -23,6 +23,7 @@ from facebench.evaluate import score_predictions_file
 from facebench.progress import console
 from facebench.protocol import Protocol
 from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
+from facebench.seeding import seed_for
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,8 +153,6 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
         history = baseline.fit(fit_data, loop)
         anchors: list[str] = []
         if cls.target_anchors:
-            from facebench.baselines.training import seed_for
-
             rng = np.random.default_rng(seed_for(options.seed, "anchors"))
             anchors = sorted(rng.choice(np.array(split["target"]), size=cls.target_anchors, replace=False).tolist())
             baseline.set_anchors(image_store(dataset.root, anchors, size, cache_dir, progress=False, key=dataset.fingerprint()),

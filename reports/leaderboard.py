@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from facebench.errors import UserInputError
-from facebench.io import write_json, write_text
+from facebench.io import replace_folder, write_json, write_text
 from facebench.progress import track
 from facebench.reports.bias_report import (
     changes_against_reference,
@@ -299,22 +299,6 @@ def _publishable_permissions(site: Path) -> None:
             os.chmod(os.path.join(folder, name), 0o666 & ~umask)
 
 
-def _replace(out: Path, staging: Path) -> None:
-    """Put the finished ``staging`` folder at ``out``, replacing a previous site with two renames."""
-    if not out.exists():
-        os.rename(staging, out)
-        return
-    previous = Path(tempfile.mkdtemp(prefix=f".{out.name}.previous.", dir=out.parent))
-    os.rename(out, previous / "site")
-    try:
-        os.rename(staging, out)
-    except OSError:
-        os.rename(previous / "site", out)
-        raise
-    finally:
-        shutil.rmtree(previous, ignore_errors=True)
-
-
 def build_site(run_folders: Iterable[Path], *, out: Path, show_progress: bool = True) -> Path:
     """Build the leaderboard site at ``out`` from every run under ``run_folders``; return its ``index.html``.
 
@@ -334,7 +318,7 @@ def build_site(run_folders: Iterable[Path], *, out: Path, show_progress: bool = 
     try:
         _write_site(staging, entries, show_progress=show_progress)
         _publishable_permissions(staging)
-        _replace(out, staging)
+        replace_folder(staging, out)
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging)

@@ -15,6 +15,7 @@ import pandas as pd
 from facebench.data.pairs import PairList, fold_pairs
 from facebench.data.table import RACES
 from facebench.errors import UserInputError, did_you_mean
+from facebench.seeding import rng_stream
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def largest_age_gap_split(
     gallery = ranked.groupby("subject_id")["sample_id"].first()
     probe = ranked.groupby("subject_id")["sample_id"].last()
     rest = np.sort(usable.loc[~in_test, "subject_id"].unique().astype(str))
-    rest = rest[np.random.default_rng([seed, 1]).permutation(len(rest))]
+    rest = rest[rng_stream(seed, 1).permutation(len(rest))]
     n_val = round(val_fraction * len(rest))
     val_subjects = set(rest[:n_val])
     train = usable.loc[~in_test & ~usable["subject_id"].isin(val_subjects), "sample_id"]

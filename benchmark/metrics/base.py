@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Metric", "ExtendedMetric", "PartitionedAggregate", "identity", "as_1d", "check_same_length",
+__all__ = ["Metric", "ExtendedMetric", "PartitionedAggregate", "identity", "as_1d", "check_same_length", "l2_normalize",
            "check_confidence", "check_int"]
 
 
@@ -311,3 +311,19 @@ class Metric:
 #: The former name of a :class:`Metric` with ``partial`` or ``aggregate``: both are now members of
 #: :class:`Metric` itself, so this is the same class.
 ExtendedMetric = Metric
+
+
+def l2_normalize(embeddings) -> np.ndarray:
+    """Rows divided by their L2 norm, as ``sklearn.preprocessing.normalize`` does (float64).
+
+    A row whose norm is below ``10 * eps`` (numerically zero) is left as it is, like sklearn.
+
+    >>> l2_normalize([[3.0, 4.0], [0.0, 0.0]]).tolist()
+    [[0.6, 0.8], [0.0, 0.0]]
+    """
+    x = np.asarray(embeddings, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be a 2-D array (pairs x dimensions), got shape {x.shape}.")
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    norms[norms < 10 * np.finfo(float).eps] = 1.0
+    return x / norms[:, None]

@@ -20,12 +20,13 @@ disaggregation engine for the per-group values and Wilson intervals:
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from facebench.seeding import rng_stream
 
 from .base import Metric, check_confidence, check_int, check_same_length
 from .groups import Disaggregation
@@ -447,8 +448,7 @@ def _group_rates(metric: Metric, outcomes: np.ndarray, labels: np.ndarray, group
 
 
 def _stream(seed: int, metric: str, group: str, target: float) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(metric.encode()), zlib.crc32(group.encode("utf-8")),
-                                  zlib.crc32(repr(float(target)).encode())])
+    return rng_stream(seed, metric, group, repr(float(target)))
 
 
 def _percentile(draws: np.ndarray, confidence: float) -> tuple[float, float]:

@@ -28,11 +28,12 @@ The outcomes of RMSE are squared errors, so here the change is ``sqrt(mean(1, 9)
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from facebench.seeding import rng_stream
 
 from .base import Metric, identity
 
@@ -68,7 +69,7 @@ def _resampled_means(columns: np.ndarray, *, n_boot: int, seed: int, label: str)
     The stream is ``default_rng([seed, crc32(label)])``; draws come in chunks of ``4_000_000 // n`` rows.
     """
     k, n = columns.shape
-    rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
+    rng = rng_stream(seed, label)
     out = np.empty((k, n_boot))
     chunk = max(1, 4_000_000 // n)
     for start in range(0, n_boot, chunk):

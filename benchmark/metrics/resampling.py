@@ -8,10 +8,11 @@ drawn in bounded-memory chunks.
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Callable, Iterator
 
 import numpy as np
+
+from facebench.seeding import rng_stream
 
 __all__ = ["CHUNK_ELEMENTS", "PARALLEL_MIN_ELEMENTS", "RowReader", "bootstrap_stream", "default_jobs",
            "index_chunks", "missing_stream", "permutation_stream"]
@@ -23,20 +24,16 @@ PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
 def bootstrap_stream(seed: int, attribute: str, label: str, chunk: int) -> np.random.Generator:
-    return np.random.default_rng(
-        [seed, zlib.crc32(attribute.encode("utf-8")), zlib.crc32(label.encode("utf-8")), chunk]
-    )
+    return rng_stream(seed, attribute, label, chunk)
 
 
 def missing_stream(seed: int, attribute: str, chunk: int) -> np.random.Generator:
     """Bootstrap stream of the samples with no group for ``attribute`` (a 5-word key: never a group's)."""
-    return np.random.default_rng([seed, zlib.crc32(attribute.encode("utf-8")), 0, chunk, 1])
+    return rng_stream(seed, attribute, 0, chunk, 1)
 
 
 def permutation_stream(seed: int, attribute: str, block: str, chunk: int) -> np.random.Generator:
-    return np.random.default_rng(
-        [seed, zlib.crc32(attribute.encode("utf-8")), zlib.crc32(block.encode("utf-8")), chunk, 2]
-    )
+    return rng_stream(seed, attribute, block, chunk, 2)
 
 
 def index_chunks(make_rng: Callable[[int], np.random.Generator], n: int, n_boot: int

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from facebench.seeding import rng_stream
+
 from .base import PartitionedAggregate, as_1d, check_int
 from .resampling import PARALLEL_MIN_ELEMENTS
 
@@ -228,7 +230,7 @@ def permutation_test(x, y, *, n_permutations: int = DEFAULT_PERMUTATIONS, seed: 
     seed = check_int(seed, "seed", 0)
     codes = np.r_[np.zeros(xa.size, dtype=np.int64), np.ones(ya.size, dtype=np.int64)]
     p = permutation_pvalues(np.r_[xa, ya][None, :], [], codes, 2, n_permutations=n_permutations,
-                             stream=lambda chunk: np.random.default_rng([seed, chunk, 2]))
+                             stream=lambda chunk: rng_stream(seed, chunk, 2))
     return float(p[0, 0])
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import check_int, check_same_length
+from .base import check_int, check_same_length, l2_normalize
 from .pair_inputs import as_bool, as_scores, as_thresholds, check_rate, frozen
 
 __all__ = [
@@ -37,22 +37,6 @@ __all__ = [
 INSIGHTFACE_THRESHOLDS = frozen(np.arange(0, 4, 0.01))
 #: insightface's VAL@FAR thresholds: ``np.arange(0, 4, 0.001)`` (4,000 values).
 INSIGHTFACE_VAL_THRESHOLDS = frozen(np.arange(0, 4, 0.001))
-
-
-def l2_normalize(embeddings) -> np.ndarray:
-    """Rows divided by their L2 norm, as ``sklearn.preprocessing.normalize`` does (float64).
-
-    A row whose norm is below ``10 * eps`` (numerically zero) is left as it is, like sklearn.
-
-    >>> l2_normalize([[3.0, 4.0], [0.0, 0.0]]).tolist()
-    [[0.6, 0.8], [0.0, 0.0]]
-    """
-    x = np.asarray(embeddings, dtype=float)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be a 2-D array (pairs x dimensions), got shape {x.shape}.")
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    norms[norms < 10 * np.finfo(float).eps] = 1.0
-    return x / norms[:, None]
 
 
 def kfold_bounds(n: int, n_folds: int) -> tuple[tuple[int, int], ...]:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from facebench.errors import UserInputError
 from facebench.fit_data import FaceFitData
+from facebench.metrics.base import l2_normalize
 from facebench.tasks.base import Task
 
 __all__ = ["Embeddings", "FaceRecognitionTask", "NpzMatrix", "finite_or_none", "pair_view", "read_npz_matrix",
@@ -200,5 +201,4 @@ def finite_or_none(value: float) -> float | None:
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (float64; all-zero rows stay zero), so that dot products are cosines."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(matrix)

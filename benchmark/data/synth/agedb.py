@@ -22,8 +22,8 @@ from facebench.data.synth.common import (
     _Settings,
     _settings,
     _subjects,
-    _write_atomically,
     synthetic_names,
+    write_atomically,
 )
 from facebench.data.synth.longitudinal import (
     AGEDB_GROUPS,
@@ -130,7 +130,7 @@ def write_agedb(out_dir: str | os.PathLike, *, n_people: int, seed: int, image_s
         bin_pairs = [[files[a], files[b], bool(s)] for (a, b), s in zip(pairs, issame, strict=True)]
         return _manifest(settings, photos, _subjects(photos, "name"), bin_pairs=bin_pairs)
 
-    return _write_atomically(out_dir, (AGEDB_FOLDER, AGEDB_BIN), "AgeDB", build)
+    return write_atomically(out_dir, (AGEDB_FOLDER, AGEDB_BIN), "AgeDB", build)
 
 
 # --- cached -------------------------------------------------------------------------------------------------

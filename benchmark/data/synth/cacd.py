@@ -24,8 +24,8 @@ from facebench.data.synth.common import (
     _Settings,
     _settings,
     _subjects,
-    _write_atomically,
     synthetic_names,
+    write_atomically,
 )
 from facebench.data.synth.longitudinal import (
     CACD_GROUPS,
@@ -215,7 +215,7 @@ def write_cacd(out_dir: str | os.PathLike, *, n_people: int, seed: int, image_si
         return _manifest(settings, images, _subjects(images, "identity", "name", "birth", "rank"),
                          vs_pairs=vs_pairs)
 
-    return _write_atomically(out_dir, (CACD_FOLDER, CACD_META, CACD_VS_FOLDER), "CACD", build)
+    return write_atomically(out_dir, (CACD_FOLDER, CACD_META, CACD_VS_FOLDER), "CACD", build)
 
 
 # --- cached -------------------------------------------------------------------------------------------------

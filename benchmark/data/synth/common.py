@@ -128,7 +128,7 @@ def _refuse_existing(out_dir: Path, entries: Sequence[str], what: str) -> None:
             )
 
 
-def _write_atomically(out_dir: str | os.PathLike, entries: Sequence[str], what: str,
+def write_atomically(out_dir: str | os.PathLike, entries: Sequence[str], what: str,
                       build: Callable[[Path], dict]) -> Path:
     """Run ``build(tmp)`` in a temporary sibling of ``out_dir`` (it writes ``entries`` there and returns the
     manifest), then move everything into ``out_dir`` (the manifest last); clean up on any failure."""

@@ -19,7 +19,7 @@ from facebench.data.synth.common import (
     _Settings,
     _settings,
     _subjects,
-    _write_atomically,
+    write_atomically,
 )
 from facebench.data.synth.longitudinal import (
     FGNET_GROUPS,
@@ -107,7 +107,7 @@ def write_fgnet(out_dir: str | os.PathLike, *, n_people: int = 82, seed: int, im
                 progress, "FG-NET")
         return _manifest(settings, records, _subjects(records, "subject"))
 
-    return _write_atomically(out_dir, (FGNET_FOLDER,), "FG-NET", build)
+    return write_atomically(out_dir, (FGNET_FOLDER,), "FG-NET", build)
 
 
 # --- cached -------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from facebench.data.synth.common import (
     _Settings,
     _settings,
     _subjects,
-    _write_atomically,
+    write_atomically,
 )
 from facebench.data.synth.longitudinal import (
     MORPH_GROUPS,
@@ -153,7 +153,7 @@ def write_morph(out_dir: str | os.PathLike, *, n_people: int, seed: int, image_s
         (folder / MORPH_CSV).write_text(_morph_csv(records), encoding="utf-8", newline="")
         return _manifest(settings, records, _subjects(records.sort_values(["person", "photo"]), "id_num"))
 
-    return _write_atomically(out_dir, (MORPH_FOLDER,), "MORPH", build)
+    return write_atomically(out_dir, (MORPH_FOLDER,), "MORPH", build)
 
 
 # --- cached -------------------------------------------------------------------------------------------------

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,11 +25,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from facebench.data.synth.common import write_atomically
 from facebench.data.synth.population import GENERATOR_VERSION, SynthConfig, sample_population
 from facebench.data.synth.render import render_faces
 from facebench.data.table import GENDERS, RACES
 from facebench.errors import UserInputError
-from facebench.io import write_json
 
 MANIFEST_NAME = "SYNTHETIC.json"
 IMAGE_FOLDER = "UTKFace"
@@ -108,46 +106,19 @@ def write_utkface(out_dir: str | os.PathLike, config: SynthConfig, *, progress: 
     ``out_dir/SYNTHETIC.json``; return ``out_dir``.
 
     Atomic: everything is written into a temporary sibling folder, then renamed into place, so an
-    interrupted write leaves nothing half-written. Refuses (:class:`UserInputError`) when
-    ``out_dir/UTKFace`` already exists and is not empty.
+    interrupted write leaves nothing half-written (:func:`facebench.data.synth.common.write_atomically`, shared
+    with the AIFR writers). Refuses (:class:`UserInputError`) when ``out_dir/UTKFace`` already exists and is not
+    empty, or ``out_dir/SYNTHETIC.json`` exists.
     """
-    out_dir = Path(out_dir)
-    target = out_dir / IMAGE_FOLDER
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise UserInputError(
-            f"The folder {target} already exists and is not empty, so no synthetic UTKFace data was written "
-            "there; remove it or choose another output folder."
-        )
     population = sample_population(config)
     names = utkface_file_names(population, config.seed)
 
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out_dir.name}.", suffix=".partial"))
-    try:
-        os.chmod(tmp, 0o755)
+    def build(tmp: Path) -> dict:
         (tmp / IMAGE_FOLDER).mkdir()
         encode_faces(tmp / IMAGE_FOLDER, population, names, config.image_size, config.render_size, progress, "UTKFace")
-        write_json(tmp / MANIFEST_NAME, manifest(config))
-        os.chmod(tmp / MANIFEST_NAME, 0o644)
-        if not out_dir.exists():
-            try:
-                os.rename(tmp, out_dir)
-            except OSError as error:
-                raise UserInputError(
-                    f"The folder {out_dir} appeared while synthetic UTKFace data was being written ({error}); "
-                    "nothing was written there."
-                ) from error
-        else:
-            if target.exists():
-                target.rmdir()  # empty: checked above
-            os.rename(tmp / IMAGE_FOLDER, target)
-            os.replace(tmp / MANIFEST_NAME, out_dir / MANIFEST_NAME)  # last: the manifest marks completion
-            tmp.rmdir()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+        return manifest(config)
+
+    return write_atomically(out_dir, [IMAGE_FOLDER], "UTKFace", build)
 
 
 def read_manifest(folder: str | os.PathLike) -> dict | None:
