@@ -182,38 +182,39 @@ def _facebench(args: list[str], *, cache: Path, timeout: int) -> tuple[float, in
     return time.perf_counter() - started, done.returncode, (done.stdout + done.stderr)[-2000:]
 
 
+def _scored_run(args: list[str], *, results: str, out: Path, cache: Path, timeout: int) -> tuple[dict, dict | None]:
+    """Run a facebench command; return its row (seconds, exit code, or the error's tail) and its results.json."""
+    seconds, code, tail = _facebench([*args, "--synthetic", "--out", str(out), "--no-progress"], cache=cache,
+                                     timeout=timeout)
+    row: dict = {"seconds": seconds, "exit": code}
+    found = sorted(out.glob(results))
+    if code != 0 or not found:
+        row["error"] = tail
+        return row, None
+    return row, json.loads(found[0].read_text())
+
+
 def paper_profile_run(*, out: Path, cache: Path, epochs: int, timeout: int) -> dict:
     """``facebench run`` of age_utk_cross_ethnicity's paper profile (random init), a few hundred steps."""
-    seconds, code, tail = _facebench(
-        ["run", "protocols/age_utk_cross_ethnicity.yaml", "--synthetic", "--profile", "paper", "--out", str(out),
-         "--set", "model.pretrained=null", "--set", f"training.epochs={epochs}", "--no-progress"],
-        cache=cache, timeout=timeout)
-    row = {"seconds": seconds, "exit": code}
-    results = sorted(out.glob("age_utk_cross_ethnicity/*/results.json"))
-    if code != 0 or not results:
-        row["error"] = tail
-        return row
-    doc = json.loads(results[0].read_text())
-    epochs_log = doc["training"].get("epochs", [])
-    batch = doc["baseline"].get("training", {}).get("batch_size")
-    row.update(device=doc["provenance"].get("device"), mae=doc["metrics"]["overall"]["mae"]["value"],
-               train_seconds=sum(e.get("seconds", 0.0) for e in epochs_log), epochs=len(epochs_log), batch=batch)
+    row, doc = _scored_run(["run", "age_utk_cross_ethnicity", "--profile", "paper", "--set", "model.pretrained=null",
+                            "--set", f"training.epochs={epochs}"],
+                           results="age_utk_cross_ethnicity/*/results.json", out=out, cache=cache, timeout=timeout)
+    if doc is not None:
+        epochs_log = doc["training"].get("epochs", [])
+        row.update(device=doc["provenance"].get("device"), mae=doc["metrics"]["overall"]["mae"]["value"],
+                   train_seconds=sum(e.get("seconds", 0.0) for e in epochs_log), epochs=len(epochs_log),
+                   batch=doc["baseline"].get("training", {}).get("batch_size"))
     return row
 
 
 def evaluate_model_run(*, out: Path, cache: Path, timeout: int) -> dict:
     """``facebench evaluate --model`` with the example torchvision adapter (random weights: a smoke test)."""
-    seconds, code, tail = _facebench(
-        ["evaluate", "protocols/age_utk_cross_ethnicity.yaml", "--synthetic", "--profile", "paper", "--out", str(out),
-         "--model", "docs/examples/torchvision_adapter.py:factory", "--name", "gpu-check", "--no-progress"],
-        cache=cache, timeout=timeout)
-    row = {"seconds": seconds, "exit": code}
-    results = sorted(out.glob("age_utk_cross_ethnicity/submission-gpu-check/results.json"))
-    if code != 0 or not results:
-        row["error"] = tail
-        return row
-    doc = json.loads(results[0].read_text())
-    row.update(device=doc["provenance"].get("device"), n=doc["metrics"]["overall"]["mae"]["n"])
+    row, doc = _scored_run(["evaluate", "age_utk_cross_ethnicity", "--profile", "paper", "--model",
+                            "docs/examples/torchvision_adapter.py:factory", "--name", "gpu-check"],
+                           results="age_utk_cross_ethnicity/submission-gpu-check/results.json", out=out, cache=cache,
+                           timeout=timeout)
+    if doc is not None:
+        row.update(device=doc["provenance"].get("device"), n=doc["metrics"]["overall"]["mae"]["n"])
     return row
 
 
