@@ -19,6 +19,7 @@ from facebench.baselines.params import (
     ArcFaceParams,
     BaselineParams,
     DlibResNetParams,
+    MMDParams,
     MTMIMParams,
     PairwiseParams,
     SourceOnlyParams,
@@ -62,7 +63,7 @@ SOURCE_ONLY = BaselineSpec(implementation="facebench.baselines.age_regression:So
 DANN = BaselineSpec(implementation="facebench.baselines.age_regression:DANN", task="age_regression",
                     params=AdaptationParams)
 MMD = BaselineSpec(implementation="facebench.baselines.age_regression:MMD", task="age_regression",
-                   params=AdaptationParams)
+                   params=MMDParams)
 PAIRWISE = BaselineSpec(implementation="facebench.baselines.pairwise:Pairwise", task="age_regression",
                         params=PairwiseParams)
 ARCFACE = BaselineSpec(implementation="facebench.baselines.face_recognition:ArcFace", task="face_recognition",

@@ -157,7 +157,7 @@ def test_predict_input_errors() -> None:
 def test_params_are_validated() -> None:
     assert Pairwise.Params().model_dump() == {
         "alpha": 1.0, "beta": 0.1, "rank": True, "pairs_per_image": 1, "references": 8, "chunk_size": 64,
-        "mds": "mds", "anchor_scale": "anchors", "gamma": 0.0, "adapt_layer": "fc1", "adversary_lr": 0.01,
+        "mds": "mds", "anchor_scale": "anchors", "gamma": 0.0, "adapt_layer": "fc1", "adversary_lr": 0.001,
         "smoothing_weight": 0.0, "smoothing_sigma": None}
     with pytest.raises(ValueError):
         Pairwise.Params(mds="spectral")
