@@ -78,7 +78,14 @@ class LoopConfig:
     amp: bool = True
     channels_last: bool = True
     hflip: bool = True
-    lr_schedule: str = "constant"  # or "cosine": cosine decay to 0 over the epochs, stepped per epoch
+    lr_schedule: str = "constant"  # or "cosine": cosine decay to 0 over the epochs, stepped per epoch; or "plateau"
+    # "plateau" (seed 002 section 4.1: the lr "is divided by 10 when the loss does not decrease"): every optimiser's
+    # lr times plateau_factor once plateau_metric, a key of the epoch's log (train_* or a method's val_*), has not
+    # improved (mode "min": decreased; "max": increased) for more than plateau_patience epochs in a row.
+    plateau_metric: str = "train_loss"
+    plateau_mode: str = "min"
+    plateau_patience: int = 0
+    plateau_factor: float = 0.1
     checkpoint_dir: Path | None = None
     progress: bool = True
     fingerprint: str = ""  # what is being trained; a checkpoint of something else is never resumed
@@ -282,11 +289,16 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
                 bar.remove_task(task)
             record = {"epoch": epoch + 1, **{f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()},
                       "lr": optimizers[next(iter(optimizers))].param_groups[0]["lr"]}
-            for scheduler in schedulers.values():
-                scheduler.step()
+            if config.lr_schedule != "plateau":
+                for scheduler in schedulers.values():
+                    scheduler.step()
             modules.eval()
             with torch.no_grad():
                 record.update(method.end_of_epoch(ctx))
+            if config.lr_schedule == "plateau":  # on this epoch's logged quantity, validation included
+                quantity = _plateau_quantity(record, config)
+                for scheduler in schedulers.values():
+                    scheduler.step(quantity)
             record["seconds"] = round(time.perf_counter() - started, 3)
             history.epochs.append(record)
             console.print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
@@ -306,7 +318,24 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
 def _scheduler(optimizer: torch.optim.Optimizer, config: LoopConfig) -> torch.optim.lr_scheduler.LRScheduler:
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.lr_schedule == "plateau":
+        # threshold 0: any epoch that does not strictly improve counts as a bad epoch ("does not decrease")
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=config.plateau_mode, factor=config.plateau_factor, patience=config.plateau_patience,
+            threshold=0.0, threshold_mode="abs")
+    if config.lr_schedule != "constant":
+        raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}: 'constant', 'cosine' or 'plateau'")
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def _plateau_quantity(record: dict[str, float], config: LoopConfig) -> float:
+    """The epoch's value of ``config.plateau_metric``. A missing key is an error, not a silent fallback to the
+    train loss: a method without that validation log (e.g. no validation images) must be given another metric."""
+    if config.plateau_metric not in record:
+        logged = ", ".join(k for k in record if k not in ("epoch", "lr"))
+        raise ValueError(f"lr_schedule 'plateau' steps on {config.plateau_metric!r}, which this method does not log "
+                         f"(its epoch log has: {logged}); set training.plateau_metric to one of these")
+    return float(record[config.plateau_metric])
 
 
 def _cycle(batches: ImageBatches, config: LoopConfig, epoch: int) -> Iterator[dict[str, torch.Tensor]]:

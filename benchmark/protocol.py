@@ -115,7 +115,16 @@ class TrainingSection(_Spec):
     optimizer: Literal["adam", "sgd", "adamw"] = "adam"
     weight_decay: float = Field(0.0, ge=0)
     loss: Literal["l1", "l2"] = "l1"
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule: Literal["constant", "cosine", "plateau"] = Field(
+        "constant", description="constant; cosine (decay to 0 over the epochs); plateau (seed 002 section 4.1: lr "
+                                "divided by 10 when the loss does not decrease, see the plateau_* settings)")
+    plateau_metric: str = Field("train_loss", description="plateau only: the epoch-log quantity watched: train_loss "
+                                "(the paper's 'the loss') or a method's validation log such as val_rank1 or val_mae")
+    plateau_mode: Literal["min", "max"] = Field("min", description="plateau only: min (a loss, val_mae) or max "
+                                                "(val_rank1)")
+    plateau_patience: int = Field(0, ge=0, description="plateau only: epochs without improvement tolerated before the "
+                                  "drop (0: the first epoch that does not improve; the paper gives no patience)")
+    plateau_factor: float = Field(0.1, gt=0, lt=1, description="plateau only: lr multiplier (the paper: divided by 10)")
     hflip: bool = True
     device: str = "auto"
     amp: bool = True

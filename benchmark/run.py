@@ -149,6 +149,8 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
         loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=options.seed, optimizer=t.optimizer, lr=t.lr,
                           weight_decay=t.weight_decay, loss=t.loss, device=t.device, amp=t.amp,
                           channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule,
+                          plateau_metric=t.plateau_metric, plateau_mode=t.plateau_mode,
+                          plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
                           checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint)
         history = baseline.fit(fit_data, loop)
         anchors: list[str] = []

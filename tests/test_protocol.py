@@ -33,6 +33,27 @@ def test_builtin_protocols_validate_with_every_profile() -> None:
     assert (quick.model.backbone, quick.model.image_size) == ("small_cnn", 64)
 
 
+@pytest.mark.parametrize("name", ["aifr_morph", "aifr_cacd", "aifr_cacd_vs", "aifr_fgnet", "aifr_agedb30_bin",
+                                  "aifr_agedb30"])
+def test_seed_002_paper_profiles_divide_the_lr_by_10_on_plateaus(name: str) -> None:
+    # seed 002 section 4.1: lr 0.02, "divided by 10 when the loss does not decrease"
+    training = load_protocol(AGE.parent / f"{name}.yaml", profile="paper").training
+    assert (training.lr, training.lr_schedule, training.plateau_factor) == (0.02, "plateau", 0.1)
+    assert (training.plateau_metric, training.plateau_mode, training.plateau_patience) == ("train_loss", "min", 0)
+    quick = load_protocol(AGE.parent / f"{name}.yaml", profile="quick").training
+    assert quick.lr_schedule == "cosine"
+
+
+def test_plateau_settings_validate() -> None:
+    training = load_protocol(AGE, overrides=["training.lr_schedule=plateau", "training.plateau_metric=val_mae",
+                                             "training.plateau_patience=3"]).training
+    assert (training.lr_schedule, training.plateau_metric, training.plateau_patience) == ("plateau", "val_mae", 3)
+    for bad in ("training.lr_schedule=step", "training.plateau_mode=up", "training.plateau_factor=1.5",
+                "training.plateau_patience=-1"):
+        with pytest.raises(UserInputError):
+            load_protocol(AGE, overrides=[bad])
+
+
 def test_default_profile_is_quick_and_overrides_apply() -> None:
     protocol = load_protocol(AGE, overrides=["training.epochs=3", "model.head_hidden=[32]", "baselines.0.name=source_only"])
     assert protocol.profile == "quick"

@@ -98,3 +98,58 @@ def test_batches_cover_each_sample_once_per_epoch() -> None:
     again = np.concatenate([b["age"].numpy() for b in batches.epoch(batch_size=4, seed=1, epoch=0)])
     other = np.concatenate([b["age"].numpy() for b in batches.epoch(batch_size=4, seed=1, epoch=1)])
     assert list(seen) == list(again) and list(seen) != list(other)
+
+
+class _Scripted(_TinyRegressor):
+    """Trains as _TinyRegressor but logs scripted per-epoch quantities (a train loss and a validation score)."""
+
+    def __init__(self, *, losses=None, scores=None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.losses, self.scores = losses, scores
+
+    def train_step(self, batches, ctx: StepContext):
+        logs = super().train_step(batches, ctx)
+        return {"loss": self.losses[ctx.epoch]} if self.losses is not None else logs
+
+    def end_of_epoch(self, ctx):
+        return {"val_score": self.scores[ctx.epoch]} if self.scores is not None else {}
+
+
+def _plateau(tmp_path: Path | None, epochs: int, **settings) -> LoopConfig:
+    return LoopConfig(epochs=epochs, batch_size=16, seed=7, device="cpu", checkpoint_dir=tmp_path, progress=False,
+                      fingerprint="tiny", lr_schedule="plateau", **settings)
+
+
+def test_plateau_divides_the_lr_by_10_on_the_train_loss_by_default() -> None:
+    # seed 002 section 4.1: "divided by 10 when the loss does not decrease"; patience 0 (the default): the first
+    # epoch whose train loss is not below the best so far triggers the drop for the next epoch
+    history = fit(_Scripted(losses=[5.0, 4.0, 4.0, 3.0, 3.5, 2.0]), _data(), _plateau(None, 6))
+    assert [e["lr"] for e in history.epochs] == pytest.approx([1e-2, 1e-2, 1e-2, 1e-3, 1e-3, 1e-4])
+
+
+def test_plateau_waits_patience_epochs_on_a_validation_metric() -> None:
+    scores = [0.5, 0.6, 0.6, 0.55, 0.6, 0.7]  # mode max: no improvement in epochs 3, 4, 5
+    history = fit(_Scripted(scores=scores), _data(), _plateau(None, 6, plateau_metric="val_score",
+                                                                   plateau_mode="max", plateau_patience=2))
+    # bad epochs 3, 4, 5: more than 2 after epoch 5, so epoch 6 trains at lr / 10
+    assert [e["lr"] for e in history.epochs] == pytest.approx([1e-2] * 5 + [1e-3])
+    with pytest.raises(ValueError, match="val_mae"):
+        fit(_Scripted(), _data(), _plateau(None, 1, plateau_metric="val_mae"))
+
+
+def test_plateau_schedule_resumes_bit_identically(tmp_path: Path) -> None:
+    scores = [5.0, 4.0, 4.0, 4.0, 4.0, 4.0]  # patience 1: bad epochs 3 and 4 -> drop; 5 and 6 -> drop
+    config = dict(plateau_metric="val_score", plateau_patience=1)
+    reference = _Scripted(scores=scores)
+    full = fit(reference, _data(), _plateau(None, 6, **config))
+    assert [e["lr"] for e in full.epochs] == pytest.approx([1e-2] * 4 + [1e-3] * 2)
+
+    steps_per_epoch = 96 // 16
+    killed = _Scripted(scores=scores, stop_at_step=3 * steps_per_epoch + 2)  # dies in epoch 4, one bad epoch counted
+    with pytest.raises(_Interrupt):
+        fit(killed, _data(), _plateau(tmp_path, 6, **config))
+    resumed = _Scripted(scores=scores)
+    history = fit(resumed, _data(), _plateau(tmp_path, 6, **config))
+    assert history.resumed_from_epoch == 3
+    np.testing.assert_array_equal(_weights(resumed), _weights(reference))
+    assert [(e["lr"], e["train_loss"]) for e in history.epochs] == [(e["lr"], e["train_loss"]) for e in full.epochs]
