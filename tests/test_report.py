@@ -132,4 +132,4 @@ def test_deviations_and_reference_notes_are_shown_and_escaped() -> None:
     assert "6.986" in html and "note: Table 1 gives &lt;7.946&gt;" in html
     assert html.index("6.986") < html.index("note: Table 1") < html.index("6.326")
     html = environment().from_string(macros + "{{ m.reference_table(r, True) }}").render(r=reference)
-    assert "note: Table 1 gives &lt;7.946&gt;" in html
+    assert '<td class="text ref-note">Table 1 gives &lt;7.946&gt;</td>' in html
