@@ -6,6 +6,11 @@ goes: ``yaml.safe_load`` → pick a profile and deep-merge it → apply ``--set 
 validate with pydantic (unknown keys and wrong types rejected) → check names against the registries.
 Every failure is one :class:`~facebench.errors.UserInputError` sentence naming the file and the key path.
 
+Every protocol states a non-empty ``deviations:`` list (:class:`Deviation`): the settings its paper does not
+give, with the choice made, and its deliberate differences from the paper, with the reason; the ``paper``
+profile follows the paper wherever the paper is specific. Unlike other lists, ``deviations`` accumulate: an
+``include:``d file's entries come first, then the file's own, then those of the chosen profile (if it has any).
+
 The spec objects here only *describe* a run; :mod:`facebench.run` executes them (HELM's split between
 ``RunSpec`` and the code that runs it).
 """
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from facebench.errors import UserInputError, did_you_mean, validation_error
 from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
@@ -144,6 +149,24 @@ class BaselineSection(_Spec):
         return self.label or self.name
 
 
+class Deviation(_Spec):
+    """One place where a protocol is not simply the paper: a setting the paper does not give (``unspecified``,
+    with the choice made), a deliberate difference (``different``, with the reason), or a use of data the paper's
+    setting implies but a reader should know about (``transductive``: unlabelled target *test* images are seen
+    during training). Every protocol states its list under ``deviations:``; the report and results.json copy it."""
+
+    setting: str = Field(min_length=1, description="the key path or topic, e.g. 'training.epochs'")
+    kind: Literal["unspecified", "different", "transductive"]
+    choice: str = Field(min_length=1, description="what facebench does")
+    reason: str | None = Field(None, description="why; required when kind is 'different'")
+
+    @model_validator(mode="after")
+    def _reason_for_differences(self) -> Deviation:
+        if self.kind == "different" and not (self.reason or "").strip():
+            raise ValueError("a deviation of kind 'different' needs a 'reason'")
+        return self
+
+
 class ReferenceResult(_Spec):
     """A published number the report shows beside ours (only comparable on the real dataset)."""
 
@@ -158,6 +181,8 @@ class ReferenceResult(_Spec):
     method: str | None = None
     group: str | None = Field(None, pattern=r"^[a-z_*]+=.+$")
     baseline: str | None = None
+    #: What a reader should know about this number (e.g. the paper gives another value for the same model).
+    note: str | None = None
 
 
 class Protocol(_Spec):
@@ -179,7 +204,17 @@ class Protocol(_Spec):
     training: TrainingSection
     baselines: tuple[BaselineSection, ...] = Field(min_length=1)
     reference: tuple[ReferenceResult, ...] = ()
+    deviations: tuple[Deviation, ...] = Field(
+        description="every setting the paper does not give and every deliberate difference (non-empty)")
     profile: str = Field(description="the profile applied (set by the loader)")
+
+    @field_validator("deviations")
+    @classmethod
+    def _stated(cls, deviations: tuple[Deviation, ...]) -> tuple[Deviation, ...]:
+        if not deviations:
+            raise ValueError("must list at least one deviation from the paper (each setting the paper does not "
+                             "give, with the choice made; each deliberate difference, with the reason)")
+        return deviations
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -192,10 +227,17 @@ class Protocol(_Spec):
 # ----------------------------------------------------------------------------------------------- loading
 
 
-def _deep_merge(base: dict, override: dict) -> dict:
+#: Top-level lists that accumulate instead of being replaced: an included file's entries come first, then the
+#: including file's, then the chosen profile's (every other list is replaced whole).
+ACCUMULATING_KEYS = ("deviations",)
+
+
+def _deep_merge(base: dict, override: dict, *, accumulate: tuple[str, ...] = ()) -> dict:
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if key in accumulate and isinstance(value, list) and isinstance(merged.get(key), list):
+            merged[key] = merged[key] + copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
@@ -290,7 +332,8 @@ def read_protocol_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> dic
 
     ``path`` may name a built-in protocol (:func:`locate_protocol`). ``include: other.yaml`` (a path
     relative to this file; else a built-in protocol's name) starts from the other protocol's keys; this
-    file's keys win, mappings merge key by key, lists are replaced whole. Include cycles are refused.
+    file's keys win, mappings merge key by key, lists are replaced whole, except ``deviations``, whose entries
+    accumulate (the included file's first). Include cycles are refused.
     """
     path = locate_protocol(path)
     raw = read_yaml_mapping(path, what="a protocol must be a YAML mapping of keys")
@@ -301,7 +344,8 @@ def read_protocol_file(path: str | Path, *, _seen: tuple[Path, ...] = ()) -> dic
         base_path = locate_protocol(include, beside=path).resolve()
         if base_path in _seen or base_path == path.resolve():
             raise UserInputError(f"{path}: key 'include' makes a cycle through {base_path.name}.")
-        raw = _deep_merge(read_protocol_file(base_path, _seen=(*_seen, path.resolve())), raw)
+        raw = _deep_merge(read_protocol_file(base_path, _seen=(*_seen, path.resolve())), raw,
+                          accumulate=ACCUMULATING_KEYS)
     return raw
 
 
@@ -327,7 +371,7 @@ def load_protocol(path: str | Path, *, profile: str | None = None, overrides: tu
             )
         if not isinstance(profiles[chosen], dict):
             raise UserInputError(f"{path}: key 'profiles.{chosen}' must be a mapping of overrides.")
-        raw = _deep_merge(raw, profiles[chosen])
+        raw = _deep_merge(raw, profiles[chosen], accumulate=ACCUMULATING_KEYS)
     for text in overrides:
         keys, value = parse_override(text)
         _apply_override(raw, keys, value, text)

@@ -17,6 +17,11 @@ Statistics (since 1.1): ``statistics`` records the settings every interval and f
 ``{n_boot, confidence, interval_method, min_group_size, seed}`` (:class:`Statistics`). Readers of a 1.0 file,
 which lacks it, say so where it matters (``facebench compare`` recovers ``min_group_size`` from the flags).
 
+Deviations (since 1.2): ``protocol.deviations`` copies the protocol's ``deviations:`` list, each entry
+``{setting, kind, choice, reason}`` (:class:`Deviation`; ``kind`` is ``unspecified``, ``different`` or
+``transductive``, ``reason`` may be null): where the run's setting is not simply the paper's. Files without it
+(1.0, 1.1) still load; readers show nothing for them. Reference entries may carry a ``note`` (since 1.2).
+
 Reading: :func:`load_run` is the one reader of a results.json (``facebench compare``, the bias report and the
 leaderboard site all use it). It returns a :class:`Run`: the parsed document, its file and its
 ``outcomes.csv``, whose path, read from ``files.outcomes``, may not leave the run folder. Any problem is one
@@ -39,7 +44,7 @@ from typing import Any, NotRequired, TypedDict
 
 from facebench.errors import UserInputError, shorten
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 #: Keys every results.json must have (dotted paths), checked in this order.
 REQUIRED_KEYS = ("protocol.name", "protocol.version", "protocol.title", "protocol.task", "protocol.primary_metric",
@@ -85,9 +90,17 @@ class Statistics(TypedDict):
     seed: int                     # seed of the bootstrap and the tests (the run's seed)
 
 
+class Deviation(TypedDict):
+    setting: str                  # the key path or topic, e.g. "training.epochs"
+    kind: str                     # "unspecified" | "different" | "transductive"
+    choice: str                   # what facebench does
+    reason: str | None            # why (always given for "different")
+
+
 class Results(TypedDict):
     schema_version: str
-    protocol: dict[str, Any]      # name, version, profile, title, fingerprint, primary_metric
+    protocol: dict[str, Any]      # name, version, profile, title, fingerprint, primary_metric, task,
+                                  # deviations: list[Deviation] (since 1.2; absent in older files)
     baseline: dict[str, Any]      # name, params, kind ("baseline" | "submission")
     data: dict[str, Any]          # dataset, synthetic, fingerprint, split_fingerprint, n_samples, n_rejected
     provenance: dict[str, Any]    # facebench_version, git_commit, torch, device, seed, duration_s, created_at, python

@@ -290,12 +290,14 @@ def paper_table(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> 
 
     published = []
     for method in dict.fromkeys(r["method"] for r in entries):
-        cells = {}
+        cells, notes = {}, {}
         for r in entries:
             if r["method"] == method:
                 cells[(r["metric"], r.get("split", "test"), r.get("group"))] = r["value"]
+                notes[(r["metric"], r.get("split", "test"), r.get("group"))] = r.get("note")
         baseline = next((r.get("baseline") for r in entries if r["method"] == method and r.get("baseline")), None)
         published.append({"method": method, "baseline": baseline, "cells": [cells.get(c) for c in columns],
+                          "notes": [notes.get(c) for c in columns],
                           "source": next(r["source"] for r in entries if r["method"] == method)})
     # A published row's ``baseline`` names our baseline, or one labelled entry of it ("dann conv+fc1").
     measured = [{"name": r["baseline"].get("label") or r["baseline"]["name"],

@@ -40,12 +40,16 @@ def run_dir(tmp_path_factory, cache) -> Path:
 
 def test_run_writes_the_results_contract(run_dir: Path) -> None:
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["schema_version"] == "1.1"
+    assert results["schema_version"] == "1.2"
     statistics = results["statistics"]
     assert set(statistics) == {"n_boot", "confidence", "interval_method", "min_group_size", "seed"}
     assert statistics["seed"] == results["provenance"]["seed"] and statistics["min_group_size"] >= 1
     assert results["protocol"]["name"] == "age_utk_cross_ethnicity" and results["protocol"]["profile"] == "quick"
     assert results["baseline"]["name"] == "source_only"
+    from facebench.protocol import load_protocol
+
+    stated = [d.model_dump(mode="json") for d in load_protocol(AGE).deviations]
+    assert results["protocol"]["deviations"] == stated and stated
     assert results["data"]["synthetic"] is True and len(results["data"]["fingerprint"]) == 64
     for key in ("facebench_version", "git_commit", "torch", "device", "seed", "duration_s"):
         assert key in results["provenance"]
@@ -78,6 +82,10 @@ def test_report_is_self_contained_and_marked_synthetic(run_dir: Path) -> None:
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert "data:image/png;base64," in html
     assert "MAE for" in html and "95% CI" in html
+    assert "Deviations from the paper" in html and 'class="deviations"' in html
+    results = json.loads((run_dir / "results.json").read_text())
+    for deviation in results["protocol"]["deviations"]:
+        assert deviation["setting"] in html
 
 
 def test_evaluate_scores_a_file_exactly_like_the_baseline(run_dir: Path, cache: Path, tmp_path: Path) -> None:

@@ -314,8 +314,9 @@ def test_published_numbers_are_marked_not_comparable_on_synthetic_data(runs: Pat
                              ("_odd_b_protocol_b_", "yes, same dataset")]:
         rows = data_rows(table(parse(site / "protocols" / slug / "index.html"), **{"class": "reference"}))
         assert [[text(c) for c in row["cells"]] for row in rows] == [
-            [r["source"], r["setting"], r["split"], r["metric"], f"{r['value']:.3f}", comparable]
+            [r["source"], r["setting"], r["split"], r["metric"], f"{r['value']:.3f}", comparable, r.get("note") or ""]
             for r in reference]
+    assert any(r.get("note") for r in reference)  # seed 000's Table 1 rows carry notes, shown beside the value
 
 
 def test_synthetic_results_say_so_on_every_page(site: Path) -> None:
@@ -503,3 +504,12 @@ def test_the_protocol_report_shares_the_run_sections(runs: Path, tmp_path: Path)
     assert len([t for t in page.tables if t["attrs"].get("class") == "disparities"]) == 3  # one per run
     assert re.search(r"script-src 'none'", html.replace("&#39;", "'"))
     assert "Change against source only" in html  # paired changes: all three runs share the split
+
+
+def test_run_and_protocol_pages_show_the_protocols_deviations(runs: Path, site: Path) -> None:
+    deviations = age_results(runs)[XSS]["protocol"]["deviations"]
+    assert deviations
+    for page in (page_of(site, XSS), site / "protocols" / "age_utk_cross_ethnicity" / "index.html"):
+        rows = data_rows(table(parse(page), **{"class": "deviations"}))
+        assert [row["attrs"]["data-kind"] for row in rows] == [d["kind"] for d in deviations]
+        assert [text(row["cells"][2]) for row in rows] == [d["choice"] for d in deviations]

@@ -163,3 +163,69 @@ def test_bad_cli_flag_exits_2(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["run", str(AGE), "--epochs", "3"])
     assert info.value.code == 2
+
+
+# ------------------------------------------------------------------------------------- deviations, stated
+SEED_000_ADAPTATION = ("age_utk_da_layers", "age_utk_dann_gamma", "age_utk_dann_pretrained", "age_utk_dann_vs_mmd",
+                       "age_utk_pairwise_mds")
+
+
+def test_every_builtin_protocol_states_its_deviations_for_every_profile() -> None:
+    for path in builtin_protocols():
+        for protocol in validate_all_profiles(path):
+            assert protocol.deviations, (path.name, protocol.profile)
+            for deviation in protocol.deviations:
+                assert deviation.setting.strip() and deviation.choice.strip()
+                assert deviation.kind != "different" or deviation.reason
+    # The seed 000 adaptation protocols say that they use the target test images during training or inference.
+    for name in SEED_000_ADAPTATION:
+        assert any(d.kind == "transductive" for d in load_protocol(name).deviations), name
+    # The source-only protocol uses no target image at all.
+    assert not any(d.kind == "transductive" for d in load_protocol(AGE).deviations)
+
+
+def test_deviations_accumulate_across_include_and_profiles(tmp_path: Path) -> None:
+    base = [d.setting for d in load_protocol(AGE).deviations]
+    (tmp_path / "child.yaml").write_text(
+        f"include: {AGE}\nname: child\n"
+        "deviations: [{setting: training.epochs, kind: different, choice: '3', reason: 'short'}]\n"
+        "profiles:\n  quick:\n    deviations: [{setting: model.backbone, kind: unspecified, choice: 'small'}]\n")
+    child = load_protocol(tmp_path / "child.yaml")
+    assert [d.setting for d in child.deviations] == [*base, "training.epochs", "model.backbone"]
+    assert [d.setting for d in load_protocol(tmp_path / "child.yaml", profile="paper").deviations] == [*base, "training.epochs"]
+
+
+def test_missing_or_empty_deviations_are_one_sentence_naming_file_and_key(tmp_path: Path, capsys) -> None:
+    path = _variant(tmp_path, lambda raw: raw.pop("deviations"))
+    assert main(["protocols", "validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: required key 'deviations' is missing." in err
+    path = _variant(tmp_path, lambda raw: raw.__setitem__("deviations", []))
+    with pytest.raises(UserInputError, match="key 'deviations': must list at least one deviation from the paper") as info:
+        load_protocol(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"setting": "x", "kind": "unspecified", "choise": "y"}, "unknown key 'deviations[0].choise' (did you mean 'choice'?)"),
+        ({"setting": "x", "kind": "diferent", "choice": "y"}, "key 'deviations[0].kind'"),
+        ({"setting": "x", "kind": "different", "choice": "y"}, "key 'deviations[0]': a deviation of kind 'different' needs a 'reason'"),
+        ({"kind": "unspecified", "choice": "y"}, "required key 'deviations[0].setting' is missing"),
+    ],
+)
+def test_bad_deviation_entries_fail_with_exit_2(tmp_path: Path, capsys, entry: dict, expected: str) -> None:
+    path = _variant(tmp_path, lambda raw: raw.__setitem__("deviations", [entry]))
+    assert main(["protocols", "validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and str(path) in err
+
+
+def test_reference_notes_mark_the_papers_inconsistent_rows() -> None:
+    notes = {(r.setting, r.split): r.note for r in load_protocol("age_utk_da_layers").reference}
+    assert "Table 1" in notes[("No Adaptation", "target")]
+    assert "swapped" in notes[("conv+fc123", "target")] and "swapped" in notes[("conv+fc1", "target")]
+    assert notes[("fc123", "target")] is None
+    assert all(r.note and "Table 1" in r.note for r in load_protocol("age_utk_dann_gamma").reference
+               if r.setting == "gamma 1")

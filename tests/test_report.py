@@ -105,3 +105,31 @@ def test_paper_table_renders_ours_under_the_method_and_the_rest_after(tmp_path: 
     order = [html.index(text) for text in ("Baseline (ArcFace)", "↳ arcface", "mtmim")]
     assert order == sorted(order)
     assert "0.990" in html and "0.200" in html and "not comparable" in html
+
+
+def test_deviations_and_reference_notes_are_shown_and_escaped() -> None:
+    from facebench.reports.bias_report import environment, paper_table
+
+    template = environment().from_string('{% import "_macros.html.j2" as m %}{{ m.deviations_section(d) }}')
+    html = template.render(d=[{"setting": "training.<b>epochs</b>", "kind": "different", "choice": "20 & more",
+                               "reason": "<script>x</script>"}])
+    assert "Deviations from the paper" in html and 'data-kind="different"' in html
+    assert "training.&lt;b&gt;epochs&lt;/b&gt;" in html and "20 &amp; more" in html
+    assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
+    # A results.json written before deviations were recorded says so instead of failing.
+    assert "lists no deviations" in template.render(d=None)
+
+    reference = [{"source": "T3", "setting": "s", "metric": "mae", "split": "target", "value": 6.986,
+                  "method": "No Adaptation", "baseline": "source_only", "note": "Table 1 gives <7.946>"},
+                 {"source": "T3", "setting": "s", "metric": "mae", "split": "source_val", "value": 6.326,
+                  "method": "No Adaptation", "baseline": "source_only"}]
+    runs = [{"baseline": {"name": "source_only"}, "data": {"synthetic": True}, "splits": {},
+             "metrics": {"overall": {"mae": _value(7.0)}, "by_group": {}}}]
+    paper = paper_table(runs, reference)
+    assert paper["published"][0]["notes"] == ["Table 1 gives <7.946>", None]
+    macros = '{% import "_macros.html.j2" as m %}'
+    html = environment().from_string(macros + "{{ m.paper_table(paper, True) }}").render(paper=paper)
+    assert "6.986" in html and "note: Table 1 gives &lt;7.946&gt;" in html
+    assert html.index("6.986") < html.index("note: Table 1") < html.index("6.326")
+    html = environment().from_string(macros + "{{ m.reference_table(r, True) }}").render(r=reference)
+    assert '<td class="text ref-note">Table 1 gives &lt;7.946&gt;</td>' in html
