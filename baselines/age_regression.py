@@ -244,7 +244,28 @@ class SourceOnlyMethod(AgeRegressionMethod):
         return {"loss": loss.detach(), **logs}
 
 
-class DANNMethod(AgeRegressionMethod):
+class AdaptedMethod(AgeRegressionMethod):
+    """What DANN and MMD share: unlabelled target images in every step, and the warm-up of the 'pre-trained
+    regressor' rows of Tables 4-5 (the first ``warmup_fraction`` of the epochs train L_reg alone)."""
+
+    streams = ("target",)
+
+    def __init__(self, **common) -> None:
+        super().__init__(**common)
+        self.warmup_epochs = int(self.params.warmup_fraction * self.loop.epochs)
+
+    def train_step(self, batches, ctx: StepContext) -> dict[str, float | torch.Tensor]:
+        if ctx.epoch < self.warmup_epochs:
+            return self.regression_step(batches["source"], ctx)
+        return self.adapted_step(batches["source"], batches["target"], ctx)
+
+    @abstractmethod
+    def adapted_step(self, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], ctx: StepContext
+                     ) -> dict[str, float | torch.Tensor]:
+        """One step of the method's own loss, after the warm-up."""
+
+
+class DANNMethod(AdaptedMethod):
     """Section 3.6.1: L = L_reg + γ·L_adv (eq. 4) [+ σ·L_smooth], L_adv the mean over the adapted layers of a
     domain discriminator's cross-entropy, reached through a gradient reversal layer with coefficient λ_p.
 
@@ -252,14 +273,10 @@ class DANNMethod(AgeRegressionMethod):
     on the one loss; the reversal makes the regressor ascend what the discriminators descend.
     """
 
-    streams = ("target",)
-
     def __init__(self, *, feature_dims: dict[str, int], **common) -> None:
         super().__init__(**common)
         self.discriminators = nn.ModuleDict(
             {layer: DomainDiscriminator(feature_dims[layer]) for layer in self.params.layers})
-        # The 'pre-trained regressor' rows of Tables 4-5: the first epochs train L_reg alone.
-        self.warmup_epochs = int(self.params.warmup_fraction * self.loop.epochs)
 
     def modules(self) -> nn.ModuleDict:
         return nn.ModuleDict({"regressor": self.model, "adversary": self.discriminators})
@@ -268,12 +285,8 @@ class DANNMethod(AgeRegressionMethod):
         adversary = torch.optim.SGD(self.discriminators.parameters(), lr=self.params.adversary_lr, momentum=0.9)
         return {**super().make_optimizers(), "adversary": adversary}
 
-    def train_step(self, batches, ctx: StepContext) -> dict[str, float | torch.Tensor]:
-        source = batches["source"]
-        if ctx.epoch < self.warmup_epochs:
-            return self.regression_step(source, ctx)
-        target, logs = batches["target"], {}
-        n = source["image"].shape[0]
+    def adapted_step(self, source, target, ctx: StepContext) -> dict[str, float | torch.Tensor]:
+        n, logs = source["image"].shape[0], {}
         with ctx.autocast():
             features, loss = self.source_and_target_features(source, target)  # L_reg of eq. 4
             coefficient = grl_coefficient(ctx.progress)  # λ_p: 0 at the start of training, → 1 at the end
@@ -290,23 +303,13 @@ class DANNMethod(AgeRegressionMethod):
         return {"loss": loss.detach(), **logs}
 
 
-class MMDMethod(AgeRegressionMethod):
+class MMDMethod(AdaptedMethod):
     """Section 3.6.2: L = L_reg + γ·MMD² [+ σ·L_smooth], the MMD² between the source and the target activations
     of each adapted layer (averaged over the layers) in place of L_adv of eq. 4: one Gaussian kernel
     (:func:`gaussian_mmd2`, the paper's) or, with ``kernel: multi_gaussian``, DAN's five (:func:`mk_mmd2`)."""
 
-    streams = ("target",)
-
-    def __init__(self, **common) -> None:
-        super().__init__(**common)
-        self.warmup_epochs = int(self.params.warmup_fraction * self.loop.epochs)  # as DANN's
-
-    def train_step(self, batches, ctx: StepContext) -> dict[str, float | torch.Tensor]:
-        source = batches["source"]
-        if ctx.epoch < self.warmup_epochs:
-            return self.regression_step(source, ctx)
-        target, logs = batches["target"], {}
-        n = source["image"].shape[0]
+    def adapted_step(self, source, target, ctx: StepContext) -> dict[str, float | torch.Tensor]:
+        n, logs = source["image"].shape[0], {}
         layers = self.params.layers
         with ctx.autocast():
             features, loss = self.source_and_target_features(source, target)  # L_reg of eq. 4

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from facebench.errors import UserInputError
 from facebench.io import atomic_write
 from facebench.progress import console, make_progress, progress_enabled
 from facebench.seeding import rng_stream, seed_for
@@ -329,12 +330,14 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: LoopConfig) -> torch.op
 
 
 def _plateau_quantity(record: dict[str, float], config: LoopConfig) -> float:
-    """The epoch's value of ``config.plateau_metric``. A missing key is an error, not a silent fallback to the
-    train loss: a method without that validation log (e.g. no validation images) must be given another metric."""
+    """The epoch's value of ``config.plateau_metric``. A missing key is the protocol's error (one sentence, exit
+    2), not a silent fallback to the train loss: a method without that validation log (e.g. no validation
+    images) must be given another metric. It is raised after the first epoch, before any checkpoint is written."""
     if config.plateau_metric not in record:
         logged = ", ".join(k for k in record if k not in ("epoch", "lr"))
-        raise ValueError(f"lr_schedule 'plateau' steps on {config.plateau_metric!r}, which this method does not log "
-                         f"(its epoch log has: {logged}); set training.plateau_metric to one of these")
+        raise UserInputError(f"key 'training.plateau_metric': lr_schedule 'plateau' steps on "
+                             f"'{config.plateau_metric[:60]}', which this method does not log (its epoch log has: "
+                             f"{logged}); set training.plateau_metric to one of these.")
     return float(record[config.plateau_metric])
 
 

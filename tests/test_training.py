@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from facebench.baselines.training import ImageBatches, LoopConfig, StepContext, TrainableMethod, fit
+from facebench.errors import UserInputError
 
 
 class _Interrupt(Exception):
@@ -133,7 +134,7 @@ def test_plateau_waits_patience_epochs_on_a_validation_metric() -> None:
                                                                    plateau_mode="max", plateau_patience=2))
     # bad epochs 3, 4, 5: more than 2 after epoch 5, so epoch 6 trains at lr / 10
     assert [e["lr"] for e in history.epochs] == pytest.approx([1e-2] * 5 + [1e-3])
-    with pytest.raises(ValueError, match="val_mae"):
+    with pytest.raises(UserInputError, match=r"^key 'training.plateau_metric': .*'val_mae'.*\.$"):
         fit(_Scripted(), _data(), _plateau(None, 1, plateau_metric="val_mae"))
 
 
