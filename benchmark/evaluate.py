@@ -22,17 +22,21 @@ from facebench.io import atomic_write, write_json
 from facebench.metrics import Disaggregation, get_metric
 from facebench.protocol import Protocol
 from facebench.registry import TASKS
-from facebench.results import INTERVAL_METHOD, SCHEMA_VERSION, Results, environment
+from facebench.results import INTERVAL_METHOD, ROW_INTERVAL_METHOD, SCHEMA_VERSION, Results, environment
 
 
 @dataclass(frozen=True, kw_only=True)
 class Scored:
-    """Metric tables of one scored split: the engine's tidy frames and the per-sample outcomes."""
+    """Metric tables of one scored split: the engine's tidy frames and the per-sample outcomes.
+
+    ``units``: the unit of independence the intervals resampled (``statistics.units`` of results.json).
+    """
 
     outcomes: pd.DataFrame
     frame: pd.DataFrame
     gaps: pd.DataFrame
     tests: pd.DataFrame
+    units: dict[str, Any]
 
 
 def _number(value: Any) -> float | None:
@@ -41,7 +45,33 @@ def _number(value: Any) -> float | None:
 
 def _metric_value(row: pd.Series) -> dict[str, Any]:
     return {"value": _number(row["value"]), "ci_low": _number(row["ci_low"]), "ci_high": _number(row["ci_high"]),
-            "n": int(row["n"]), "flag": str(row["flag"] or "")}
+            "n": int(row["n"]), "flag": str(row["flag"] or ""), "n_units": int(row["n_units"]),
+            "detectable_gap": _number(row["detectable_gap"])}
+
+
+def unit_clusters(task, outcomes: pd.DataFrame) -> np.ndarray | None:
+    """The unit labels of every outcome row (one column, or a pair's two), or None when rows are independent.
+
+    An ``outcomes.csv`` written before the task named its units lacks the columns: its rows are then taken as
+    independent, which :func:`units_section` records.
+    """
+    columns = list(task.unit_columns)
+    if not columns or not set(columns) <= set(outcomes.columns):
+        return None
+    values = outcomes[columns].to_numpy(dtype=object)
+    return values[:, 0] if len(columns) == 1 else values
+
+
+def units_section(task, clusters: np.ndarray | None) -> dict[str, Any]:
+    """``statistics.units`` of results.json: what was resampled, and how many of them there are."""
+    from facebench.metrics.clusters import encode_units
+
+    if clusters is None:
+        return {"unit": "image", "columns": [], "n_units": None,
+                "note": ("rows are treated as independent" if not task.unit_columns else
+                         "the outcomes name no units (written before units were recorded): rows treated as independent")}
+    return {"unit": task.unit_name, "columns": list(task.unit_columns), "n_units": encode_units(clusters).n_units,
+            "note": f"intervals and tests resample {task.unit_name}s, each with all of their rows"}
 
 
 def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, attributes: tuple[str, ...] | None = None
@@ -52,17 +82,28 @@ def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, att
     common = dict(n_boot=protocol.evaluation.n_boot, seed=seed, confidence=protocol.evaluation.confidence,
                   intersections=min(protocol.groups.intersections, max(len(attributes), 1)),
                   min_group_size=protocol.groups.min_group_size)
-    columns = dict(TASKS.get(protocol.task).outcome_columns)
-    if columns:  # the task computed each metric's per-sample outcome itself (e.g. average precision)
-        engine = Disaggregation.from_outcomes({m: outcomes[columns[m.name]].to_numpy() for m in metrics},
-                                              outcomes[list(attributes)], **common)
-    else:
-        engine = Disaggregation(outcomes["y_true"].to_numpy(), outcomes["y_pred"].to_numpy(),
-                                outcomes[list(attributes)], metrics, **common)
+    task = TASKS.get(protocol.task)
+    clusters = unit_clusters(task, outcomes)
+    engine = _engine(task, metrics, outcomes, attributes, clusters=clusters, **common)
     frame = engine.frame()
     gaps = engine.disparities()
     tests = engine.group_tests() if attributes else pd.DataFrame()
-    return Scored(outcomes=outcomes, frame=frame, gaps=gaps, tests=tests)
+    units = units_section(task, clusters)
+    if clusters is not None:  # what the intervals would have claimed had rows been independent
+        rows = _engine(task, metrics, outcomes, (), clusters=None, **{**common, "intersections": 1}).frame()
+        units["row_wise_overall"] = {
+            str(r["metric"]): {"ci_low": _number(r["ci_low"]), "ci_high": _number(r["ci_high"])}
+            for _, r in rows[rows["attribute"] == "overall"].iterrows()}
+    return Scored(outcomes=outcomes, frame=frame, gaps=gaps, tests=tests, units=units)
+
+
+def _engine(task, metrics, outcomes: pd.DataFrame, attributes, **options) -> Disaggregation:
+    columns = dict(task.outcome_columns)
+    if columns:  # the task computed each metric's per-sample outcome itself (e.g. average precision)
+        return Disaggregation.from_outcomes({m: outcomes[columns[m.name]].to_numpy() for m in metrics},
+                                            outcomes[list(attributes)], **options)
+    return Disaggregation(outcomes["y_true"].to_numpy(), outcomes["y_pred"].to_numpy(),
+                          outcomes[list(attributes)], metrics, **options)
 
 
 def metrics_section(scored: Scored) -> dict[str, Any]:
@@ -145,8 +186,8 @@ def score_predictions_file(
         "reference": [r.model_dump() for r in protocol.reference],
         "files": {"predictions": task.predictions_file, "outcomes": "outcomes.csv"},
         "statistics": {"n_boot": protocol.evaluation.n_boot, "confidence": protocol.evaluation.confidence,
-                       "interval_method": INTERVAL_METHOD, "min_group_size": protocol.groups.min_group_size,
-                       "seed": seed},
+                       "interval_method": INTERVAL_METHOD if scored.units["columns"] else ROW_INTERVAL_METHOD,
+                       "min_group_size": protocol.groups.min_group_size, "seed": seed, "units": scored.units},
     }
     write_json(out_dir / "results.json", results)
     return results

@@ -9,8 +9,9 @@ Every run directory (a baseline run or a scored submission) contains:
 
 Numbers: every metric value is a :class:`MetricValue` ``{value, ci_low, ci_high, n}`` (+ ``flag``:
 ``"small"`` when the group has fewer than the protocol's ``min_group_size`` samples). Intervals are
-percentile intervals of a bootstrap resampled *within* each group (Wilson intervals for rates) at the
-protocol's confidence level. Group names are lower-case words (``white``, ``female``, ``30-44``);
+percentile intervals of a bootstrap at the protocol's confidence level: people resampled with all their rows
+where the task names them (see "Units of independence" below), otherwise rows resampled *within* each group
+(Wilson intervals for rates). Group names are lower-case words (``white``, ``female``, ``30-44``);
 intersections join attribute and group names with ``*`` (``race*gender`` → ``black*female``).
 
 Statistics (since 1.1): ``statistics`` records the settings every interval and flag above was computed with:
@@ -26,6 +27,16 @@ Reading: :func:`load_run` is the one reader of a results.json (``facebench compa
 leaderboard site all use it). It returns a :class:`Run`: the parsed document, its file and its
 ``outcomes.csv``, whose path, read from ``files.outcomes``, may not leave the run folder. Any problem is one
 :class:`~facebench.errors.UserInputError` sentence naming the file and the key.
+
+Units of independence (since 1.3): a task whose rows share people (MORPH, FG-NET, CACD, AgeDB and CACD-VS pairs)
+names each row's person in ``outcomes.csv`` (``subject_id``; a pair's ``subject_id_1``/``subject_id_2``), and
+every interval and group test resamples people with all their rows (:mod:`facebench.metrics.clusters`).
+``statistics.units`` says what was resampled: ``{unit, columns, n_units, note, row_wise_overall}``, the last the
+overall intervals had rows been independent (to show how much narrower they would have claimed to be). Each
+:class:`MetricValue` carries ``n_units`` (distinct people among its rows; equal to ``n`` for independent rows) and
+``detectable_gap``: the smallest difference from a fixed value its interval would detect with 80 % power at the
+protocol's confidence, ``(z + z_0.8) · SE`` with the bootstrap standard error (see docs/metrics.md). Group
+tests carry ``test``: ``cluster_bootstrap``, ``permutation`` or ``fisher_exact``.
 
 Bump :data:`SCHEMA_VERSION`'s major number on any incompatible change (readers accept ``1.x``), its minor
 number when a key is added.
@@ -44,7 +55,7 @@ from typing import Any, NotRequired, TypedDict
 
 from facebench.errors import UserInputError, shorten
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 #: Keys every results.json must have (dotted paths), checked in this order.
 REQUIRED_KEYS = ("protocol.name", "protocol.version", "protocol.title", "protocol.task", "protocol.primary_metric",
@@ -59,6 +70,8 @@ class MetricValue(TypedDict, total=False):
     ci_high: float | None
     n: int                    # samples the value was computed on
     flag: str                 # "" or "small"
+    n_units: int              # distinct units of independence (people) among them; = n for independent rows
+    detectable_gap: float | None   # smallest difference its interval detects with 80 % power (since 1.3)
 
 
 class Disparity(TypedDict):
@@ -88,6 +101,7 @@ class Statistics(TypedDict):
     interval_method: str          # how intervals are made (see the module docstring)
     min_group_size: int           # groups with fewer samples are flagged "small" and never worst/best
     seed: int                     # seed of the bootstrap and the tests (the run's seed)
+    units: NotRequired[dict[str, Any]]  # since 1.3: unit, columns, n_units, note, row_wise_overall
 
 
 class Deviation(TypedDict):
@@ -112,8 +126,11 @@ class Results(TypedDict):
     statistics: NotRequired[Statistics]   # since 1.1
 
 
-#: ``statistics.interval_method`` of the disaggregation engine (:mod:`facebench.metrics.groups`).
-INTERVAL_METHOD = "percentile bootstrap resampled within each group; Wilson score interval for rates"
+#: ``statistics.interval_method`` when the task names its units of independence (people).
+INTERVAL_METHOD = ("cluster bootstrap: people resampled with all their rows (a pair of two people by both), "
+                   "percentile intervals; group tests from the same draws")
+#: ``statistics.interval_method`` when rows are independent (UTKFace names no one).
+ROW_INTERVAL_METHOD = "percentile bootstrap resampled within each group; Wilson score interval for rates"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -70,6 +70,8 @@ class PairedOutcomes:
     reference: pd.DataFrame = field(repr=False, compare=False)
     candidate: pd.DataFrame = field(repr=False, compare=False)
     attributes: tuple[str, ...]
+    #: the columns naming each row's unit of independence, when both files have them (else rows are independent)
+    unit_columns: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -78,6 +80,14 @@ class PairedOutcomes:
     @property
     def groups(self) -> pd.DataFrame:
         return self.reference[list(self.attributes)]
+
+    @property
+    def clusters(self) -> np.ndarray | None:
+        """Each row's unit label(s) for the cluster bootstrap (:mod:`facebench.metrics.clusters`), or None."""
+        if not self.unit_columns:
+            return None
+        values = self.reference[list(self.unit_columns)].to_numpy(dtype=object)
+        return values[:, 0] if len(self.unit_columns) == 1 else values
 
 
 def _differ(a: pd.Series, b: pd.Series) -> np.ndarray:
@@ -121,8 +131,12 @@ def pair_outcomes(candidate: Run, reference: Run) -> PairedOutcomes:
     cand = cand.loc[ref.index]
     by_ref, by_cand = reference.results["metrics"]["by_group"], candidate.results["metrics"]["by_group"]
     attributes = tuple(a for a in by_cand if a in by_ref and a in ref.columns and a in cand.columns)
-    scored_from_columns = bool(TASKS.get(candidate.protocol["task"]).outcome_columns)
-    for column in attributes + (() if scored_from_columns else ("y_true",)):
+    task = TASKS.get(candidate.protocol["task"])
+    scored_from_columns = bool(task.outcome_columns)
+    # files written before the units were recorded lack them: then rows are resampled (a note says so)
+    unit_columns = tuple(task.unit_columns) if all(
+        c in frame.columns for c in task.unit_columns for frame in (ref, cand)) else ()
+    for column in attributes + unit_columns + (() if scored_from_columns else ("y_true",)):
         for frame, run in ((ref, reference), (cand, candidate)):
             if column not in frame.columns:
                 raise UserInputError(f"{run.outcomes_path}: column '{column}' is missing.")
@@ -134,7 +148,7 @@ def pair_outcomes(candidate: Run, reference: Run) -> PairedOutcomes:
                 f"different '{column}' values ({ref[column].iloc[i]!r} and {cand[column].iloc[i]!r}; "
                 f"{bad.size} samples differ), so they were not computed on the same data.")
     return PairedOutcomes(keys=keys, reference=ref.reset_index(drop=True),
-                          candidate=cand.reset_index(drop=True), attributes=attributes)
+                          candidate=cand.reset_index(drop=True), attributes=attributes, unit_columns=unit_columns)
 
 
 def metric_outcomes(frame: pd.DataFrame, metric: Metric, *, task: str, path: Path) -> np.ndarray:

@@ -30,6 +30,7 @@ from facebench.metrics.paired import (
     paired_difference,
     paired_group_changes,
 )
+from facebench.registry import TASKS
 from facebench.results import Run
 
 __all__ = ["EXIT_PASS", "EXIT_FAIL", "CONFIDENCE", "DEFAULT_N_BOOT", "DEFAULT_SEED", "by_harm",
@@ -124,6 +125,11 @@ def compare(candidate: Run, reference: Run, *, gates: GateFile | None = None,
         check_gates(gates, candidate, path=gate_file or "the gate file")
     notes = list(check_comparable(candidate, reference))
     paired = pair_outcomes(candidate, reference)
+    task = TASKS.get(candidate.protocol["task"])
+    if task.unit_columns and not paired.unit_columns:
+        notes.append(f"The outcomes files do not name each row's {task.unit_name} (written before facebench "
+                     "recorded units of independence), so rows were resampled as if independent: the intervals "
+                     "are too narrow and the p-values too small. Rescore both runs to resample people.")
     names = [candidate.protocol["primary_metric"]]
     names += [g.spec.metric for g in (gates.gates if gates else ()) if g.kind == "no_significant_regression"]
     comparisons = [compare_metric(get_metric(name), paired, candidate=candidate, reference=reference,
@@ -160,12 +166,15 @@ def compare_metric(metric: Metric, paired: PairedOutcomes, *, candidate: Run, re
                              "computed on the same data.")
     if not defined.any():
         raise UserInputError(f"Metric '{metric.name}' is defined on no sample of {candidate.outcomes_path}.")
+    clusters = paired.clusters
     overall = paired_difference(a[defined], b[defined], n_boot=n_boot, seed=seed, confidence=CONFIDENCE,
-                                label="overall", metric=metric)
+                                label="overall", metric=metric,
+                                clusters=None if clusters is None else clusters[defined])
     attributes = ()
     if paired.attributes:
         attributes = paired_group_changes(a, b, paired.groups, metric=metric, n_boot=n_boot, seed=seed,
-                                          confidence=CONFIDENCE, min_group_size=min_group_size(candidate))
+                                          confidence=CONFIDENCE, min_group_size=min_group_size(candidate),
+                                          clusters=clusters)
     value_a = float(metric.from_mean(a[defined].mean()))
     value_b = float(metric.from_mean(b[defined].mean()))
     return MetricComparison(metric=metric.name, higher_is_better=metric.higher_is_better, reference=value_a,

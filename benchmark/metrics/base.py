@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Metric", "ExtendedMetric", "PartitionedAggregate", "identity", "as_1d", "check_same_length", "l2_normalize",
+__all__ = ["Metric", "ExtendedMetric", "PartitionedAggregate", "WeightedAggregate", "identity", "as_1d", "check_same_length", "l2_normalize",
            "check_confidence", "check_int"]
 
 
@@ -125,6 +125,16 @@ class PartitionedAggregate(ABC):
     def partition(self, y_true: np.ndarray, y_pred: np.ndarray, perm: np.ndarray, bounds: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Values of every block ``perm[:, bounds[g]:bounds[g+1]]`` and of its complement, ``(rows, G)`` each."""
+
+
+class WeightedAggregate(ABC):
+    """An ``aggregate`` function that can also score row-weighted samples: the cluster bootstrap's path
+    (:mod:`facebench.metrics.clusters`), where a draw is a weight per row rather than a list of row indices."""
+
+    @abstractmethod
+    def weighted(self, y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The ``B`` metric values of the rows of the ``(B, n)`` non-negative weight matrix ``weights``
+        (NaN for a row of zero weights)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserInputError, did_you_mean
-from .base import Metric, PartitionedAggregate, as_1d, check_same_length
+from .base import Metric, PartitionedAggregate, WeightedAggregate, as_1d, check_same_length
 
 __all__ = [
     "ACCURACY",
@@ -153,7 +153,7 @@ class _Rate:
         return hash(("rate", self.kind, _label_text(self.pos_label)))
 
 
-class _BalancedAccuracy(PartitionedAggregate):
+class _BalancedAccuracy(PartitionedAggregate, WeightedAggregate):
     """Vectorised balanced accuracy of every row of an index matrix (the engine's ``aggregate``).
 
     Per row ``r``: ``mean_c hits[r, c] / total[r, c]`` over the classes ``c`` with ``total[r, c] > 0``, where
@@ -171,7 +171,7 @@ class _BalancedAccuracy(PartitionedAggregate):
     @staticmethod
     def _score(hits: np.ndarray, total: np.ndarray) -> np.ndarray:
         present = total > 0
-        recall = np.where(present, hits / np.maximum(total, 1), 0.0)
+        recall = np.where(present, hits / np.where(present, total, 1.0), 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             return recall.sum(axis=-1) / present.sum(axis=-1)
 
@@ -183,6 +183,15 @@ class _BalancedAccuracy(PartitionedAggregate):
         total = np.bincount(flat, minlength=rows * n_classes).reshape(rows, n_classes)
         hits = np.bincount(flat, weights=correct[index].ravel(), minlength=rows * n_classes)
         return self._score(hits.reshape(rows, n_classes), total)
+
+    def weighted(self, y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Per row of ``weights`` (B, n): the mean over classes of the weighted share of correct predictions
+        (a class with zero weight in the row is left out, as an absent class is above)."""
+        codes, n_classes, correct = self._encode(y_true, y_pred)
+        onehot = np.zeros((codes.size, n_classes))
+        onehot[np.arange(codes.size), codes] = 1.0
+        weights = np.asarray(weights, dtype=float)
+        return self._score(weights @ (onehot * correct.reshape(-1, 1)), weights @ onehot)
 
     def partition(self, y_true: np.ndarray, y_pred: np.ndarray, perm: np.ndarray, bounds: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:

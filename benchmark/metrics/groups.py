@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,8 +75,10 @@ import pandas as pd
 from scipy.stats import fisher_exact
 
 from ..errors import UserInputError, did_you_mean
-from .base import Metric, as_1d, check_confidence, check_int, check_same_length
-from .intervals import percentile_interval, wilson_interval
+from .base import Metric, WeightedAggregate, as_1d, check_confidence, check_int, check_same_length
+from .clusters import Units, encode_units, row_weights, unit_count_chunks
+from .intervals import minimum_detectable_difference, percentile_interval, wilson_interval
+from .paired import bootstrap_p_value
 from .registry import get_metric
 from .resampling import (
     CHUNK_ELEMENTS,
@@ -95,7 +98,7 @@ __all__ = ["Disaggregation", "disaggregate", "disparities", "FRAME_COLUMNS", "DI
 #: Columns of :meth:`Disaggregation.frame` / :func:`disaggregate`, always in this order.
 FRAME_COLUMNS = (
     "attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "flag",
-    "std_err", "ci_method", "level",
+    "std_err", "ci_method", "level", "n_units", "detectable_gap",
 )
 #: Columns of :meth:`Disaggregation.disparities` / :func:`disparities`, always in this order.
 DISPARITY_COLUMNS = (
@@ -106,7 +109,7 @@ DISPARITY_COLUMNS = (
 
 #: Columns of :meth:`Disaggregation.group_tests`, always in this order.
 GROUP_TEST_COLUMNS = (
-    "metric", "attribute", "group", "n", "value", "rest_value", "difference", "p_value", "p_holm",
+    "metric", "attribute", "group", "n", "value", "rest_value", "difference", "test", "p_value", "p_holm",
     "effect_size", "effect_size_kind", "gap_to_best", "gap_to_best_ci_low", "gap_to_best_ci_high",
     "ratio_to_best", "gap_to_overall", "gap_to_overall_ci_low", "gap_to_overall_ci_high", "significant",
 )
@@ -271,7 +274,7 @@ class Disaggregation:
 
     def __init__(self, y_true, y_pred, groups, metric, *, n_boot: int = 1000, seed: int = 0,
                  confidence: float = 0.95, intersections: int = 2, min_group_size: int = 30,
-                 n_jobs: int | None = None) -> None:
+                 n_jobs: int | None = None, clusters=None) -> None:
         metrics = _resolve_metrics(metric)
         yt = as_1d(y_true, name="y_true")
         yp = as_1d(y_pred, name="y_pred")
@@ -280,12 +283,13 @@ class Disaggregation:
         outcomes = (np.stack([_outcome_row(m, yt, yp) for m in metrics]) if len(yt)
                     else np.empty((len(metrics), 0)))
         self._setup(metrics, outcomes, frame, n_boot=n_boot, seed=seed, confidence=confidence,
-                    intersections=intersections, min_group_size=min_group_size, n_jobs=n_jobs, y=(yt, yp))
+                    intersections=intersections, min_group_size=min_group_size, n_jobs=n_jobs, y=(yt, yp),
+                    clusters=clusters)
 
     @classmethod
     def from_outcomes(cls, outcomes: Mapping, groups, *, n_boot: int = 1000, seed: int = 0,
                       confidence: float = 0.95, intersections: int = 2, min_group_size: int = 30,
-                      n_jobs: int | None = None) -> Disaggregation:
+                      n_jobs: int | None = None, clusters=None) -> Disaggregation:
         """Build the engine from per-sample outcomes already computed by a task evaluator.
 
         ``outcomes`` maps a metric (name or :class:`Metric`) to its per-sample outcome array (NaN where a
@@ -323,12 +327,12 @@ class Disaggregation:
                 raise ValueError(f"Metric {m.name!r} is a rate but its outcome is not 0/1.")
         self = cls.__new__(cls)
         self._setup(metrics, np.stack(arrays), frame, n_boot=n_boot, seed=seed, confidence=confidence,
-                    intersections=intersections, min_group_size=min_group_size, n_jobs=n_jobs)
+                    intersections=intersections, min_group_size=min_group_size, n_jobs=n_jobs, clusters=clusters)
         return self
 
     # ------------------------------------------------------------------ construction
     def _setup(self, metrics, outcomes, frame, *, n_boot, seed, confidence, intersections,
-               min_group_size, n_jobs, y=None) -> None:
+               min_group_size, n_jobs, y=None, clusters=None) -> None:
         self.metrics: tuple[Metric, ...] = metrics
         self.n_boot = check_int(n_boot, "n_boot", 0)
         self.seed = check_int(seed, "seed", 0)
@@ -344,6 +348,13 @@ class Disaggregation:
         self._outcomes = np.ascontiguousarray(outcomes, dtype=float)
         self._y = y  # (y_true, y_pred) for aggregate metrics; None when built from outcomes
         self._blocks = _blocks(metrics, self._outcomes)
+        #: the units of independence (None: rows are independent); see :mod:`facebench.metrics.clusters`
+        self.units: Units | None = None if clusters is None else encode_units(clusters, n_samples)
+        if self.units is not None:
+            for met in metrics:
+                if met.aggregate is not None and not isinstance(met.aggregate, WeightedAggregate):
+                    raise ValueError(f"Metric {met.name!r} cannot be cluster-bootstrapped: its aggregate function "
+                                     "scores index rows, not row weights (it is not a WeightedAggregate).")
         self._strat_cache: dict[tuple[int, str], np.ndarray] = {}
         names = [str(c) for c in frame.columns]
         #: attribute names in row order: the columns, then the k-way intersections ("a*b"), groups or not
@@ -397,7 +408,7 @@ class Disaggregation:
         raw = np.full((m, n_groups, n_boot), np.nan)  # bootstrap sums (mean metrics) or values (aggregate)
         means = np.full((m, n_groups), np.nan)  # mean outcome (mean metrics) or value (aggregate)
         nk = np.zeros((m, n_groups), dtype=np.int64)
-        tasks = []
+        tasks, jobs = [], []
         for gi, g in enumerate(self._groups):
             for block in self._blocks:
                 pos = self._positions(g, block)
@@ -419,11 +430,17 @@ class Disaggregation:
                     whole = np.arange(n)[None, :]
                     for k in block.agg_ks:
                         means[k, gi] = float(np.asarray(self.metrics[k].aggregate(*ysub, whole))[0])
+                if self.units is not None:
+                    jobs.append((gi, block, pos, sub, ysub))
+                    continue
                 rows = max(1, CHUNK_ELEMENTS // n)
                 for chunk, start in enumerate(range(0, n_boot, rows)):
                     tasks.append((gi, g, block, sub, ysub, chunk, start, min(n_boot, start + rows)))
 
         seed, metrics = self.seed, self.metrics
+        weight_sums = None
+        if self.units is not None:
+            weight_sums = self._cluster_draws(jobs, raw)
 
         def run(task) -> None:
             gi, g, block, sub, ysub, chunk, start, stop = task
@@ -445,8 +462,9 @@ class Disaggregation:
 
         self._nk = nk
         self._means = means
+        self._raw, self._weight_sums = raw, weight_sums
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean_draws = raw / nk[:, :, None]
+            mean_draws = raw / (nk[:, :, None] if weight_sums is None else weight_sums)
         values, draws = [], []
         for k, met in enumerate(self.metrics):
             if met.aggregate is not None:
@@ -460,6 +478,48 @@ class Disaggregation:
         self._draws = np.stack(draws)
         self._mean_draws = mean_draws  # bootstrap means of the outcome, before finalize (NaN: aggregate)
         self._frame: pd.DataFrame | None = None
+
+    def _cluster_draws(self, jobs, raw: np.ndarray) -> np.ndarray:
+        """Fill ``raw`` with cluster-bootstrap draws; return the matching total row weights (NaN: aggregate).
+
+        One draw of unit counts serves every group (see :mod:`facebench.metrics.clusters`). For a mean metric
+        ``raw`` holds the weighted sum of the group's outcomes and the returned array the sum of its weights;
+        with one unit per row both are a product of the counts with per-unit totals, ``(B, U) @ (U,)``, so
+        the cost does not grow with the rows. Pairs and aggregate metrics weight rows explicitly.
+        """
+        units, n_boot = self.units, self.n_boot
+        weight_sums = np.full(raw.shape, np.nan)
+        if n_boot == 0 or not jobs:
+            return weight_sums
+        n_units = units.n_units
+        by_unit = units.second is None
+        need_rows = not by_unit or any(block.agg_ks for _, block, _, _, _ in jobs)
+        width = self.n_samples if need_rows else 0
+        totals = []  # per job: (per-unit outcome sums (k, U), per-unit row counts (U,)) when by_unit
+        for _, block, pos, sub, _ in jobs:
+            if by_unit and block.mean_ks:
+                codes = units.first if pos is None else units.first[pos]
+                totals.append((np.stack([np.bincount(codes, weights=row, minlength=n_units) for row in sub]),
+                               np.bincount(codes, minlength=n_units).astype(np.float64)))
+            else:
+                totals.append(None)
+        for start, counts in unit_count_chunks(self.seed, n_units, n_boot, row_width=width):
+            stop = start + counts.shape[0]
+            weights = row_weights(units, counts) if need_rows else None
+            for (gi, block, pos, sub, ysub), total in zip(jobs, totals, strict=True):
+                w = None if weights is None else (weights if pos is None else weights[:, pos])
+                ks = list(block.mean_ks)
+                if ks:
+                    if total is not None:
+                        unit_sums, unit_rows = total
+                        raw[ks, gi, start:stop] = (counts @ unit_sums.T).T
+                        weight_sums[ks, gi, start:stop] = counts @ unit_rows
+                    else:
+                        raw[ks, gi, start:stop] = (w @ sub.T).T
+                        weight_sums[ks, gi, start:stop] = w.sum(axis=1)
+                for k in block.agg_ks:
+                    raw[k, gi, start:stop] = self.metrics[k].aggregate.weighted(ysub[0], ysub[1], w)
+        return weight_sums
 
     # ------------------------------------------------------------------ accessors
     def _metric_index(self, metric) -> int:
@@ -483,7 +543,15 @@ class Disaggregation:
         return self._draws[self._metric_index(metric), self._group_index(attribute, group)].copy()
 
     def _quantiles(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return percentile_interval(draws, confidence=self.confidence)
+        return percentile_interval(draws, confidence=self.confidence, skip_nan=self.units is not None)
+
+    def _units_per_group(self, k: int) -> np.ndarray:
+        """Distinct units of independence among each group's samples where metric ``k`` is defined."""
+        if self.units is None:
+            return self._nk[k].astype(np.int64)
+        block = self._block_of(k)
+        return np.array([self.units.count_in(self._positions(g, block)) if self._nk[k, i] else 0
+                         for i, g in enumerate(self._groups)], dtype=np.int64)
 
     # ------------------------------------------------------------------ outputs
     def frame(self) -> pd.DataFrame:
@@ -500,19 +568,23 @@ class Disaggregation:
             return self._frame.copy()
         lo, hi = self._quantiles(self._draws)
         if self.n_boot >= 2:
-            std = self._draws.std(axis=-1, ddof=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a group never drawn: NaN, as documented
+                std = np.nanstd(self._draws, axis=-1, ddof=1) if self.units is not None else self._draws.std(
+                    axis=-1, ddof=1)
         else:
             std = np.full(self._values.shape, np.nan)
         parts = []
         n_groups = len(self._groups)
         for k, met in enumerate(self.metrics):
-            if met.is_rate:
+            if met.is_rate and self.units is None:  # Wilson assumes independent rows
                 successes = np.rint(self._means[k] * self._nk[k])
                 low, high = wilson_interval(successes, self._nk[k], confidence=self.confidence)
                 method = "wilson"
             else:
                 low, high = lo[k], hi[k]
-                method = "bootstrap" if self.n_boot else "none"
+                method = ("none" if not self.n_boot else "bootstrap" if self.units is None
+                          else "cluster_bootstrap")
             parts.append(pd.DataFrame({
                 "attribute": [g.attribute for g in self._groups],
                 "group": [g.label for g in self._groups],
@@ -525,6 +597,8 @@ class Disaggregation:
                 "std_err": std[k],
                 "ci_method": [method] * n_groups,
                 "level": np.array([g.level for g in self._groups], dtype=np.int64),
+                "n_units": self._units_per_group(k),
+                "detectable_gap": minimum_detectable_difference(std[k], confidence=self.confidence),
             }))
         self._frame = pd.concat(parts, ignore_index=True)[list(FRAME_COLUMNS)]
         return self._frame.copy()
@@ -585,6 +659,8 @@ class Disaggregation:
                     glo, ghi = self._quantiles(sign * (draws[wi] - draws[bi]))
                     ratio = _times_worse(met, np.asarray(values[wi]), np.asarray(values[bi]))
                     rdraws = _times_worse(met, draws[wi], draws[bi], keep_inf=True)
+                    if self.units is not None:  # drop the draws in which either group had no unit
+                        rdraws = rdraws[~(np.isnan(draws[wi]) | np.isnan(draws[bi]))]
                     if np.isnan(rdraws).any() or not np.isfinite(ratio):
                         rlo = rhi = np.nan
                     else:
@@ -640,6 +716,8 @@ class Disaggregation:
         stream), so a group's draw and the overall's draw share that group's resample. For a mean metric
         this is ``finalize(sum_g n_g mean*_g / N)``; for an aggregate metric the concatenated index rows.
         """
+        if self.units is not None:  # the overall's own draws come from the very unit counts of every group
+            return self._draws[k, 0]
         cache_key = (k, attribute)
         if cache_key in self._strat_cache:
             return self._strat_cache[cache_key]
@@ -728,7 +806,10 @@ class Disaggregation:
             if r is None:
                 r = max(DEFAULT_PERMUTATIONS, math.ceil(2 * members.size / float(alpha)))
             for block in self._blocks:
-                self._test_block(attr, members, block, r, stats)
+                if self.units is None:
+                    self._test_block(attr, members, block, r, stats)
+                else:
+                    self._test_block_clustered(members, block, stats)
 
         rows = []
         for k, met in enumerate(self.metrics):
@@ -775,15 +856,7 @@ class Disaggregation:
     def _test_block(self, attr: str, members: np.ndarray, block: _Block, n_permutations: int,
                     stats: dict) -> None:
         """Fill ``stats[(k, group)]`` for the metrics of one block in one attribute."""
-        ks = list(block.mean_ks) + list(block.agg_ks)
-        nan_row = {"rest_value": np.nan, "difference": np.nan, "p_value": np.nan, "effect_size": np.nan}
-        for k in ks:
-            kind = ("cohen_h" if self.metrics[k].is_rate else "none" if self.metrics[k].aggregate
-                    else "cohen_d")
-            for i in members:
-                stats[(k, int(i))] = {**nan_row, "effect_size_kind": kind}
-        positions = [self._positions(self._groups[i], block) for i in members]
-        live = [j for j, pos in enumerate(positions) if pos.size > 0]
+        positions, live = self._prepare_tests(members, block, stats)
         if len(live) < 2:  # nothing to compare a group with
             return
         pool = np.concatenate([positions[j] for j in live])
@@ -810,6 +883,7 @@ class Disaggregation:
                 s = stats[(k, i)]
                 s["rest_value"] = rest_value
                 s["difference"] = float(self._values[k, i] - rest_value)
+                s["test"] = "fisher_exact" if met.is_rate else "permutation"
                 if met.is_rate:
                     kg, kr = int(round(xg.sum())), int(round(xr.sum()))
                     table = [[kg, xg.size - kg], [kr, xr.size - kr]]
@@ -825,6 +899,63 @@ class Disaggregation:
                 s["rest_value"] = rest_value
                 s["difference"] = float(self._values[k, i] - rest_value)
                 s["p_value"] = float(pvals[len(perm_mean) + a, c])
+                s["test"] = "permutation"
+
+    def _prepare_tests(self, members: np.ndarray, block: _Block, stats: dict) -> tuple[list, list[int]]:
+        """NaN rows in ``stats`` for the block's metrics; each member's positions and the members with samples."""
+        nan_row = {"rest_value": np.nan, "difference": np.nan, "p_value": np.nan, "effect_size": np.nan,
+                   "test": "none"}
+        for k in list(block.mean_ks) + list(block.agg_ks):
+            kind = ("cohen_h" if self.metrics[k].is_rate else "none" if self.metrics[k].aggregate
+                    else "cohen_d")
+            for i in members:
+                stats[(k, int(i))] = {**nan_row, "effect_size_kind": kind}
+        positions = [self._positions(self._groups[i], block) for i in members]
+        return positions, [j for j, pos in enumerate(positions) if pos.size > 0]
+
+    def _test_block_clustered(self, members: np.ndarray, block: _Block, stats: dict) -> None:
+        """Group-vs-rest tests from the cluster-bootstrap draws: the two-sided bootstrap p-value of the
+        difference (:func:`~facebench.metrics.paired.bootstrap_p_value`, dual to its percentile interval).
+
+        Rows are not exchangeable when people have several of them, so neither a permutation of rows nor
+        Fisher's exact test is valid; the group's and the rest's values in one draw come from the same units.
+        For a mean metric the difference is of the mean outcomes (the permutation test's statistic).
+        """
+        positions, live = self._prepare_tests(members, block, stats)
+        if len(live) < 2:
+            return
+        idx = [int(members[j]) for j in live]
+        for k in block.mean_ks:
+            met = self.metrics[k]
+            sums, weights = self._raw[k, idx], self._weight_sums[k, idx]
+            outcome = self._outcomes[k]
+            for c, i in enumerate(idx):
+                rest_pos = np.concatenate([positions[j] for jj, j in enumerate(live) if jj != c])
+                rest_mean = float(outcome[rest_pos].mean())
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    rest_draws = (sums.sum(axis=0) - sums[c]) / (weights.sum(axis=0) - weights[c])
+                    diff_draws = sums[c] / weights[c] - rest_draws
+                s = stats[(k, i)]
+                xg, xr = outcome[positions[live[c]]], outcome[rest_pos]
+                s.update(rest_value=float(met.from_mean(rest_mean)),
+                         difference=float(self._values[k, i] - float(met.from_mean(rest_mean))),
+                         p_value=bootstrap_p_value(diff_draws), test="cluster_bootstrap",
+                         effect_size=float(cohens_h(xg.mean(), xr.mean()) if met.is_rate else cohens_d(xg, xr)))
+        for k in block.agg_ks:
+            met = self.metrics[k]
+            yt, yp = self._y
+            for c, i in enumerate(idx):
+                rest_pos = np.concatenate([positions[j] for jj, j in enumerate(live) if jj != c])
+                rest_value = float(np.asarray(met.aggregate(yt[rest_pos], yp[rest_pos],
+                                                            np.arange(rest_pos.size)[None, :]))[0])
+                rest_draws = np.empty(self.n_boot)
+                for start, counts in unit_count_chunks(self.seed, self.units.n_units, self.n_boot,
+                                                       row_width=rest_pos.size):
+                    w = row_weights(self.units, counts, rest_pos)
+                    rest_draws[start:start + counts.shape[0]] = met.aggregate.weighted(yt[rest_pos], yp[rest_pos], w)
+                s = stats[(k, i)]
+                s.update(rest_value=rest_value, difference=float(self._values[k, i] - rest_value),
+                         p_value=bootstrap_p_value(self._raw[k, i] - rest_draws), test="cluster_bootstrap")
 
 
 def _finite_or_nan(x) -> float:

@@ -87,12 +87,13 @@ def _resolve(metric) -> Metric:
 
 
 def paired_difference(a, b, *, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95,
-                      label: str = "", metric: Metric | str | None = None) -> PairedDifference:
+                      label: str = "", metric: Metric | str | None = None, clusters=None) -> PairedDifference:
     """Paired bootstrap of value(b) − value(a); ``label`` salts the seed so groups get independent draws.
 
     ``a`` and ``b`` are per-sample outcomes of the same samples in the same order. The value is their mean,
     or with ``metric`` the metric's value ``metric.from_mean(mean)`` (identical to the mean for every
-    metric but those with a ``finalize``, such as RMSE).
+    metric but those with a ``finalize``, such as RMSE). With ``clusters`` (each sample's unit of
+    independence, :mod:`facebench.metrics.clusters`) the draws resample units, the same ones for both runs.
 
     >>> r = paired_difference([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], n_boot=200)
     >>> (r.difference, r.ci_low, r.ci_high, r.n)
@@ -106,6 +107,18 @@ def paired_difference(a, b, *, n_boot: int = 1000, seed: int = 0, confidence: fl
     if n == 0:
         return PairedDifference(float("nan"), float("nan"), float("nan"), 0)
     finalize = identity if metric is None else _resolve(metric).finalize
+    if clusters is not None:
+        from .groups import Disaggregation
+
+        base = _resolve("mean_signed_error" if metric is None else metric)  # only its finalize matters here
+        run_a, run_b = (dataclasses.replace(base, name=f"{base.name}[{side}]", partial=False) for side in "ab")
+        engine = Disaggregation.from_outcomes({run_a: a, run_b: b}, pd.DataFrame(index=range(n)), n_boot=n_boot,
+                                              seed=seed, confidence=confidence, intersections=1, min_group_size=1,
+                                              clusters=clusters)
+        point = float(finalize(np.asarray(b.mean())) - finalize(np.asarray(a.mean())))
+        low, high = _interval(engine.draws(run_b, "overall", "all") - engine.draws(run_a, "overall", "all"),
+                              confidence=confidence)
+        return PairedDifference(point, low, high, n)
     if finalize is identity:  # a mean: resample the per-sample differences themselves
         point = float((b - a).mean())
         draws = _resampled_means((b - a)[None, :], n_boot=n_boot, seed=seed, label=label)[0]
@@ -217,12 +230,15 @@ class AttributeChange:
 
 
 def paired_group_changes(a, b, groups, *, metric: Metric | str, n_boot: int = 1000, seed: int = 0,
-                         confidence: float = 0.95, min_group_size: int = 1) -> tuple[AttributeChange, ...]:
+                         confidence: float = 0.95, min_group_size: int = 1, clusters=None
+                         ) -> tuple[AttributeChange, ...]:
     """Per-group and worst-vs-best-gap changes from run a to run b, one :class:`AttributeChange` per column.
 
     ``a``, ``b``: per-sample outcomes of ``metric`` for the same samples (NaN where a ``partial`` metric is
     undefined, at the same places in both); ``groups``: a DataFrame aligned by position, one column per
-    attribute. Stratified paired bootstrap (``n_boot`` draws, ``seed``; see the module docstring); intervals
+    attribute. With ``clusters`` (each sample's unit of independence) the draws resample units with all their
+    rows, jointly for every group (:mod:`facebench.metrics.clusters`). Otherwise a stratified paired
+    bootstrap (``n_boot`` draws, ``seed``; see the module docstring); intervals
     are percentile intervals at ``confidence``; ``min_group_size`` is the engine's rule for which groups
     compete for worst and best. The draws depend only on ``(seed, attribute, group)``.
 
@@ -257,7 +273,7 @@ def paired_group_changes(a, b, groups, *, metric: Metric | str, n_boot: int = 10
     run_b = dataclasses.replace(met, name=f"{met.name}[b]")
     engine = Disaggregation.from_outcomes({run_a: a, run_b: b}, frame, n_boot=n_boot, seed=seed,
                                           confidence=confidence, intersections=1,
-                                          min_group_size=min_group_size)
+                                          min_group_size=min_group_size, clusters=clusters)
     values = engine.frame().set_index(["metric", "attribute", "group"])
     gaps = engine.disparities().set_index(["metric", "attribute"])
     out = []

@@ -63,6 +63,11 @@ class Task(ABC):
         outcome_columns: ``(metric name, outcome column)`` pairs when the task computes each metric's
             per-sample outcome itself (the engine's ``from_outcomes`` path); default ``()``: metrics are
             computed from the ``y_true``/``y_pred`` columns.
+        unit_columns: the :meth:`outcomes` columns that name each row's unit of independence, the person
+            whose rows are not independent of one another: one column (the row's person) or two (a pair's
+            two people). Intervals and tests then resample units, not rows
+            (:mod:`facebench.metrics.clusters`). Default ``()``: rows are independent.
+        unit_name: what one unit is, for reports and results.json (``"person"``; ``"image"`` by default).
     """
 
     name: str
@@ -72,6 +77,8 @@ class Task(ABC):
     group_attributes: tuple[str, ...]
     extra_splits: tuple[ExtraSplit, ...] = ()
     outcome_columns: tuple[tuple[str, str], ...] = ()
+    unit_columns: tuple[str, ...] = ()
+    unit_name: str = "image"
 
     @abstractmethod
     def fit_data(self, table: pd.DataFrame, split: Split, images: Callable[[str], np.ndarray]) -> FitData:

@@ -30,6 +30,9 @@ class FaceIdentificationTask(FaceRecognitionTask):
 
     name: str = "face_identification"
     group_attributes: tuple[str, ...] = ("race", "gender", "age_band", "age_gap")
+    # a subject's probes share the subject's face and gallery image: they stand or fall together
+    unit_columns: tuple[str, ...] = ("subject_id",)
+    unit_name: str = "person"
     description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), gallery and probe images"
 
     def outcomes(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split) -> pd.DataFrame:
@@ -45,6 +48,7 @@ class FaceIdentificationTask(FaceRecognitionTask):
         return pd.DataFrame({
             "sample_id": probes,
             "y_true": labels.loc[probes, "subject_id"].to_numpy(dtype=str),
+            "subject_id": labels.loc[probes, "subject_id"].to_numpy(dtype=str),
             "y_pred": ranks.astype(float),
             "rank": ranks,
             "race": labels.loc[probes, "race"].to_numpy(dtype=object),

@@ -41,6 +41,9 @@ class FaceLeaveOneOutTask(FaceRecognitionTask):
     description: str = (".npz with arrays sample_id (N strings) and embedding (N x D floats), every test image; or "
                         "sample_id and similarity (N x N, row i = image i's scores against all, diagonal ignored)")
     group_attributes: tuple[str, ...] = ("age_band", "age_gap", "gender", "race")
+    # FG-NET: 1,002 probes of 82 people, each person's other images are the probe's mates
+    unit_columns: tuple[str, ...] = ("subject_id",)
+    unit_name: str = "person"
 
     def read_predictions(self, path: str | Path, expected_ids: tuple[str, ...]) -> LeaveOneOutScores:
         read = read_npz_matrix(path, expected_ids, accepted={"embedding": False, "similarity": True})
@@ -68,7 +71,8 @@ class FaceLeaveOneOutTask(FaceRecognitionTask):
         np.fill_diagonal(same, False)
         nearest_gap = np.where(same, np.abs(ages[:, None] - ages[None, :]), np.inf).min(axis=1)
         return pd.DataFrame({
-            "sample_id": ids, "y_true": subjects, "y_pred": ranks.astype(float), "rank": ranks,
+            "sample_id": ids, "y_true": subjects, "subject_id": subjects, "y_pred": ranks.astype(float),
+            "rank": ranks,
             "age_band": age_band(ages, protocol.groups.age_bands).to_numpy(),
             "age_gap": age_band(nearest_gap, AGE_GAP_EDGES).to_numpy(),
             "gender": labels["gender"].to_numpy(dtype=object), "race": labels["race"].to_numpy(dtype=object),

@@ -32,6 +32,9 @@ class FaceRetrievalTask(FaceRecognitionTask):
     # many-to-many (a later issue may add one).
     #: Each metric's per-sample outcome column (the engine's ``from_outcomes`` path).
     outcome_columns: tuple[tuple[str, str], ...] = (("map", "ap"), ("p_at_1", "hit1"))
+    # CACD: each celebrity has many queries, each scored once per database
+    unit_columns: tuple[str, ...] = ("subject_id",)
+    unit_name: str = "person"
 
     def outcomes(self, table: pd.DataFrame, predictions: Embeddings, *, protocol, split) -> pd.DataFrame:
         from facebench.metrics.identification import mean_average_precision
@@ -54,7 +57,8 @@ class FaceRetrievalTask(FaceRecognitionTask):
             ages = labels.loc[kept_queries, "age"].to_numpy(dtype=float)
             frames.append(pd.DataFrame({
                 "sample_id": kept_queries, "database": part.removeprefix("db_"),
-                "y_true": query_ids[kept], "y_pred": np.asarray(result.ap, dtype=float),
+                "y_true": query_ids[kept], "subject_id": query_ids[kept],
+                "y_pred": np.asarray(result.ap, dtype=float),
                 "ap": np.asarray(result.ap, dtype=float), "hit1": hit1.astype(float),
                 "age_band": age_band(ages, protocol.groups.age_bands).to_numpy(),
                 "gender": labels.loc[kept_queries, "gender"].to_numpy(dtype=object),

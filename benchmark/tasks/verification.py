@@ -50,6 +50,9 @@ class FaceVerificationTask(FaceRecognitionTask):
     name: str = "face_verification"
     description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), every image of the pairs"
     group_attributes: tuple[str, ...] = ("gender", "race", "age_gap", "age_band", "pair_type")
+    # a pair involves two people (one, for a genuine pair), each of whom appears in other pairs
+    unit_columns: tuple[str, ...] = ("subject_id_1", "subject_id_2")
+    unit_name: str = "person"
 
     def _pair_frame(self, labels: pd.DataFrame, predictions: Embeddings, split) -> tuple[pd.DataFrame, dict]:
         """Per-pair decisions and the 10-fold summary; ``labels`` is the FaceTable indexed by sample_id."""
@@ -72,6 +75,8 @@ class FaceVerificationTask(FaceRecognitionTask):
             "sample_id": pairs.keys(), "fold": np.asarray(pairs.fold), "distance": distance, "threshold": threshold,
             "y_true": same.astype(int), "y_pred": predicted_same.astype(int),
             "correct": (predicted_same == same).astype(int),
+            # missing identities (an official pair list that names no one) make each face a unit of its own
+            "subject_id_1": a["subject_id"].to_numpy(dtype=object), "subject_id_2": b["subject_id"].to_numpy(dtype=object),
             "gender": _pair_label(a["gender"], b["gender"]), "race": _pair_label(a["race"], b["race"]),
             "age_gap": age_band(np.abs(age_a - age_b), PAIR_GAP_EDGES).to_numpy(),
             "pair_type": np.where(same, "genuine", "impostor"),
