@@ -71,7 +71,7 @@ def units_section(task, clusters: np.ndarray | None) -> dict[str, Any]:
                 "note": ("rows are treated as independent" if not task.unit_columns else
                          "the outcomes name no units (written before units were recorded): rows treated as independent")}
     return {"unit": task.unit_name, "columns": list(task.unit_columns), "n_units": encode_units(clusters).n_units,
-            "note": f"intervals and tests resample {task.unit_name}s, each with all of their rows"}
+            "note": f"intervals and tests resample the {task.unit_name} of each row, with all of that {task.unit_name}'s rows"}
 
 
 def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, attributes: tuple[str, ...] | None = None

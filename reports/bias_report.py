@@ -216,7 +216,38 @@ def run_view(run: Run) -> dict[str, Any]:
         "source_val": (results.get("splits") or {}).get("source_val", {}),
         "race_primary": {g: v[primary] for g, v in metrics["by_group"].get("race", {}).items()},
         "pretrained_note": pretrained_note(results),
+        "units_note": units_note(results),
+        "clustered": bool(((results.get("statistics") or {}).get("units") or {}).get("columns")),
+        "unit_plural": plural(((results.get("statistics") or {}).get("units") or {}).get("unit") or "image"),
     }
+
+
+def plural(noun: str) -> str:
+    """``person`` → ``people``; other unit names take an s."""
+    return "people" if noun == "person" else f"{noun}s"
+
+
+def units_note(results: dict[str, Any]) -> str:
+    """One paragraph: what the intervals resampled, and how much narrower rows-as-independent would have been."""
+    statistics = results.get("statistics") or {}
+    units = statistics.get("units")
+    if units is None:
+        return ("This run was scored before facebench recorded units of independence: its intervals resample "
+                "images as if independent, which is too narrow where one person has several images.")
+    if not units.get("columns"):
+        return ("Images are treated as independent: this dataset does not say which images show the same "
+                "person, so where one person has several images the intervals are too narrow.")
+    primary = results["protocol"]["primary_metric"]
+    text = (f"Intervals and tests resample the {units['n_units']} {plural(units['unit'])} of the test set, each with all "
+            f"of their rows ({statistics.get('n_boot')} cluster-bootstrap draws): one {units['unit']}'s images "
+            "succeed or fail together, so they are not independent observations.")
+    ours, rows = results["metrics"]["overall"].get(primary), (units.get("row_wise_overall") or {}).get(primary)
+    if ours and rows and None not in (ours["ci_low"], ours["ci_high"], rows["ci_low"], rows["ci_high"]):
+        width, row_width = ours["ci_high"] - ours["ci_low"], rows["ci_high"] - rows["ci_low"]
+        ratio = f", {width / row_width:.1f}× narrower" if row_width > 0 else ""
+        text += (f" Treating images as independent would have given the overall {primary} the interval "
+                 f"[{rows['ci_low']:.3f}, {rows['ci_high']:.3f}]{ratio}.")
+    return text
 
 
 def pretrained_note(results: dict[str, Any]) -> str:

@@ -13,6 +13,11 @@ How the numbers are made
   ``MetricFrame`` resamples the whole data set instead, so a small group can vanish from a draw). The
   ``overall`` row is a plain resample of all samples. Resamples are index matrices drawn in bounded-memory
   chunks, gathered and averaged row-wise: there is no Python loop over resamples.
+* **Units of independence** (``clusters=``): when samples share people (a person's several images, a
+  pair's two people), a draw resamples the *people* with all their rows instead, one draw of unit counts
+  for the whole test set, so every group, the overall row and every gap come from the same people
+  (:mod:`facebench.metrics.clusters`). Rates then get percentile intervals (Wilson's assumes independent
+  rows) and group tests are two-sided bootstrap tests of the difference from those draws.
 * **Random streams** are derived from ``(seed, attribute, group, chunk)`` only, so a group's numbers do not
   depend on which other groups or attributes are present, on their order, or on ``n_jobs``.
 * **Intervals** are percentile intervals of the bootstrap values, except for rates
@@ -255,6 +260,11 @@ class Disaggregation:
         min_group_size: groups with fewer samples are flagged ``"small"``.
         n_jobs: threads for the bootstrap (default: available cores, at most 8). Results do not depend
             on it.
+        clusters: each sample's unit of independence (its person): an array of ``n`` labels, or ``(n, 2)``
+            for a pair's two people; None (default): samples are independent. With units, every draw
+            resamples units with all their rows, jointly for every group, rates get percentile intervals
+            instead of Wilson's, and group tests are bootstrap tests from the same draws
+            (:mod:`facebench.metrics.clusters`).
 
     Attributes of the instance: ``metrics``, ``attributes`` (column names, then intersections ``"a*b"``),
     ``n_samples``, and the arguments above.
@@ -984,7 +994,7 @@ def _times_worse(metric: Metric, worst: np.ndarray, best: np.ndarray, *, keep_in
 # ----------------------------------------------------------------------------------------- wrappers
 def disaggregate(y_true, y_pred, groups: pd.DataFrame, metric: str | Metric | Sequence[str | Metric], *,
                  n_boot: int = 1000, seed: int = 0, confidence: float = 0.95, intersections: int = 2,
-                 min_group_size: int = 30, n_jobs: int | None = None) -> pd.DataFrame:
+                 min_group_size: int = 30, n_jobs: int | None = None, clusters=None) -> pd.DataFrame:
     """Per-group metric values with intervals, as a tidy DataFrame (columns :data:`FRAME_COLUMNS`).
 
     See the module docstring for how values and intervals are computed and :class:`Disaggregation`
@@ -999,13 +1009,13 @@ def disaggregate(y_true, y_pred, groups: pd.DataFrame, metric: str | Metric | Se
     """
     return Disaggregation(y_true, y_pred, groups, metric, n_boot=n_boot, seed=seed, confidence=confidence,
                           intersections=intersections, min_group_size=min_group_size,
-                          n_jobs=n_jobs).frame()
+                          n_jobs=n_jobs, clusters=clusters).frame()
 
 
 def disparities(y_true, y_pred, groups: pd.DataFrame, metric: str | Metric | Sequence[str | Metric], *,
                 n_boot: int = 1000, seed: int = 0, confidence: float = 0.95,
                 attributes: Sequence[str] | None = None, intersections: int = 1, min_group_size: int = 30,
-                n_jobs: int | None = None) -> pd.DataFrame:
+                n_jobs: int | None = None, clusters=None) -> pd.DataFrame:
     """Worst vs best group per (metric, attribute), with gap and ratio intervals.
 
     Columns :data:`DISPARITY_COLUMNS`; conventions in :meth:`Disaggregation.disparities`. The draws are
@@ -1022,4 +1032,4 @@ def disparities(y_true, y_pred, groups: pd.DataFrame, metric: str | Metric | Seq
         intersections = max([intersections] + [len(str(a).split(INTERSECTION_SEP)) for a in names])
     return Disaggregation(y_true, y_pred, groups, metric, n_boot=n_boot, seed=seed, confidence=confidence,
                           intersections=intersections, min_group_size=min_group_size,
-                          n_jobs=n_jobs).disparities(attributes=attributes)
+                          n_jobs=n_jobs, clusters=clusters).disparities(attributes=attributes)
