@@ -20,6 +20,7 @@ disaggregation engine for the per-group values and Wilson intervals:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -292,8 +293,9 @@ class GroupRates:
     """One rate (FMR or FNMR) for every group of :attr:`DifferentialsResult.groups` (read-only arrays).
 
     ``value`` is NaN and ``n`` 0 for a group without pairs of the kind; ``ci_low``/``ci_high`` are Wilson
-    score intervals (never zero-width at 0 errors); ``flag`` is ``"small"`` when ``0 < n <
-    min_group_size``.
+    score intervals (never zero-width at 0 errors), or cluster-bootstrap percentile intervals when the pairs'
+    people are given; ``flag`` is ``"small"`` when ``0 < n < min_group_size``. ``draws``: the cluster
+    bootstrap's draws ``(groups, n_boot)`` (None for Wilson intervals).
     """
 
     metric: str
@@ -302,6 +304,7 @@ class GroupRates:
     ci_high: np.ndarray
     n: np.ndarray
     flag: tuple[str, ...]
+    draws: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -447,6 +450,36 @@ def _group_rates(metric: Metric, outcomes: np.ndarray, labels: np.ndarray, group
                       n=frozen(n, dtype=np.int64), flag=tuple(flag))
 
 
+def _clustered_rates(false_match: np.ndarray, false_non_match: np.ndarray, labels: np.ndarray,
+                     groups: tuple[str, ...], units, *, n_boot: int, seed: int, confidence: float,
+                     min_group_size: int) -> tuple[GroupRates, GroupRates]:
+    """FMR and FNMR per group with intervals that resample the pairs' people (:mod:`facebench.metrics.clusters`).
+
+    ``false_match`` is the 0/1 outcome of every pair (NaN on genuine pairs), ``false_non_match`` likewise (NaN on
+    impostor pairs): one engine over all pairs, so both rates of a draw come from the same people.
+    """
+    fmr, fnmr = (dataclasses.replace(m, partial=True) for m in (FMR, FNMR))
+    eng = Disaggregation.from_outcomes({fmr: false_match, fnmr: false_non_match},
+                                       pd.DataFrame({"group": labels}), n_boot=n_boot, seed=seed,
+                                       confidence=confidence, intersections=1, min_group_size=min_group_size,
+                                       clusters=units)
+    frame = eng.frame()
+    frame = frame[frame["attribute"] == "group"].set_index(["metric", "group"])
+    out = []
+    for metric in (fmr, fnmr):
+        k = len(groups)
+        value, lo, hi = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
+        n, flag, draws = np.zeros(k, dtype=np.int64), [""] * k, np.full((k, n_boot), np.nan)
+        for i, g in enumerate(groups):
+            if (metric.name, g) in frame.index:
+                row = frame.loc[(metric.name, g)]
+                value[i], lo[i], hi[i], n[i], flag[i] = row["value"], row["ci_low"], row["ci_high"], row["n"], row["flag"]
+                draws[i] = eng.draws(metric, "group", g)
+        out.append(GroupRates(metric=metric.name, value=frozen(value), ci_low=frozen(lo), ci_high=frozen(hi),
+                              n=frozen(n, dtype=np.int64), flag=tuple(flag), draws=frozen(draws)))
+    return out[0], out[1]
+
+
 def _stream(seed: int, metric: str, group: str, target: float) -> np.random.Generator:
     return rng_stream(seed, metric, group, repr(float(target)))
 
@@ -463,7 +496,7 @@ def demographic_differentials(scores, issame, group1, group2, *,
                               target_fmrs: float | Sequence[float] = (1e-2, 1e-3, 1e-4),
                               pair_rule: str = "same_group", alpha: float = 0.5, n_boot: int = 1000,
                               seed: int = 0, confidence: float = 0.95,
-                              min_group_size: int = 30) -> DifferentialsResult:
+                              min_group_size: int = 30, units=None) -> DifferentialsResult:
     """NIST-style demographic differentials of a verification system, with FDR, GARBE and inequity rate.
 
     Args:
@@ -481,6 +514,10 @@ def demographic_differentials(scores, issame, group1, group2, *,
         seed: fixes the bootstrap (streams per seed, metric, group and target).
         confidence: level of the Wilson and bootstrap intervals.
         min_group_size: groups with fewer impostor (FMR) or genuine (FNMR) pairs are flagged ``"small"``.
+        units: the two people of every pair, shape ``(n, 2)`` (None: pairs are taken as independent). With
+            them, per-group intervals and the FDR/GARBE intervals come from a cluster bootstrap that resamples
+            people (``n_boot`` draws; :mod:`facebench.metrics.clusters`), not from Wilson intervals and
+            binomial redraws, which treat pairs that share people as independent.
 
     Per group g and target: ``FMR_g = #{impostor pairs of g: s >= τ} / #impostor pairs of g`` and
     ``FNMR_g = #{genuine pairs of g: s < τ} / #genuine pairs of g``, computed by
@@ -566,8 +603,15 @@ def demographic_differentials(scores, issame, group1, group2, *,
         tau = _threshold_at(s_imp, target)
         fm = (s_imp >= tau).astype(float)
         fnm = (s_gen < tau).astype(float)
-        fmr_rates = _group_rates(FMR, fm, lab_imp, groups, confidence=conf, min_group_size=min_group_size)
-        fnmr_rates = _group_rates(FNMR, fnm, lab_gen, groups, confidence=conf, min_group_size=min_group_size)
+        if units is not None and n_boot:
+            false_match, false_non_match = np.full(s.size, np.nan), np.full(s.size, np.nan)
+            false_match[imp], false_non_match[gen] = fm, fnm
+            fmr_rates, fnmr_rates = _clustered_rates(false_match, false_non_match, assigned, groups, units,
+                                                     n_boot=n_boot, seed=seed, confidence=conf,
+                                                     min_group_size=min_group_size)
+        else:
+            fmr_rates = _group_rates(FMR, fm, lab_imp, groups, confidence=conf, min_group_size=min_group_size)
+            fnmr_rates = _group_rates(FNMR, fnm, lab_gen, groups, confidence=conf, min_group_size=min_group_size)
         results.append(_summarise(target, tau, float(fm.mean()), float(fnm.mean()), groups, fmr_rates,
                                   fnmr_rates, alpha=a, n_boot=n_boot, seed=seed, confidence=conf,
                                   min_group_size=min_group_size))
@@ -595,7 +639,14 @@ def _summarise(target, tau, global_fmr, global_fnmr, groups, fmr_rates: GroupRat
             fdr_ci=nan2, garbe_ci=nan2)
     x, y = fmr_rates.value[idx], fnmr_rates.value[idx]
     fdr_ci = garbe_ci = nan2
-    if n_boot:
+    if n_boot and fmr_rates.draws is not None:  # the cluster bootstrap's joint draws; drop draws missing a group
+        xs, ys = fmr_rates.draws[idx].T, fnmr_rates.draws[idx].T
+        keep = ~(np.isnan(xs).any(axis=1) | np.isnan(ys).any(axis=1))
+        xs, ys = xs[keep], ys[keep]
+        fdr_ci = _percentile(1.0 - (alpha * (xs.max(1) - xs.min(1)) + (1.0 - alpha) * (ys.max(1) - ys.min(1))),
+                             confidence)
+        garbe_ci = _percentile(alpha * _gini_rows(xs) + (1.0 - alpha) * _gini_rows(ys), confidence)
+    elif n_boot:
         xs = np.empty((n_boot, idx.size))
         ys = np.empty((n_boot, idx.size))
         for col, i in enumerate(idx):
