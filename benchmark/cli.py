@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from facebench.errors import EXIT_BAD_INPUT, UserInputError
+from facebench.errors import EXIT_BAD_INPUT, UserInputError, bounded_message
 
 DESCRIPTION = """\
 facebench: is this face model equally good for everyone?
@@ -58,8 +58,16 @@ def _add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error sentence bounded: it quotes the offending argument, which may be huge."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {bounded_message(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facebench", description=DESCRIPTION, epilog=EPILOG,
+    parser = _Parser(prog="facebench", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"facebench {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -316,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UserInputError as exc:
-        print(f"facebench: error: {exc}", file=sys.stderr)
+        print(f"facebench: error: {bounded_message(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("facebench: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)

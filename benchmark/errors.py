@@ -9,6 +9,7 @@ every writer goes through :func:`facebench.io.atomic_write`.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
 
 EXIT_BAD_INPUT = 2
@@ -30,16 +31,37 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+#: Longest message the CLI prints: a last line of defence behind :func:`shorten` (errors stay one sentence).
+MAX_MESSAGE = 2000
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 200
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+_REPR.maxlevel = 3
+
+
 def shorten(value: object, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, so an error sentence stays one readable line.
+    """``repr(value)`` cut to ``limit`` characters, so an error sentence stays one readable line. A huge value
+    (a 50 MB string, a list of a billion aliases) is never rendered whole: :mod:`reprlib` bounds the work.
 
     >>> shorten("abc")
     "'abc'"
     >>> shorten("x" * 100, limit=12)
     "'xxxxxxxxxx…"
+    >>> len(shorten(["x" * 10**6] * 10**6, limit=2000)) < 300
+    True
     """
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def bounded_message(message: str) -> str:
+    """``message`` cut to :data:`MAX_MESSAGE` characters (what the CLI prints).
+
+    >>> len(bounded_message("x" * 5000)) == MAX_MESSAGE
+    True
+    """
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
 def key_path(loc: tuple) -> str:

@@ -74,3 +74,16 @@ def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> Non
         raise
     finally:
         shutil.rmtree(aside, ignore_errors=True)
+
+
+def is_file(path: str | os.PathLike) -> bool:
+    """``Path(path).is_file()`` that answers False, not OSError, for a name the system refuses to look up (too
+    long, an unreadable folder on the way): such a path names no file facebench can use.
+
+    >>> is_file("x" * 100_000), is_file(__file__)
+    (False, True)
+    """
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False

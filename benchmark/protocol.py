@@ -26,7 +26,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from facebench.errors import UserInputError, did_you_mean, validation_error
+from facebench.errors import UserInputError, did_you_mean, shorten, validation_error
+from facebench.io import is_file
+from facebench.limits import MAX_YAML_BYTES, load_yaml
 from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
 
 
@@ -254,9 +256,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise UserInputError(f"--set {text!r} is not of the form key.path=value.")
+        raise UserInputError(f"--set {shorten(text)} is not of the form key.path=value.")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw, where=f"--set {shorten(text)}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -286,7 +288,9 @@ def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
     """Parse a YAML file that must hold a mapping; one sentence naming the file (and line) otherwise.
     ``what`` completes "PATH: ..." when the document is not a mapping."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if Path(path).stat().st_size > MAX_YAML_BYTES:
+            raise UserInputError(f"{path}: larger than the {MAX_YAML_BYTES:,} bytes facebench reads from a YAML file.")
+        raw = load_yaml(Path(path).read_text(encoding="utf-8"), where=str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
@@ -312,14 +316,15 @@ def locate_protocol(ref: str | Path, *, beside: Path | None = None) -> Path:
     """
     text = str(ref)
     candidate = (beside.parent / text) if beside is not None else Path(text)
-    if candidate.is_file():
+    if is_file(candidate):
         return candidate
     bare = Path(text).name == text and text not in ("", ".", "..")
     stem = text.removesuffix(".yaml").removesuffix(".yml") if bare else ""
-    if stem and (PROTOCOL_DIR / f"{stem}.yaml").is_file():
+    if stem and is_file(PROTOCOL_DIR / f"{stem}.yaml"):
         return PROTOCOL_DIR / f"{stem}.yaml"
     names = builtin_protocol_names()
     hint = did_you_mean(stem or Path(text).stem, names)
+    text = shorten(text, 120).strip("'\"")
     if beside is not None:
         raise UserInputError(f"{beside}: key 'include': {text} is neither a file beside it nor a built-in protocol{hint}.")
     if bare and not text.endswith((".yaml", ".yml")):

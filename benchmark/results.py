@@ -44,7 +44,6 @@ number when a key is added.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -54,6 +53,7 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from facebench.errors import UserInputError, shorten
+from facebench.limits import MAX_JSON_BYTES, load_json
 
 SCHEMA_VERSION = "1.3"
 
@@ -196,23 +196,16 @@ class Run:
         return None if value is None or not math.isfinite(float(value)) else float(value)
 
 
-def _refuse_non_finite(constant: str) -> float:
-    """``json.loads`` accepts NaN and Infinity, which are not JSON (and facebench never writes them)."""
-    raise ValueError(f"{constant} is not a JSON number")
-
-
 def read_json(path: Path) -> Any:
-    """Parse a JSON file; one sentence naming the file (and line) when it cannot be read or parsed."""
+    """Parse a JSON file within :mod:`facebench.limits` (size, depth; NaN and Infinity refused: they are not
+    JSON and facebench never writes them); one sentence naming the file when it cannot be read or parsed."""
     try:
+        if Path(path).stat().st_size > MAX_JSON_BYTES:
+            raise UserInputError(f"{path}: larger than the {MAX_JSON_BYTES:,} bytes facebench reads from a JSON file.")
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserInputError(f"{path} cannot be read ({exc.__class__.__name__}).") from None
-    try:
-        return json.loads(text, parse_constant=_refuse_non_finite)
-    except json.JSONDecodeError as exc:
-        raise UserInputError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}).") from None
-    except ValueError as exc:
-        raise UserInputError(f"{path} is not valid JSON ({exc}).") from None
+    return load_json(text, where=str(path))
 
 
 def _check_document(doc: Any, file: Path) -> None:

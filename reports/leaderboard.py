@@ -22,7 +22,6 @@ SITE and renamed into place at the end, so a failure leaves the previous site (o
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -42,7 +41,7 @@ from facebench.reports.bias_report import (
     paper_table,
     run_view,
 )
-from facebench.results import Run, load_run
+from facebench.results import Run, load_run, read_json
 
 #: ``manifest.json``'s ``schema``; bump on any incompatible change of the manifest or the ``runs/`` layout.
 MANIFEST_SCHEMA = "facebench-leaderboard/1"
@@ -274,9 +273,9 @@ def _write_site(site: Path, entries: list[SiteEntry], *, show_progress: bool) ->
 def _is_site(folder: Path) -> bool:
     """Whether ``folder`` is a site this command built (so it may be replaced)."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest = read_json(folder / "manifest.json")
         return manifest.get("schema") == MANIFEST_SCHEMA
-    except (OSError, ValueError, AttributeError):
+    except (UserInputError, AttributeError):
         return False
 
 
