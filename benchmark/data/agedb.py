@@ -241,7 +241,8 @@ def read_agedb_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
         loaded = _load_pack(data)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
             IndexError, KeyError, UnicodeDecodeError, OverflowError, struct.error) as error:
-        raise UserInputError(f"Verification pack {path} is not an insightface .bin pickle ({error}).") from None
+        reason = " ".join(str(error).split())[:200]  # pickle's messages can span lines
+        raise UserInputError(f"Verification pack {path} is not an insightface .bin pickle ({reason}).") from None
     if not (isinstance(loaded, (tuple, list)) and len(loaded) == 2):
         raise UserInputError(f"Verification pack {path} does not hold a (bins, issame_list) pair.")
     bins, issame_list = loaded

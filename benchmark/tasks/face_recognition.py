@@ -65,6 +65,7 @@ def read_npz_matrix(path: str | Path, expected_ids: tuple[str, ...], *, accepted
         raise UserInputError(f"{path}: not a readable .npz archive (it is not a zip file; write one with "
                              f"numpy.savez(path, sample_id=..., {matrix}=...)).")
     try:
+        _check_npy_headers(path)
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -159,6 +160,30 @@ class FaceRecognitionTask(Task):
         """
         read = read_npz_matrix(path, expected_ids, accepted={"embedding": False})
         return Embeddings(read.sample_ids, read.matrix)
+
+
+def _check_npy_headers(path: Path) -> None:
+    """Refuse (ValueError, worded by the caller) an archive member whose .npy header claims more data than the
+    member holds: numpy would try to allocate the claimed shape first (a 100-byte file can claim terabytes)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                try:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member)
+                except (ValueError, EOFError) as exc:
+                    raise ValueError(f"member {info.filename[:60]!r} has no valid .npy header: "
+                                     f"{(str(exc).splitlines() or ['unreadable'])[0][:120]}") from None
+            claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if claimed > info.file_size:
+                raise ValueError(f"member {info.filename[:60]!r} claims shape {shape} of {dtype}, "
+                                 f"{claimed:,} bytes, but holds {info.file_size:,}")
 
 
 def pair_view(scores: np.ndarray, issame: np.ndarray, groups: dict[str, tuple[np.ndarray, np.ndarray]], *,
