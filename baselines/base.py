@@ -27,6 +27,7 @@ class Baseline(ABC):
     #: How many labelled target-domain images the method needs at prediction time (the pairwise model's
     #: MDS anchors, seed 000 §4.4.5). The runner draws them at random with the run's seed, records their
     #: ids in results.json and hands them over with :meth:`set_anchors`; no other target label is given.
+    #: They are left out of the scored test set (results.json counts them in ``data.n_excluded_anchors``).
     target_anchors: int = 0
     #: For a pre-trained model used as published: what it learnt from (e.g. "about 3 million real faces").
     #: Results record it, and reports on synthetic data say that such a model's numbers there say nothing

@@ -134,13 +134,14 @@ def metrics_section(scored: Scored) -> dict[str, Any]:
 def score_predictions_file(
     *, protocol: Protocol, dataset: LoadedDataset, split: Split, predictions: Path, out_dir: Path, seed: int,
     baseline: dict[str, Any], training: dict[str, Any] | None = None, extra_splits: dict[str, Path] | None = None,
-    started: float | None = None, device: str = "cpu",
+    started: float | None = None, device: str = "cpu", leakage_checks: dict[str, Any] | None = None,
 ) -> Results:
     """Validate ``predictions`` against the test split, score it, and write the run directory atomically.
 
     ``extra_splits`` maps the label of one of the task's :attr:`~facebench.tasks.base.Task.extra_splits`
-    (``"source_val"``) to the predictions file of its split part, scored overall only.
-    Nothing is written if the predictions file is invalid.
+    (``"source_val"``) to the predictions file of its split part, scored overall only. ``leakage_checks``
+    (the runner's ``n_excluded_anchors`` and ``identity_overlap``; see :mod:`facebench.results`) joins the
+    ``data`` block. Nothing is written if the predictions file is invalid.
     """
     started = time.perf_counter() if started is None else started
     task = TASKS.get(protocol.task)
@@ -176,7 +177,8 @@ def score_predictions_file(
         "baseline": baseline,
         "data": {"dataset": dataset.name, "synthetic": dataset.synthetic, "fingerprint": dataset.fingerprint(),
                  "split_fingerprint": split.fingerprint(), "split": split.description,
-                 "n_samples": len(outcomes), "split_sizes": split.sizes(), "n_rejected": len(dataset.rejected)},
+                 "n_samples": len(outcomes), "split_sizes": split.sizes(), "n_rejected": len(dataset.rejected),
+                 **(leakage_checks or {})},
         "provenance": {**environment(), "device": device, "seed": seed,
                        "duration_s": round(time.perf_counter() - started, 3),
                        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},

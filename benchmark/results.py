@@ -23,6 +23,16 @@ Deviations (since 1.2): ``protocol.deviations`` copies the protocol's ``deviatio
 ``transductive``, ``reason`` may be null): where the run's setting is not simply the paper's. Files without it
 (1.0, 1.1) still load; readers show nothing for them. Reference entries may carry a ``note`` (since 1.2).
 
+Leakage checks (since 1.3, baseline runs of ``facebench run``; submissions have neither key), in ``data``:
+
+- ``n_excluded_anchors``: how many test images were left out of scoring because the method was given their
+  labels (the pairwise model's MDS anchors, listed in ``baseline.labelled_target_anchors``); ``n_samples``,
+  ``split_sizes.test`` and ``split_fingerprint`` describe the test set without them. 0 for other methods.
+- ``identity_overlap`` (:class:`IdentityOverlap`): how many people are in both the training data and the test
+  data, by subject id within one dataset or by normalised celebrity name across datasets that name their
+  people (:mod:`facebench.data.identities`); ``n`` is null where the two cannot be compared, and ``compared``
+  then says why. The runner warns when ``n`` > 0.
+
 Reading: :func:`load_run` is the one reader of a results.json (``facebench compare``, the bias report and the
 leaderboard site all use it). It returns a :class:`Run`: the parsed document, its file and its
 ``outcomes.csv``, whose path, read from ``files.outcomes``, may not leave the run folder. Any problem is one
@@ -111,12 +121,22 @@ class Deviation(TypedDict):
     reason: str | None            # why (always given for "different")
 
 
+class IdentityOverlap(TypedDict):
+    n: int | None                 # people in both the training and the test data; None: not comparable
+    train: str                    # training side: dataset and parts, e.g. "cacd train+val"
+    test: str                     # test side, e.g. "agedb test"
+    compared: str                 # what was compared, or why nothing could be
+    examples: list[str]           # up to 5 of the people in both, as the test data spells them, cut short
+
+
 class Results(TypedDict):
     schema_version: str
     protocol: dict[str, Any]      # name, version, profile, title, fingerprint, primary_metric, task,
                                   # deviations: list[Deviation] (since 1.2; absent in older files)
     baseline: dict[str, Any]      # name, params, kind ("baseline" | "submission")
-    data: dict[str, Any]          # dataset, synthetic, fingerprint, split_fingerprint, n_samples, n_rejected
+    data: dict[str, Any]          # dataset, synthetic, fingerprint, split_fingerprint, split, n_samples,
+                                  # split_sizes, n_rejected; baseline runs since 1.3: n_excluded_anchors (int),
+                                  # identity_overlap (IdentityOverlap)
     provenance: dict[str, Any]    # facebench_version, git_commit, torch, device, seed, duration_s, created_at, python
     metrics: Metrics              # on the protocol's test split
     splits: dict[str, dict[str, MetricValue]]   # other scored splits (e.g. "source_val") -> metric -> value

@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from facebench.data.datasets import LoadedDataset, default_cache_dir, load_dataset
+from facebench.data.identities import IdentityOverlapWarning, describe_identity_overlap, identity_overlap
 from facebench.data.images import image_store
 from facebench.data.splits import Split
 from facebench.evaluate import score_predictions_file
@@ -90,6 +93,15 @@ def run_id(protocol: Protocol, baseline_name: str, params: dict, seed: int, data
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def draw_anchors(split: Split, count: int, *, seed: int) -> list[str]:
+    """The ``count`` labelled target images a method with :attr:`Baseline.target_anchors` is given (the pairwise
+    model's MDS anchors), drawn from the split's ``target`` part with the run's seed, sorted."""
+    if count == 0:
+        return []
+    rng = np.random.default_rng(seed_for(seed, "anchors"))
+    return sorted(rng.choice(np.array(split["target"]), size=count, replace=False).tolist())
+
+
 def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     """Run every baseline of ``protocol``; return the run directories (with results.json each)."""
     from facebench.baselines.specs import as_baseline_spec
@@ -107,12 +119,15 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     if train_dataset is not dataset:
         console.print(f"training on {train_dataset.name}{' (synthetic)' if train_dataset.synthetic else ''}: "
                       f"{train_split.description}")
+    identities = identity_overlap(train=train_dataset, train_split=train_split, test=dataset, test_split=split)
+    if identities.n:
+        warnings.warn(describe_identity_overlap(identities.as_json()), IdentityOverlapWarning, stacklevel=2)
     task = TASKS.get(protocol.task)
     table = dataset.table.set_index("sample_id")
     size = protocol.model.image_size
 
-    def images(part: str) -> np.ndarray:
-        return image_store(dataset.root, list(split[part]), size, cache_dir, progress=options.progress,
+    def images(sample_ids: Sequence[str]) -> np.ndarray:
+        return image_store(dataset.root, list(sample_ids), size, cache_dir, progress=options.progress,
                            key=dataset.fingerprint())
 
     def train_images(part: str) -> np.ndarray:
@@ -153,29 +168,29 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
                           plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
                           checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint)
         history = baseline.fit(fit_data, loop)
-        anchors: list[str] = []
-        if cls.target_anchors:
-            rng = np.random.default_rng(seed_for(options.seed, "anchors"))
-            anchors = sorted(rng.choice(np.array(split["target"]), size=cls.target_anchors, replace=False).tolist())
-            baseline.set_anchors(image_store(dataset.root, anchors, size, cache_dir, progress=False, key=dataset.fingerprint()),
-                                 table.loc[anchors, "age"].to_numpy(dtype=np.float64))
+        anchors = draw_anchors(split, cls.target_anchors, seed=options.seed)
+        scored = split
+        if anchors:
+            baseline.set_anchors(images(anchors), table.loc[anchors, "age"].to_numpy(dtype=np.float64))
+            # The method was handed these images' ages: scoring them would grade it against its own input.
+            scored = split.exclude_from_test(anchors, reason=f"{len(anchors)} labelled target anchors not scored")
         predictions = run_dir / task.predictions_file
         finetune = t.leave_one_out_finetune
         if finetune is not None:  # FG-NET's per-image scheme: one fine-tuned model per left-out test image
-            test_ids = list(split["test"])
+            test_ids = list(scored["test"])
             scores = baseline.leave_one_out_scores(
-                images("test"), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
+                images(test_ids), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
                 table.loc[test_ids, "age"].to_numpy(dtype=np.float64), loop=loop, epochs=finetune.epochs,
                 batch_size=finetune.batch_size, lr=finetune.lr, work_dir=run_dir / "checkpoints")
             task.write_similarity(predictions, test_ids, scores)
         else:
-            task.write_predictions(predictions, split["test"], baseline.predict(images("test")))
+            task.write_predictions(predictions, scored["test"], baseline.predict(images(scored["test"])))
         extra_splits = {}
         for label, part in task.extra_splits:  # e.g. the source validation MAE of seed 000's tables
             extra_splits[label] = run_dir / f"predictions_{part}{predictions.suffix}"
-            task.write_predictions(extra_splits[label], split[part], baseline.predict(images(part)))
+            task.write_predictions(extra_splits[label], scored[part], baseline.predict(images(scored[part])))
         score_predictions_file(
-            protocol=protocol, dataset=dataset, split=split, predictions=predictions, out_dir=run_dir,
+            protocol=protocol, dataset=dataset, split=scored, predictions=predictions, out_dir=run_dir,
             seed=options.seed, started=started, device=str(resolve_device(t.device)),
             baseline={"name": baseline_spec.name, "label": baseline_spec.display_name, "params": params.model_dump(mode="json"), "kind": "baseline",
                       "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json"),
@@ -187,6 +202,8 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
                                          "split": train_split.description}} if train_dataset is not dataset else {})},
             training={"epochs": history.epochs, "resumed_from_epoch": history.resumed_from_epoch},
             extra_splits=extra_splits,
+            leakage_checks={"n_excluded_anchors": len(split["test"]) - len(scored["test"]),
+                            "identity_overlap": identities.as_json()},
         )
         run_dirs.append(run_dir)
     console.print(f"done in {time.perf_counter() - started_all:.1f} s")

@@ -23,6 +23,7 @@ import jinja2
 from facebench.comparison.entries import same_measurement
 from facebench.comparison.pairing import pair_outcomes
 from facebench.comparison.verdict import DEFAULT_N_BOOT, DEFAULT_SEED, compare_metric
+from facebench.data.identities import describe_identity_overlap
 from facebench.data.table import RACES
 from facebench.errors import UserInputError
 from facebench.io import write_text
@@ -219,6 +220,7 @@ def run_view(run: Run) -> dict[str, Any]:
         "units_note": units_note(results),
         "clustered": bool(((results.get("statistics") or {}).get("units") or {}).get("columns")),
         "unit_plural": plural(((results.get("statistics") or {}).get("units") or {}).get("unit") or "image"),
+        "leakage": leakage_lines(results),
     }
 
 
@@ -248,6 +250,21 @@ def units_note(results: dict[str, Any]) -> str:
         text += (f" Treating images as independent would have given the overall {primary} the interval "
                  f"[{rows['ci_low']:.3f}, {rows['ci_high']:.3f}]{ratio}.")
     return text
+
+
+def leakage_lines(results: dict[str, Any]) -> list[str]:
+    """One sentence per leakage check the run recorded (results 1.3: ``data.identity_overlap``, and
+    ``data.n_excluded_anchors`` where labelled test images were left out of scoring); none for older files."""
+    data = results["data"]
+    lines = []
+    if data.get("identity_overlap"):
+        lines.append(describe_identity_overlap(data["identity_overlap"]))
+    excluded = data.get("n_excluded_anchors") or 0
+    if excluded:
+        lines.append(f"{excluded} labelled target anchor image{'s' if excluded != 1 else ''} (ages given to the method "
+                     f"at prediction time) {'are' if excluded != 1 else 'is'} not scored: {data.get('n_samples')} test "
+                     "images are.")
+    return lines
 
 
 def pretrained_note(results: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ def run_dir(tmp_path_factory, cache) -> Path:
 
 def test_run_writes_the_results_contract(run_dir: Path) -> None:
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["schema_version"] == "1.2"
+    assert results["schema_version"] == "1.3"
     statistics = results["statistics"]
     assert set(statistics) == {"n_boot", "confidence", "interval_method", "min_group_size", "seed"}
     assert statistics["seed"] == results["provenance"]["seed"] and statistics["min_group_size"] >= 1

@@ -63,6 +63,10 @@ class DatasetSpec:
     default_variant: str
     size_field: str = "n_people"                    # the settings field that ``--n`` / ``synthetic.n`` sets
     size_unit: str = "people"                       # what it counts, for messages
+    #: The FaceTable column that names each person the way other datasets do (CACD's and AgeDB's celebrity
+    #: names), so that a model trained on one and tested on the other can be checked for people in both
+    #: (:mod:`facebench.data.identities`); None where people are numbered within the dataset or not identified.
+    person_name_column: str | None = None
 
     def synthetic_settings(self, *, n: int, seed: int, image_size: int, render_size: int | None = None,
                            options: Mapping[str, Any] | None = None, what: str) -> Any:
@@ -149,6 +153,8 @@ CACD = DatasetSpec(
     name="cacd", title="Cross-Age Celebrity Dataset (CACD2000, CACD-VS)", default_variant="metadata",
     read=cacd.read_cacd, verify_summary=cacd.verify_summary, settings=synth_cacd.CacdSettings,
     write=_writer_of_settings(synth_cacd.write_cacd), write_cached=synth_cacd.synth_cacd_cached,
+    # The metadata and names variants keep each file name's celebrity; CACD-VS names nobody.
+    person_name_column="name",
     how_to_get="Download CACD2000.tar.gz and celebrity2000_meta.mat (or celebrity2000.mat) from the CACD page; "
                "pass --data-root DIR where DIR/CACD2000/ holds the images and DIR the .mat file.",
 )
@@ -162,6 +168,7 @@ AGEDB = DatasetSpec(
     name="agedb", title="AgeDB", default_variant="images",
     read=agedb.read_agedb, verify_summary=agedb.verify_summary, settings=synth_agedb.AgedbSettings,
     write=_writer_of_settings(synth_agedb.write_agedb), write_cached=synth_agedb.synth_agedb_cached,
+    person_name_column="name",  # the folder's file names; insightface's agedb_30.bin names nobody
     how_to_get="AgeDB is released by its authors on request; pass --data-root DIR where DIR/AgeDB/ holds "
                "0_MariaCallas_35_f.jpg-style files (insightface's agedb_30.bin may sit beside it).",
 )

@@ -7,6 +7,7 @@ the ids of every part, so two results are comparable only when they scored exact
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,28 @@ class Split:
 
     def sizes(self) -> dict[str, int]:
         return {name: len(ids) for name, ids in self.parts.items()}
+
+    def exclude_from_test(self, sample_ids: Iterable[str], *, reason: str) -> Split:
+        """This split with ``sample_ids`` taken out of its ``test`` part (ids not in it are ignored), and
+        ``reason`` added to the description; the other parts stay as they are.
+
+        The runner scores this split when a method was given labelled test images (the pairwise model's MDS
+        anchors): an image whose label the method was handed would be scored against that same label. Its
+        fingerprint differs from the protocol split's, so ``compare`` does not pair it with runs that scored
+        every test image.
+
+        >>> s = Split(parts={"train": ("a",), "test": ("b", "c", "d"), "target": ("c", "d")}, description="x",
+        ...           views=("target",))
+        >>> t = s.exclude_from_test(["c"], reason="1 labelled anchor not scored")
+        >>> t.sizes(), t.description
+        ({'train': 1, 'test': 2, 'target': 2}, 'x; 1 labelled anchor not scored')
+        """
+        if self.pairs is not None:  # the pairs are the test set: taking images out would break them
+            raise ValueError("a split with verification pairs cannot exclude test images")
+        excluded = set(sample_ids)
+        test = tuple(sample_id for sample_id in self.parts["test"] if sample_id not in excluded)
+        return Split(parts={**self.parts, "test": test}, description=f"{self.description}; {reason}",
+                     views=self.views)
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
