@@ -73,12 +73,12 @@ def load_json(text: str, *, where: str) -> Any:
         raise UserInputError(f"{where}: nested more than {MAX_DEPTH} levels deep, more than any facebench file needs.")
 
     def refuse(token: str):
-        raise UserInputError(f"{where}: holds {token}, which is not a JSON number.")
+        raise UserInputError(f"{where} is not valid JSON ({token} is not a JSON number).")
 
     try:
         return json.loads(text, parse_constant=refuse)
     except json.JSONDecodeError as exc:
-        raise UserInputError(f"{where}: not valid JSON (line {exc.lineno}, column {exc.colno}).") from None
+        raise UserInputError(f"{where} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).") from None
     except RecursionError:  # nesting the bracket count could not see (it is a pre-check, not a parser)
         raise UserInputError(f"{where}: nested more than {MAX_DEPTH} levels deep, more than any facebench file "
                              "needs.") from None

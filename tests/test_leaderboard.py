@@ -216,11 +216,16 @@ def expected_leaderboard_cells(results: dict) -> list[str]:
 
 
 def expected_group_rows(results: dict, attribute: str) -> list[list[str]]:
-    """The rows of a run page's table for ``attribute``: group (small), n, every metric's value [CI]."""
+    """The rows of a run page's table for ``attribute``: group (small), n, people (when people were resampled),
+    every metric's value [CI], the primary metric's detectable gap."""
     metrics = results["metrics"]
     first = next(iter(metrics["overall"]))
+    primary = results["protocol"]["primary_metric"]
+    clustered = bool(results["statistics"]["units"]["columns"])
     return [[group + (" (small)" if values[first]["flag"] == "small" else ""), str(values[first]["n"]),
-             *(value_ci(values[m]) for m in metrics["overall"])]
+             *([str(values[first]["n_units"])] if clustered else []),
+             *(value_ci(values[m]) for m in metrics["overall"]),
+             f"±{values[primary]['detectable_gap']:.2f}"]
             for group, values in metrics["by_group"][attribute].items()]
 
 
