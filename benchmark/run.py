@@ -8,6 +8,7 @@ one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -23,6 +24,7 @@ from facebench.data.identities import IdentityOverlapWarning, describe_identity_
 from facebench.data.images import image_store
 from facebench.data.splits import Split
 from facebench.evaluate import score_predictions_file
+from facebench.locking import run_folder_lock
 from facebench.progress import console
 from facebench.protocol import Protocol
 from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
@@ -146,65 +148,69 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
                      (train_dataset, train_split))
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in baseline_spec.display_name)
         run_dir = Path(options.out_dir) / protocol.name / f"{slug}-{rid}"
-        if (run_dir / "results.json").is_file():
-            console.print(f"{baseline_spec.display_name}: already done in {run_dir} (delete it to run again)")
+        # One writer per run folder: an identical run started meanwhile waits here, then finds results.json.
+        with run_folder_lock(run_dir, on_wait=console.print):
+            if (run_dir / "results.json").is_file():
+                console.print(f"{baseline_spec.display_name}: already done in {run_dir} (delete it to run again)")
+                run_dirs.append(run_dir)
+                continue
+            console.print(f"[bold]{baseline_spec.display_name}[/] → {run_dir}")
+            baseline = cls(protocol=protocol, params=params)
+            fit_data = task.fit_data(train_dataset.table, train_split, train_images)
+            t = protocol.training
+            checkpoint_dir, fingerprint = run_dir / "checkpoints", rid
+            if train_dataset is not dataset:
+                # Training does not depend on the test dataset: protocols that train the same baseline the same way
+                # on the same data (FG-NET and AgeDB-30 both train on CACD) share one model, trained once.
+                fingerprint = training_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed,
+                                          train_dataset, train_split)
+                checkpoint_dir = Path(options.out_dir) / "_trained" / f"{slug}-{fingerprint}"
+            loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=options.seed, optimizer=t.optimizer, lr=t.lr,
+                              weight_decay=t.weight_decay, loss=t.loss, device=t.device, amp=t.amp,
+                              channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule,
+                              plateau_metric=t.plateau_metric, plateau_mode=t.plateau_mode,
+                              plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
+                              checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint)
+            shared_model = train_dataset is not dataset  # trained once for several protocols: one trainer at a time
+            with run_folder_lock(checkpoint_dir, on_wait=console.print) if shared_model else contextlib.nullcontext():
+                history = baseline.fit(fit_data, loop)
+            anchors = draw_anchors(split, cls.target_anchors, seed=options.seed)
+            scored = split
+            if anchors:
+                baseline.set_anchors(images(anchors), table.loc[anchors, "age"].to_numpy(dtype=np.float64))
+                # The method was handed these images' ages: scoring them would grade it against its own input.
+                scored = split.exclude_from_test(anchors, reason=f"{len(anchors)} labelled target anchors not scored")
+            predictions = run_dir / task.predictions_file
+            finetune = t.leave_one_out_finetune
+            if finetune is not None:  # FG-NET's per-image scheme: one fine-tuned model per left-out test image
+                test_ids = list(scored["test"])
+                scores = baseline.leave_one_out_scores(
+                    images(test_ids), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
+                    table.loc[test_ids, "age"].to_numpy(dtype=np.float64), loop=loop, epochs=finetune.epochs,
+                    batch_size=finetune.batch_size, lr=finetune.lr, work_dir=run_dir / "checkpoints")
+                task.write_similarity(predictions, test_ids, scores)
+            else:
+                task.write_predictions(predictions, scored["test"], baseline.predict(images(scored["test"])))
+            extra_splits = {}
+            for label, part in task.extra_splits:  # e.g. the source validation MAE of seed 000's tables
+                extra_splits[label] = run_dir / f"predictions_{part}{predictions.suffix}"
+                task.write_predictions(extra_splits[label], scored[part], baseline.predict(images(scored[part])))
+            score_predictions_file(
+                protocol=protocol, dataset=dataset, split=scored, predictions=predictions, out_dir=run_dir,
+                seed=options.seed, started=started, device=str(resolve_device(t.device)),
+                baseline={"name": baseline_spec.name, "label": baseline_spec.display_name, "params": params.model_dump(mode="json"), "kind": "baseline",
+                          "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json"),
+                          "labelled_target_anchors": anchors, "pretrained_on": cls.pretrained_on,
+                          **({"train_data": {"dataset": train_dataset.name, "model_dir": f"_trained/{checkpoint_dir.name}",
+                                             "synthetic": train_dataset.synthetic,
+                                             "fingerprint": train_dataset.fingerprint(),
+                                             "split_fingerprint": train_split.fingerprint(),
+                                             "split": train_split.description}} if train_dataset is not dataset else {})},
+                training={"epochs": history.epochs, "resumed_from_epoch": history.resumed_from_epoch},
+                extra_splits=extra_splits,
+                leakage_checks={"n_excluded_anchors": len(split["test"]) - len(scored["test"]),
+                                "identity_overlap": identities.as_json()},
+            )
             run_dirs.append(run_dir)
-            continue
-        console.print(f"[bold]{baseline_spec.display_name}[/] → {run_dir}")
-        baseline = cls(protocol=protocol, params=params)
-        fit_data = task.fit_data(train_dataset.table, train_split, train_images)
-        t = protocol.training
-        checkpoint_dir, fingerprint = run_dir / "checkpoints", rid
-        if train_dataset is not dataset:
-            # Training does not depend on the test dataset: protocols that train the same baseline the same way
-            # on the same data (FG-NET and AgeDB-30 both train on CACD) share one model, trained once.
-            fingerprint = training_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed,
-                                      train_dataset, train_split)
-            checkpoint_dir = Path(options.out_dir) / "_trained" / f"{slug}-{fingerprint}"
-        loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=options.seed, optimizer=t.optimizer, lr=t.lr,
-                          weight_decay=t.weight_decay, loss=t.loss, device=t.device, amp=t.amp,
-                          channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule,
-                          plateau_metric=t.plateau_metric, plateau_mode=t.plateau_mode,
-                          plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
-                          checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint)
-        history = baseline.fit(fit_data, loop)
-        anchors = draw_anchors(split, cls.target_anchors, seed=options.seed)
-        scored = split
-        if anchors:
-            baseline.set_anchors(images(anchors), table.loc[anchors, "age"].to_numpy(dtype=np.float64))
-            # The method was handed these images' ages: scoring them would grade it against its own input.
-            scored = split.exclude_from_test(anchors, reason=f"{len(anchors)} labelled target anchors not scored")
-        predictions = run_dir / task.predictions_file
-        finetune = t.leave_one_out_finetune
-        if finetune is not None:  # FG-NET's per-image scheme: one fine-tuned model per left-out test image
-            test_ids = list(scored["test"])
-            scores = baseline.leave_one_out_scores(
-                images(test_ids), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
-                table.loc[test_ids, "age"].to_numpy(dtype=np.float64), loop=loop, epochs=finetune.epochs,
-                batch_size=finetune.batch_size, lr=finetune.lr, work_dir=run_dir / "checkpoints")
-            task.write_similarity(predictions, test_ids, scores)
-        else:
-            task.write_predictions(predictions, scored["test"], baseline.predict(images(scored["test"])))
-        extra_splits = {}
-        for label, part in task.extra_splits:  # e.g. the source validation MAE of seed 000's tables
-            extra_splits[label] = run_dir / f"predictions_{part}{predictions.suffix}"
-            task.write_predictions(extra_splits[label], scored[part], baseline.predict(images(scored[part])))
-        score_predictions_file(
-            protocol=protocol, dataset=dataset, split=scored, predictions=predictions, out_dir=run_dir,
-            seed=options.seed, started=started, device=str(resolve_device(t.device)),
-            baseline={"name": baseline_spec.name, "label": baseline_spec.display_name, "params": params.model_dump(mode="json"), "kind": "baseline",
-                      "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json"),
-                      "labelled_target_anchors": anchors, "pretrained_on": cls.pretrained_on,
-                      **({"train_data": {"dataset": train_dataset.name, "model_dir": f"_trained/{checkpoint_dir.name}",
-                                         "synthetic": train_dataset.synthetic,
-                                         "fingerprint": train_dataset.fingerprint(),
-                                         "split_fingerprint": train_split.fingerprint(),
-                                         "split": train_split.description}} if train_dataset is not dataset else {})},
-            training={"epochs": history.epochs, "resumed_from_epoch": history.resumed_from_epoch},
-            extra_splits=extra_splits,
-            leakage_checks={"n_excluded_anchors": len(split["test"]) - len(scored["test"]),
-                            "identity_overlap": identities.as_json()},
-        )
-        run_dirs.append(run_dir)
     console.print(f"done in {time.perf_counter() - started_all:.1f} s")
     return run_dirs

@@ -54,3 +54,25 @@ def test_a_killed_holder_releases_the_lock(tmp_path, holder) -> None:
     holder.join(10)
     with run_folder_lock(tmp_path / "run", wait=False):  # no stale lock after kill -9
         pass
+
+
+@pytest.mark.slow
+def test_two_identical_runs_train_once(tmp_path) -> None:
+    """Two identical `facebench run` commands started together: one trains, the other waits for it and then
+    reuses its results (before the lock, both trained in full and raced on the same files)."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "facebench", "run", "age_utk_cross_ethnicity", "--baseline", "source_only",
+               "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+               "--set", "dataset.synthetic.n=300", "--set", "dataset.synthetic.image_size=48",
+               "--set", "dataset.synthetic.render_size=48", "--set", "model.image_size=32",
+               "--set", "training.epochs=1", "--set", "evaluation.n_boot=50"]
+    subprocess.run(command[:4] + ["--help"], check=True, capture_output=True)  # warm imports before the race
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.5)
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outputs = [process.communicate(timeout=300)[0] for process in (first, second)]
+    assert [process.returncode for process in (first, second)] == [0, 0], outputs
+    assert sum("already done" in text for text in outputs) == 1, outputs
+    assert len(list((tmp_path / "out").glob("*/*/results.json"))) == 1
