@@ -63,6 +63,8 @@ class Task(ABC):
         outcome_columns: ``(metric name, outcome column)`` pairs when the task computes each metric's
             per-sample outcome itself (the engine's ``from_outcomes`` path); default ``()``: metrics are
             computed from the ``y_true``/``y_pred`` columns.
+        pair_groups: each scored sample is a pair of faces whose group is their common label (``mixed`` when
+            they differ), so reports say "pairs whose faces are both labelled ..."; default False: one face.
     """
 
     name: str
@@ -72,6 +74,7 @@ class Task(ABC):
     group_attributes: tuple[str, ...]
     extra_splits: tuple[ExtraSplit, ...] = ()
     outcome_columns: tuple[tuple[str, str], ...] = ()
+    pair_groups: bool = False
 
     @abstractmethod
     def fit_data(self, table: pd.DataFrame, split: Split, images: Callable[[str], np.ndarray]) -> FitData:

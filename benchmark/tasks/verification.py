@@ -50,6 +50,7 @@ class FaceVerificationTask(FaceRecognitionTask):
     name: str = "face_verification"
     description: str = ".npz with arrays sample_id (N strings) and embedding (N x D floats), every image of the pairs"
     group_attributes: tuple[str, ...] = ("gender", "race", "age_gap", "age_band", "pair_type")
+    pair_groups: bool = True
 
     def _pair_frame(self, labels: pd.DataFrame, predictions: Embeddings, split) -> tuple[pd.DataFrame, dict]:
         """Per-pair decisions and the 10-fold summary; ``labels`` is the FaceTable indexed by sample_id."""
@@ -99,8 +100,10 @@ class FaceVerificationTask(FaceRecognitionTask):
         groups = {attribute: (labels.loc[list(split.pairs.first), attribute].to_numpy(dtype=object),
                               labels.loc[list(split.pairs.second), attribute].to_numpy(dtype=object))
                   for attribute in ("race", "gender")}
+        comparison_set = (f"The test split's verification pairs, each one comparison ({split.description}): a "
+                          "same-person pair is genuine, any other an impostor.")
         view = pair_view(1.0 - frame["distance"].to_numpy() / 2.0, frame["y_true"].to_numpy(dtype=bool), groups,
-                         protocol=protocol, seed=seed)
+                         comparison_set=comparison_set, protocol=protocol, seed=seed)
         return {"kfold": kfold, **view}
 
 
