@@ -23,6 +23,7 @@ from facebench.metrics import Disaggregation, get_metric
 from facebench.protocol import Protocol
 from facebench.registry import TASKS
 from facebench.results import INTERVAL_METHOD, ROW_INTERVAL_METHOD, SCHEMA_VERSION, Results, environment
+from facebench.synthetic_truth import GROUP_ATTRIBUTE, synthetic_truth
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,9 +75,10 @@ def units_section(task, clusters: np.ndarray | None) -> dict[str, Any]:
             "note": f"intervals and tests resample the {task.unit_name} of each row, with all of that {task.unit_name}'s rows"}
 
 
-def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, attributes: tuple[str, ...] | None = None
-                   ) -> Scored:
-    """Disaggregate every metric of the protocol over its group attributes (and their intersections)."""
+def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, attributes: tuple[str, ...] | None = None,
+                   group_tests: bool = True) -> Scored:
+    """Disaggregate every metric of the protocol over its group attributes (and their intersections);
+    ``group_tests=False`` skips the per-group significance tests (an oracle's exact values need none)."""
     attributes = protocol.groups.attributes if attributes is None else attributes
     metrics = [get_metric(name) for name in protocol.evaluation.metrics]
     common = dict(n_boot=protocol.evaluation.n_boot, seed=seed, confidence=protocol.evaluation.confidence,
@@ -87,7 +89,7 @@ def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, att
     engine = _engine(task, metrics, outcomes, attributes, clusters=clusters, **common)
     frame = engine.frame()
     gaps = engine.disparities()
-    tests = engine.group_tests() if attributes else pd.DataFrame()
+    tests = engine.group_tests() if attributes and group_tests else pd.DataFrame()
     units = units_section(task, clusters)
     if clusters is not None:  # what the intervals would have claimed had rows been independent
         rows = _engine(task, metrics, outcomes, (), clusters=None, **{**common, "intersections": 1}).frame()
@@ -149,7 +151,19 @@ def score_predictions_file(
     frame = task.read_predictions(predictions, test_ids)  # raises before anything is written
     outcomes = task.outcomes(dataset.table, frame, protocol=protocol, split=split)
     scored = score_outcomes(protocol, outcomes, seed=seed)
+    metrics = metrics_section(scored)
     differentials = task.differentials(dataset.table, frame, protocol=protocol, split=split, seed=seed)  # None: no view
+
+    # The known answer on synthetic data: an oracle's predictions scored by this same path, values only.
+    exact = protocol.model_copy(update={"evaluation": protocol.evaluation.model_copy(update={"n_boot": 0})})
+
+    def score_oracle(predicted: pd.DataFrame) -> dict[str, Any]:
+        oracle_outcomes = task.outcomes(dataset.table, predicted, protocol=protocol, split=split)
+        return metrics_section(score_outcomes(exact, oracle_outcomes, seed=seed, attributes=(GROUP_ATTRIBUTE,),
+                                              group_tests=False))
+
+    truth = synthetic_truth(protocol=protocol, dataset=dataset, split=split, measured=metrics,
+                            score_oracle=score_oracle)
 
     splits: dict[str, dict[str, Any]] = {}
     parts = dict(task.extra_splits)  # label -> split part
@@ -173,16 +187,20 @@ def score_predictions_file(
         "protocol": {"name": protocol.name, "version": protocol.version, "profile": protocol.profile,
                      "title": protocol.title, "fingerprint": protocol.fingerprint(),
                      "primary_metric": protocol.evaluation.primary_metric, "task": protocol.task,
-                     "deviations": [d.model_dump(mode="json") for d in protocol.deviations]},
+                     "deviations": [d.model_dump(mode="json") for d in protocol.deviations],
+                     "overrides": list(protocol.overrides),
+                     "comparability": (None if protocol.comparability is None
+                                       else protocol.comparability.model_dump(mode="json"))},
         "baseline": baseline,
         "data": {"dataset": dataset.name, "synthetic": dataset.synthetic, "fingerprint": dataset.fingerprint(),
                  "split_fingerprint": split.fingerprint(), "split": split.description,
+                 "pair_source": split.pair_source,
                  "n_samples": len(outcomes), "split_sizes": split.sizes(), "n_rejected": len(dataset.rejected),
                  **(leakage_checks or {})},
         "provenance": {**environment(), "device": device, "seed": seed,
                        "duration_s": round(time.perf_counter() - started, 3),
                        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-        "metrics": {**metrics_section(scored), **({"differentials": differentials} if differentials else {})},
+        "metrics": {**metrics, **({"differentials": differentials} if differentials else {})},
         "splits": splits,
         "training": training or {},
         "reference": [r.model_dump() for r in protocol.reference],
@@ -190,6 +208,7 @@ def score_predictions_file(
         "statistics": {"n_boot": protocol.evaluation.n_boot, "confidence": protocol.evaluation.confidence,
                        "interval_method": INTERVAL_METHOD if scored.units["columns"] else ROW_INTERVAL_METHOD,
                        "min_group_size": protocol.groups.min_group_size, "seed": seed, "units": scored.units},
+        **({"synthetic_truth": truth} if truth is not None else {}),
     }
     write_json(out_dir / "results.json", results)
     return results

@@ -11,6 +11,11 @@ give, with the choice made, and its deliberate differences from the paper, with 
 profile follows the paper wherever the paper is specific. Unlike other lists, ``deviations`` accumulate: an
 ``include:``d file's entries come first, then the file's own, then those of the chosen profile (if it has any).
 
+A protocol also states under ``comparability:`` (:class:`ComparabilityConditions`) what a run must meet, besides
+real data and the unchanged ``paper`` profile, for its published reference numbers to be comparable: the
+official pairs, a pre-trained start, the paper's training data. :mod:`facebench.comparability` judges a run
+against them; the loader records the ``--set`` overrides it applied (``Protocol.overrides``) for that rule.
+
 The spec objects here only *describe* a run; :mod:`facebench.run` executes them (HELM's split between
 ``RunSpec`` and the code that runs it).
 """
@@ -170,7 +175,8 @@ class Deviation(_Spec):
 
 
 class ReferenceResult(_Spec):
-    """A published number the report shows beside ours (only comparable on the real dataset)."""
+    """A published number the report shows beside ours, comparable with a run only under the rule of
+    :mod:`facebench.comparability` (real data, the unchanged ``paper`` profile, the protocol's ``comparability``)."""
 
     source: str
     setting: str
@@ -185,6 +191,42 @@ class ReferenceResult(_Spec):
     baseline: str | None = None
     #: What a reader should know about this number (e.g. the paper gives another value for the same model).
     note: str | None = None
+
+
+class PairsCondition(_Spec):
+    """The paper scored the pairs its dataset lists (the official pairs), not pairs drawn with a seed."""
+
+    source: Literal["listed"] = Field(description="listed: the dataset's own pair list (split listed_pairs)")
+    paper: str = Field(min_length=1, description="the paper's pairs in words, e.g. 'the official AgeDB-30 pairs'")
+
+
+class PretrainedCondition(_Spec):
+    """The paper fine-tunes pre-trained weights instead of training from scratch."""
+
+    kind: Literal["face_encoder", "any_weights"] = Field(
+        description="face_encoder: only a face encoder counts (a baseline's params.init, or a model used as "
+                    "published); any_weights: backbone weights (model.pretrained, e.g. ImageNet) count too")
+    paper: str = Field(min_length=1, description="what the paper starts from, in words, e.g. 'an encoder "
+                       "pre-trained on MS-Celeb-1M + CASIA-WebFace'")
+
+
+class TrainingDataCondition(_Spec):
+    """The paper trains (or fine-tunes) on this dataset; a run that trains on another one is reference only."""
+
+    dataset: str = Field(min_length=1, description="a DATASETS name: the test dataset's own training part, or "
+                         "the train_dataset a run must train on")
+    paper: str = Field(min_length=1, description="the paper's training data in words, e.g. 'the 10,000 "
+                       "training subjects of MORPH Album 2'")
+
+
+class ComparabilityConditions(_Spec):
+    """What must hold, besides real data and the ``paper`` profile unchanged, for a run's numbers to be read
+    against the paper's published ones (:mod:`facebench.comparability` judges it). A condition the paper does
+    not let one state (it does not say what it trained on) is left out; ``{}`` states that none is needed."""
+
+    pairs: PairsCondition | None = None
+    pretrained: PretrainedCondition | None = None
+    training_data: TrainingDataCondition | None = None
 
 
 class Protocol(_Spec):
@@ -208,7 +250,11 @@ class Protocol(_Spec):
     reference: tuple[ReferenceResult, ...] = ()
     deviations: tuple[Deviation, ...] = Field(
         description="every setting the paper does not give and every deliberate difference (non-empty)")
+    comparability: ComparabilityConditions | None = Field(
+        None, description="the paper's conditions a run must meet for its reference numbers to be comparable; "
+                          "None: the protocol states none, so no reference number is ever comparable")
     profile: str = Field(description="the profile applied (set by the loader)")
+    overrides: tuple[str, ...] = Field((), description="the --set overrides applied, as given (set by the loader)")
 
     @field_validator("deviations")
     @classmethod
@@ -222,8 +268,11 @@ class Protocol(_Spec):
         return self.model_dump(mode="json")
 
     def fingerprint(self) -> str:
-        """sha256 of the resolved protocol, to address runs and detect protocol changes."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """sha256 of the resolved protocol, to address runs and detect protocol changes. The ``--set`` text is
+        left out: its effect is in the resolved values, and a value set by ``--set`` or written in the file is
+        the same protocol."""
+        resolved = self.model_dump(mode="json", exclude={"overrides"})
+        return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -381,6 +430,7 @@ def load_protocol(path: str | Path, *, profile: str | None = None, overrides: tu
         keys, value = parse_override(text)
         _apply_override(raw, keys, value, text)
     raw["profile"] = chosen or "base"
+    raw["overrides"] = list(overrides)
     try:
         protocol = Protocol.model_validate(raw)
     except ValidationError as exc:
@@ -398,6 +448,9 @@ def _check_names(protocol: Protocol, where: str) -> None:
     if protocol.train_dataset is not None:
         DATASETS.check(protocol.train_dataset.name, where=f"{where}: key 'train_dataset.name'")
     SPLITS.check(protocol.split.name, where=f"{where}: key 'split.name'")
+    if protocol.comparability is not None and protocol.comparability.training_data is not None:
+        DATASETS.check(protocol.comparability.training_data.dataset,
+                       where=f"{where}: key 'comparability.training_data.dataset'")
     _check_split_params(protocol, where)
     for i, metric in enumerate(protocol.evaluation.metrics):
         try:

@@ -33,6 +33,25 @@ Leakage checks (since 1.3, baseline runs of ``facebench run``; submissions have 
   people (:mod:`facebench.data.identities`); ``n`` is null where the two cannot be compared, and ``compared``
   then says why. The runner warns when ``n`` > 0.
 
+Comparability (since 1.3): ``protocol.overrides`` lists the ``--set`` overrides the run was made with (``[]``:
+none), ``protocol.comparability`` copies the protocol's stated conditions (``{pairs, pretrained,
+training_data}``, each null or ``{..., paper}``; the whole key null when the protocol states none) and
+``data.pair_source`` says where a verification split's pairs came from (``"listed"``: the dataset's own list;
+``"seeded"``: drawn by facebench with a seed; null without pairs). :func:`facebench.comparability.judge` reads
+these to say whether each ``reference`` number is comparable; a file without them (1.0-1.2) is judged "reference
+only" with that reason.
+
+Verification view (``metrics.differentials``, tasks that have one): since 1.3 ``comparison_set`` is the task's
+sentence saying which comparisons were scored (probe-gallery, the split's pairs, every image against the others)
+and each ``by_attribute[a]`` carries its own ``pair_rule`` sentence; 1.2 files have one top-level ``pair_rule``,
+the last attribute's.
+
+Known answer (since 1.3, synthetic data only): ``synthetic_truth`` (:class:`SyntheticTruth`, made by
+:func:`facebench.synthetic_truth.synthetic_truth`): ``injected`` (the generator's per-group ageing rates from
+``SYNTHETIC.json``, the rule and the labels' exactness), ``metric`` and ``attribute`` (the primary metric, race),
+``implied`` (an oracle's per-group values and its worst-vs-best ``gap``, or null with ``implied_reason``) and
+``measured`` (the run's own gap of that metric and attribute, with its interval, as in ``metrics.disparities``).
+
 Reading: :func:`load_run` is the one reader of a results.json (``facebench compare``, the bias report and the
 leaderboard site all use it). It returns a :class:`Run`: the parsed document, its file and its
 ``outcomes.csv``, whose path, read from ``files.outcomes``, may not leave the run folder. Any problem is one
@@ -129,14 +148,27 @@ class IdentityOverlap(TypedDict):
     examples: list[str]           # up to 5 of the people in both, as the test data spells them, cut short
 
 
+class SyntheticTruth(TypedDict):
+    generator: str | None             # SYNTHETIC.json's generator and generator_version
+    generator_version: str | None
+    injected: dict[str, Any]          # attribute ("race"), aging_rate: {group: rate}, rule, labels
+    metric: str                       # the primary metric
+    attribute: str                    # the attribute the generator's groups are ("race")
+    implied: dict[str, Any] | None    # method ("oracle"), oracle (what it does), by_group: {group: {value, n,
+                                      # flag}}, worst_group, best_group, worst_value, best_value, gap
+    implied_reason: str | None        # why ``implied`` is null
+    measured: dict[str, Any] | None   # worst_group, best_group, worst_value, best_value, gap, gap_ci_low, gap_ci_high
+
+
 class Results(TypedDict):
     schema_version: str
     protocol: dict[str, Any]      # name, version, profile, title, fingerprint, primary_metric, task,
-                                  # deviations: list[Deviation] (since 1.2; absent in older files)
+                                  # deviations: list[Deviation] (since 1.2; absent in older files),
+                                  # overrides: list[str], comparability: dict | None (since 1.3)
     baseline: dict[str, Any]      # name, params, kind ("baseline" | "submission")
     data: dict[str, Any]          # dataset, synthetic, fingerprint, split_fingerprint, split, n_samples,
-                                  # split_sizes, n_rejected; baseline runs since 1.3: n_excluded_anchors (int),
-                                  # identity_overlap (IdentityOverlap)
+                                  # split_sizes, n_rejected; pair_source: "listed" | "seeded" | None (since 1.3);
+                                  # baseline runs since 1.3: n_excluded_anchors (int), identity_overlap (IdentityOverlap)
     provenance: dict[str, Any]    # facebench_version, git_commit, torch, device, seed, duration_s, created_at, python
     metrics: Metrics              # on the protocol's test split
     splits: dict[str, dict[str, MetricValue]]   # other scored splits (e.g. "source_val") -> metric -> value
@@ -144,6 +176,7 @@ class Results(TypedDict):
     reference: list[dict[str, Any]]   # published numbers from the protocol, for side-by-side display
     files: dict[str, str]         # relative paths of predictions.csv and outcomes.csv
     statistics: NotRequired[Statistics]   # since 1.1
+    synthetic_truth: NotRequired[SyntheticTruth]   # since 1.3, synthetic data only
 
 
 #: ``statistics.interval_method`` when the task names its units of independence (people).

@@ -20,18 +20,26 @@ from typing import Any
 
 import jinja2
 
+from facebench.comparability import judge
 from facebench.comparison.entries import same_measurement
 from facebench.comparison.pairing import pair_outcomes
 from facebench.comparison.verdict import DEFAULT_N_BOOT, DEFAULT_SEED, compare_metric
+from facebench.data.datasets import dataset_display_name
 from facebench.data.identities import describe_identity_overlap
 from facebench.data.table import RACES
 from facebench.errors import UserInputError
 from facebench.io import write_text
 from facebench.metrics import get_metric
+from facebench.registry import TASKS
 from facebench.reports import plots
 from facebench.results import Run, load_run
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+#: The glossary line at the foot of every page (the report and each leaderboard page): whose labels groups are.
+GLOSSARY = ("Groups: race, gender and age labels are each dataset's own categories, as the dataset's annotators "
+            "assigned them (e.g. UTKFace's White, Black, Asian, Indian, Others), not how the people pictured "
+            "identify themselves; on synthetic data they are the generator's groups.")
 
 
 def load_runs(folder: Path) -> list[Run]:
@@ -71,6 +79,7 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(fmt=_fmt, signed=_signed, pvalue=_pvalue)
+    env.globals["glossary"] = GLOSSARY
     return env
 
 
@@ -94,39 +103,65 @@ def _metric_direction(metric: str) -> tuple[bool, str]:
     return spec.higher_is_better, spec.unit
 
 
-def group_phrase(attribute: str, group: str) -> str:
-    """Who a group is, in words: ``race=black`` → "black faces", ``race*age_band=black*60+`` → "black faces
-    aged 60+", ``age_gap=10-19`` → "faces with age gap 10-19".
+def group_phrase(attribute: str, group: str, *, dataset: str, pairs: bool = False) -> str:
+    """Who a group is, in words that say whose label it is: the groups are the categories ``dataset``'s
+    annotators assigned, not how the people pictured identify themselves. ``race=black`` → "faces labelled
+    Black in UTKFace"; ``age_gap=10-19`` → "faces with age gap 10-19". With ``pairs`` (verification, where a
+    pair's group is its two faces' common label or ``mixed``) the subject is the pair.
 
-    >>> group_phrase("race*gender", "black*female"), group_phrase("age_band", "0-14")
-    ('black female faces', 'faces aged 0-14')
-    >>> group_phrase("database", "2004-2006")
+    >>> group_phrase("race*gender", "black*female", dataset="UTKFace")
+    'faces labelled Black and female in UTKFace'
+    >>> group_phrase("race*age_band", "indian*60+", dataset="UTKFace"), group_phrase("age_band", "0-14", dataset="UTKFace")
+    ('faces labelled Indian in UTKFace, aged 60+', 'faces aged 0-14')
+    >>> group_phrase("database", "2004-2006", dataset="CACD")
     'faces with database 2004-2006'
+    >>> group_phrase("gender", "female", dataset="AgeDB", pairs=True), group_phrase("gender", "mixed", dataset="AgeDB", pairs=True)
+    ('pairs whose faces are both labelled female in AgeDB', 'pairs whose faces carry different gender labels in AgeDB')
+    >>> group_phrase("pair_type*age_band", "genuine*20-29", dataset="AgeDB", pairs=True)
+    'genuine pairs, the younger face aged 20-29'
     """
-    words, aged, others = [], "", []
+    labelled, mixed, aged, others, noun = [], [], "", [], "pairs" if pairs else "faces"
     for name, label in zip(attribute.split("*"), str(group).split("*"), strict=False):
         if name in ("race", "gender"):
-            words.append(label)
+            if pairs and label == "mixed":
+                mixed.append(name)
+            else:  # race labels are the dataset's category names (UTKFace: White, Black, Asian, Indian, Others)
+                labelled.append(label.capitalize() if name == "race" else label)
         elif name == "age_band":
-            aged = f" aged {label}"
+            aged = f"the younger face aged {label}" if pairs else f"aged {label}"
+        elif pairs and name == "pair_type":
+            noun = f"{label} pairs"
         else:
             others.append(f"{name.replace('_', ' ')} {label}")
-    return " ".join([*words, "faces"]) + aged + (f" with {' and '.join(others)}" if others else "")
+    clauses = []
+    if labelled or mixed:
+        said = ([f"are both labelled {' and '.join(labelled)}"] if labelled and pairs else
+                [f"labelled {' and '.join(labelled)}"] if labelled else [])
+        said += [f"carry different {' and '.join(mixed)} labels"] if mixed else []
+        clauses.append(("whose faces " if pairs else "") + " and ".join(said) + f" in {dataset}")
+    clauses += [aged] if aged else []
+    clauses += [f"with {' and '.join(others)}"] if others else []
+    # The first clause qualifies the noun directly ("faces aged 0-14"), the rest follow a comma; a pair's age
+    # band is the younger face's, which is an aside ("genuine pairs, the younger face aged 20-29").
+    aside = aged if pairs else None
+    return noun + "".join((" " if i == 0 and c != aside else ", ") + c for i, c in enumerate(clauses))
 
 
-def plain_language(metric: str, attribute: str, gap: dict[str, Any], unit: str, higher_is_better: bool) -> str:
-    """One sentence a non-specialist can read, e.g. "MAE for black faces is 2.10 years worse (higher) than for
-    white faces (95% CI 1.70–2.50; ratio 1.30)."."""
+def plain_language(metric: str, attribute: str, gap: dict[str, Any], unit: str, higher_is_better: bool, *,
+                   dataset: str, pairs: bool = False) -> str:
+    """One sentence a non-specialist can read, e.g. "MAE for faces labelled Black in UTKFace is 2.10 years worse
+    (higher) than for faces labelled White in UTKFace (95% CI 1.70–2.50; ratio 1.30)."."""
     direction = "lower" if higher_is_better else "higher"
     unit_text = f" {unit}" if unit else ""
+    worst = group_phrase(attribute, gap["worst_group"], dataset=dataset, pairs=pairs)
+    best = group_phrase(attribute, gap["best_group"], dataset=dataset, pairs=pairs)
     return (
-        f"{metric.upper()} for {group_phrase(attribute, gap['worst_group'])} is {_fmt(gap['gap'])}{unit_text} worse "
-        f"({direction}) than for {group_phrase(attribute, gap['best_group'])} "
+        f"{metric.upper()} for {worst} is {_fmt(gap['gap'])}{unit_text} worse ({direction}) than for {best} "
         f"(95% CI {_fmt(gap['gap_ci_low'])}–{_fmt(gap['gap_ci_high'])}; ratio {_fmt(gap['ratio'])})."
     )
 
 
-def _sorted_gaps(metrics: dict[str, Any], primary: str) -> list[dict[str, Any]]:
+def _sorted_gaps(metrics: dict[str, Any], primary: str, *, dataset: str, pairs: bool) -> list[dict[str, Any]]:
     """Every (metric, attribute) disparity with its sentence, worst-group size and Holm-adjusted p-value, most
     severe first: the primary metric before the others, single attributes before intersections, then the
     largest gap first (gaps of different metrics are in different units, so they are never ranked together).
@@ -144,7 +179,8 @@ def _sorted_gaps(metrics: dict[str, Any], primary: str) -> list[dict[str, Any]]:
             gaps.append({"metric": metric, "attribute": attribute, **gap,
                          "worst_n": worst.get("n"), "worst_small": worst.get("flag") == "small",
                          "p_holm": test.get("p_holm"),
-                         "sentence": plain_language(metric, attribute, gap, metric_unit, hib)})
+                         "sentence": plain_language(metric, attribute, gap, metric_unit, hib, dataset=dataset,
+                                                    pairs=pairs)})
 
     def severity(gap: dict[str, Any]) -> tuple:
         metric = gap["metric"]
@@ -161,6 +197,8 @@ def run_view(run: Run) -> dict[str, Any]:
     primary = run.primary_metric
     metrics = results["metrics"]
     higher_is_better, unit = _metric_direction(primary)
+    task = str(run.protocol["task"])
+    pairs = TASKS.get(task).pair_groups if task in TASKS else False  # a plugin task not installed here: faces
     metric_names = list(metrics["overall"])
     attributes = []
     for attribute, groups in metrics["by_group"].items():
@@ -183,13 +221,21 @@ def run_view(run: Run) -> dict[str, Any]:
         order = list(metrics["by_group"].get("age_band", {}))
         for points in series.values():
             points.sort(key=lambda p: order.index(p[0]) if p[0] in order else 99)
-        band_plot = plots.lines_by_band(series, metric=primary, unit=unit, title=f"{primary} by age band, per race")
+        if series:  # every race*age_band group small: nothing to draw
+            band_plot = plots.lines_by_band(series, metric=primary, unit=unit, title=f"{primary} by age band, per race")
     tests = sorted((t for t in metrics.get("group_tests", []) if t["metric"] == primary and "*" not in t["attribute"]),
                    key=lambda t: (t["p_holm"] if t["p_holm"] is not None else 2.0, -abs(t["difference"] or 0)))
+    pair_view = metrics.get("differentials", {})
+    views = pair_view.get("by_attribute", {})
+    # Before schema 1.3 one top-level pair_rule was written, the last attribute's (it was overwritten per
+    # attribute): it is shown with that attribute only.
+    old_rule = {list(views)[-1]: pair_view["pair_rule"]} if views and "pair_rule" in pair_view else {}
     differentials = []
-    for attribute, view in metrics.get("differentials", {}).get("by_attribute", {}).items():
+    for attribute, view in views.items():
         differentials.append({
             "attribute": attribute, "rates": view["rates"], "summary": view["summary"],
+            "pair_rule": view.get("pair_rule") or old_rule.get(attribute) or "not recorded for this attribute "
+                         "(results.json before schema 1.3)",
             "det": plots.det_curves(view["det"], title=f"DET curve per {attribute} (same-group pairs)") if view["det"] else None,
         })
     training = results.get("training") or {}
@@ -200,7 +246,8 @@ def run_view(run: Run) -> dict[str, Any]:
         "dir": run.folder.name,
         "tests": tests,
         "differentials": differentials,
-        "pair_rule": metrics.get("differentials", {}).get("pair_rule", ""),
+        "comparison_set": pair_view.get("comparison_set") or "The comparisons this task scores (results.json before "
+                          "schema 1.3 does not say which).",
         "name": run.name,
         "kind": run.kind,
         "results": results,
@@ -209,7 +256,9 @@ def run_view(run: Run) -> dict[str, Any]:
         "metric_names": metric_names,
         "overall": metrics["overall"],
         "attributes": attributes,
-        "gaps": _sorted_gaps(metrics, primary),
+        "gaps": _sorted_gaps(metrics, primary, dataset=dataset_words(results), pairs=pairs),
+        "known_answer": known_answer_view(results),
+        "verdict": judge(run),
         "band_plot": band_plot,
         "epochs": training.get("epochs") or [],
         "resumed_from_epoch": training.get("resumed_from_epoch"),
@@ -265,6 +314,51 @@ def leakage_lines(results: dict[str, Any]) -> list[str]:
                      f"at prediction time) {'are' if excluded != 1 else 'is'} not scored: {data.get('n_samples')} test "
                      "images are.")
     return lines
+def dataset_words(results: dict[str, Any]) -> str:
+    """How group sentences name the run's data: "UTKFace", or "synthetic UTKFace" for the generated stand-in
+    (whose groups are the generator's)."""
+    name = dataset_display_name(str(results["data"].get("dataset", "")))
+    return f"synthetic {name}" if results["data"].get("synthetic") else name
+
+
+def known_answer_view(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's ``synthetic_truth`` laid out for the report: per group the injected ageing rate, the oracle's
+    (implied) value and the measured value, then the implied and the measured gap in words. None on real data
+    (and for results.json written before schema 1.3)."""
+    truth = results.get("synthetic_truth")
+    if not truth:
+        return None
+    metric, attribute = truth["metric"], truth["attribute"]
+    unit = _metric_direction(metric)[1]
+    unit_text = f" {unit}" if unit else ""
+    words = dataset_words(results)
+    rates = truth["injected"]["aging_rate"]
+    implied = truth.get("implied") or {}
+    measured_groups = results["metrics"]["by_group"].get(attribute, {})
+    groups = [g for g in measured_groups if g in rates] + [g for g in rates if g not in measured_groups]
+    rows = [{"group": g, "rate": rates.get(g), "implied": (implied.get("by_group") or {}).get(g, {}).get("value"),
+             "measured": measured_groups.get(g, {}).get(metric)} for g in groups]
+
+    def gap_sentence(gap: dict[str, Any] | None, what: str) -> str:
+        if attribute not in results["metrics"]["by_group"]:
+            return f"{what}: none ({attribute} is not one of this protocol's group attributes)."
+        if not gap or gap.get("gap") is None:
+            return f"{what}: none (fewer than two {attribute} groups large enough to compare)."
+        interval = (f" [95% interval {_fmt(gap['gap_ci_low'])}–{_fmt(gap['gap_ci_high'])}]"
+                    if "gap_ci_low" in gap else "")
+        worst = group_phrase(attribute, gap["worst_group"], dataset=words)
+        best = group_phrase(attribute, gap["best_group"], dataset=words)
+        return (f"{what}: {_fmt(gap['gap'])}{unit_text}{interval}, {metric} {_fmt(gap['worst_value'])} for {worst} "
+                f"against {_fmt(gap['best_value'])} for {best}.")
+
+    return {
+        "metric": metric, "attribute": attribute, "rule": truth["injected"]["rule"],
+        "labels": truth["injected"]["labels"], "rows": rows,
+        "oracle": implied.get("oracle") if implied else None,
+        "implied": (gap_sentence(implied, "Implied gap (oracle)") if implied
+                    else f"Implied gap: not derived — {truth.get('implied_reason')}."),
+        "measured": gap_sentence(truth.get("measured"), "Measured gap"),
+    }
 
 
 def pretrained_note(results: dict[str, Any]) -> str:
@@ -315,10 +409,25 @@ def changes_against_reference(runs: list[Run], *, reference_name: str = "source_
             "rows": rows, "lower_is_better": not metric.higher_is_better}
 
 
-def paper_table(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, Any] | None:
+def reference_rows(runs: list[Run], reference: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The published numbers, each with its comparability verdicts (:func:`facebench.comparability.judge`):
+    one line per distinct verdict, naming the runs it is for when the runs differ."""
+    rows = []
+    for row in reference:
+        verdicts: dict[str, list[str]] = {}
+        for run in runs:
+            verdicts.setdefault(judge(run, row).line, []).append(run.name)
+        lines = [{"text": text, "comparable": not text.startswith("reference only"),
+                  "runs": names if len(verdicts) > 1 else []} for text, names in verdicts.items()]
+        rows.append({**row, "verdicts": lines})
+    return rows
+
+
+def paper_table(runs: list[Run], reference: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The paper's table layout: one column per (metric, split, group) of the published numbers that name a
     ``method``, one row per published method, then one row per run with our value and interval in the same
-    cell positions. ``split: source_val`` reads ``results.splits``; a ``group`` reads ``metrics.by_group``."""
+    cell positions and the run's comparability verdict. ``split: source_val`` reads ``results.splits``; a
+    ``group`` reads ``metrics.by_group``."""
     entries = [r for r in reference if r.get("method")]
     if not entries:
         return None
@@ -348,9 +457,13 @@ def paper_table(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> 
                           "notes": [notes.get(c) for c in columns],
                           "source": next(r["source"] for r in entries if r["method"] == method)})
     # A published row's ``baseline`` names our baseline, or one labelled entry of it ("dann conv+fc1").
-    measured = [{"name": r["baseline"].get("label") or r["baseline"]["name"],
-                 "matches": {r["baseline"]["name"], r["baseline"].get("label") or r["baseline"]["name"]},
-                 "synthetic": r["data"]["synthetic"], "cells": [ours(r, *c) for c in columns]} for r in runs]
+    measured = []
+    for run in runs:
+        baseline = run.results["baseline"]
+        verdict = judge(run)
+        measured.append({"name": run.name, "matches": {baseline["name"], run.name},
+                         "synthetic": run.synthetic, "verdict": verdict.line, "comparable": verdict.comparable,
+                         "cells": [ours(run.results, *c) for c in columns]})
     headers = [" ".join(x for x in (metric, "(source val)" if split == "source_val" else "",
                                    group.partition("=")[2] if group else "overall") if x) for metric, split, group in columns]
     return {"headers": headers, "published": published, "measured": measured}
@@ -364,8 +477,8 @@ def render_report(runs: list[Run]) -> str:
     races = [r for r in RACES if r in present] + sorted(present - set(RACES))
     return environment().get_template("report.html.j2").render(
         protocol=first["protocol"], data=first["data"], synthetic=any(r.synthetic for r in runs),
-        runs=views, races=races, reference=first.get("reference", []), changes=changes_against_reference(runs),
-        paper=paper_table([r.results for r in runs], first.get("reference", [])),
+        runs=views, races=races, reference=reference_rows(runs, first.get("reference", [])),
+        changes=changes_against_reference(runs), paper=paper_table(runs, first.get("reference", [])),
         csp=content_security_policy(), script=None,
     )
 

@@ -5,7 +5,8 @@ The site is built from ``results.json`` documents only (never from images) and w
 - ``index.html`` — one row per protocol, with its best entry on the primary metric;
 - ``protocols/<protocol>/index.html`` — a sortable table of the protocol's baselines and submissions (primary
   metric with interval and ``n``, worst group, largest gap with its interval) and the published reference
-  numbers beside them, marked "not comparable" on synthetic data;
+  numbers beside them, each marked comparable or "reference only" with the reason
+  (:func:`facebench.comparability.judge`);
 - ``protocols/<protocol>/<run>.html`` — the run's bias report, laid out by the same macros as the
   per-protocol report (:mod:`facebench.reports.bias_report`);
 - ``runs/<protocol>/<run>/results.json`` and ``outcomes.csv`` — copies of each run's files, and
@@ -39,6 +40,7 @@ from facebench.reports.bias_report import (
     content_security_policy,
     environment,
     paper_table,
+    reference_rows,
     run_view,
 )
 from facebench.results import Run, load_run, read_json
@@ -224,15 +226,14 @@ def _write_protocol(site: Path, entries: list[SiteEntry]) -> dict[str, Any]:
     runs = [entry.run for entry in entries]
     newest = max(runs, key=lambda r: str((r.results.get("provenance") or {}).get("created_at") or ""))
     synthetic = any(run.synthetic for run in runs)
-    any_real = not all(run.synthetic for run in runs)
     fingerprints = {str(run.results["data"].get("fingerprint")) for run in runs}
     changes = changes_against_reference(runs)
     slug = entries[0].protocol_slug
     write_text(site / "protocols" / slug / "index.html", _page(
         "site_protocol.html.j2", script=SORT_SCRIPT, root="../../", protocol=newest.results["protocol"],
-        data=newest.results["data"], rows=rows, synthetic=synthetic, any_real=any_real,
-        reference=newest.results.get("reference") or [], mixed_data=len(fingerprints) > 1, changes=changes,
-        paper=paper_table([run.results for run in runs], newest.results.get("reference") or []),
+        data=newest.results["data"], rows=rows, synthetic=synthetic,
+        reference=reference_rows(runs, newest.results.get("reference") or []), mixed_data=len(fingerprints) > 1,
+        changes=changes, paper=paper_table(runs, newest.results.get("reference") or []),
         direction=_direction(newest.primary_metric)))
     best = rows[0]
     return {"protocol": newest.results["protocol"], "page": f"protocols/{slug}/index.html", "best": best,

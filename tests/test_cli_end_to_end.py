@@ -50,6 +50,10 @@ def test_run_writes_the_results_contract(run_dir: Path) -> None:
 
     stated = [d.model_dump(mode="json") for d in load_protocol(AGE).deviations]
     assert results["protocol"]["deviations"] == stated and stated
+    # What the comparability rule reads (schema 1.3): the --set overrides, the stated conditions, the pairs.
+    assert results["protocol"]["overrides"] == [SMALL[i + 1] for i, arg in enumerate(SMALL) if arg == "--set"]
+    assert results["protocol"]["comparability"] == load_protocol(AGE).comparability.model_dump(mode="json")
+    assert results["data"]["pair_source"] is None  # no pairs in an age split
     assert results["data"]["synthetic"] is True and len(results["data"]["fingerprint"]) == 64
     for key in ("facebench_version", "git_commit", "torch", "device", "seed", "duration_s"):
         assert key in results["provenance"]
@@ -86,6 +90,53 @@ def test_report_is_self_contained_and_marked_synthetic(run_dir: Path) -> None:
     results = json.loads((run_dir / "results.json").read_text())
     for deviation in results["protocol"]["deviations"]:
         assert deviation["setting"] in html
+
+
+def test_synthetic_run_states_the_injected_effect_and_its_gap_beside_the_measured_gap(run_dir: Path) -> None:
+    """The audit's known answer: results.json and the report carry the generator's ageing rates, the MAE gap an
+    oracle reading every age cue exactly (as for White faces, the training group) would show, and beside them
+    the measured gap with its interval."""
+    from facebench.data.synth import AGING_RATES
+
+    results = json.loads((run_dir / "results.json").read_text())
+    truth = results["synthetic_truth"]
+    assert truth["injected"]["aging_rate"] == AGING_RATES  # the default groups, read back from SYNTHETIC.json
+    assert truth["metric"] == "mae" and truth["attribute"] == "race"
+    # The oracle recomputed from outcomes.csv alone: an adult of rate r shows cue age 18 + (age - 18) r, read as
+    # that age, so it is off by (age - 18)(1 - r) years; a child is read exactly.
+    outcomes = pd.read_csv(run_dir / "outcomes.csv")
+    rate = outcomes["race"].map(AGING_RATES)
+    error = ((outcomes["y_true"] - 18).clip(lower=0) * (1 - rate)).abs()
+    expected = error.groupby(outcomes["race"]).mean()
+    implied = truth["implied"]
+    assert implied["method"] == "oracle"
+    assert {g: v["value"] for g, v in implied["by_group"].items()} == pytest.approx(expected.to_dict(), abs=1e-9)
+    assert implied["best_group"] == "white" and implied["best_value"] == 0.0
+    worst = max((g for g, v in implied["by_group"].items() if v["flag"] != "small"), key=lambda g: expected[g])
+    assert implied["worst_group"] == worst and implied["gap"] == pytest.approx(expected[worst], abs=1e-9)
+    measured = results["metrics"]["disparities"]["mae"]["race"]
+    assert truth["measured"] == {k: measured[k] for k in truth["measured"]}
+    assert set(truth["measured"]) >= {"gap", "gap_ci_low", "gap_ci_high", "worst_group", "best_group"}
+
+    html = (run_dir.parent / "report.html").read_text()
+    section = html[html.index('id="known-answer"'):]
+    section = section[:section.index("</p>", section.index("known-answer-gaps"))]
+    for race, value in AGING_RATES.items():
+        assert f'<tr data-group="{race}"><td class="text">{race}</td><td>{value:.2f}</td>' in section
+    assert f"Implied gap (oracle): {implied['gap']:.2f} years" in section
+    assert (f"Measured gap: {measured['gap']:.2f} years [95% interval {measured['gap_ci_low']:.2f}–"
+            f"{measured['gap_ci_high']:.2f}]") in section
+    assert f"for faces labelled {worst.capitalize()} in synthetic UTKFace" in section
+
+
+def test_report_sentences_say_whose_label_a_group_is(run_dir: Path) -> None:
+    html = (run_dir.parent / "report.html").read_text()
+    assert "faces labelled White in synthetic UTKFace" in html
+    for race in ("white", "black", "asian", "indian", "others"):
+        assert f"{race} faces" not in html.lower()
+    from facebench.reports.bias_report import GLOSSARY
+
+    assert f'<p class="muted glossary">{GLOSSARY}</p>' in html.replace("&#39;", "'")
 
 
 def test_evaluate_scores_a_file_exactly_like_the_baseline(run_dir: Path, cache: Path, tmp_path: Path) -> None:
@@ -197,7 +248,10 @@ def test_default_quick_run_shows_the_known_shift_at_a_realistic_size(tmp_path_fa
     assert main(["run", str(AGE), "--out", str(out), "--cache-dir", str(tmp_path_factory.mktemp("democache")),
                  "--no-progress"]) == 0
     (path,) = (out / "age_utk_cross_ethnicity").glob("source_only-*/results.json")
-    races = json.loads(path.read_text())["metrics"]["by_group"]["race"]
+    results = json.loads(path.read_text())
+    races = results["metrics"]["by_group"]["race"]
+    # The known answer agrees on who fares best: the training group, whose cues the model learnt to read.
+    assert results["synthetic_truth"]["implied"]["best_group"] == results["synthetic_truth"]["measured"]["best_group"]
     white = races.pop("white")["mae"]
     assert white["n"] > 500
     for race, values in races.items():

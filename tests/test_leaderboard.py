@@ -143,6 +143,8 @@ class PageParser(HTMLParser):
         self.links: list[str] = []
         self.images: list[str] = []
         self.scripts: list[str] = []
+        self.paragraphs: list[dict] = []   # every <p>: attributes and text (outside tables)
+        self._paragraph: dict | None = None
         self._stack: list[dict] = []
         self._cell: dict | None = None
         self._in_script = False
@@ -163,6 +165,9 @@ class PageParser(HTMLParser):
         elif tag == "script":
             self._in_script = True
             self.scripts.append("")
+        elif tag == "p":
+            self._paragraph = {"attrs": attributes, "text": ""}
+            self.paragraphs.append(self._paragraph)
 
     def handle_endtag(self, tag):
         if tag == "table" and self._stack:
@@ -171,12 +176,16 @@ class PageParser(HTMLParser):
             self._cell = None
         elif tag == "script":
             self._in_script = False
+        elif tag == "p":
+            self._paragraph = None
 
     def handle_data(self, data):
         if self._in_script:
             self.scripts[-1] += data
         elif self._cell is not None:
             self._cell["text"] += data
+        elif self._paragraph is not None:
+            self._paragraph["text"] += data
 
 
 def parse(path: Path) -> PageParser:
@@ -313,13 +322,26 @@ def test_protocol_table_ranks_runs_and_shows_their_numbers(runs: Path, site: Pat
     assert text(rows[names.index(XSS)]["cells"][5]).startswith("others (race)")
 
 
-def test_published_numbers_are_marked_not_comparable_on_synthetic_data(runs: Path, site: Path) -> None:
+def test_published_numbers_carry_each_runs_comparability_verdict(runs: Path, site: Path) -> None:
+    """facebench.comparability's rule, per run: nothing here is comparable (quick profile everywhere, synthetic
+    data on the age protocol); runs with different verdicts are named on their line."""
     reference = next(iter(age_results(runs).values()))["reference"]
-    for slug, comparable in [("age_utk_cross_ethnicity", "not comparable (synthetic data)"),
-                             ("_odd_b_protocol_b_", "yes, same dataset")]:
+    paper = "the paper fine-tunes a pre-trained ResNet-50 (section 3.1; the weights are not named)"
+    submission = f"a submission, whose training facebench does not record ({paper})"
+
+    def missing(row: dict) -> str:  # submissions, and this relabelled one, have no source-validation score
+        return "; no source-validation mae" if row["split"] == "source_val" else ""
+
+    pages = {
+        "age_utk_cross_ethnicity": lambda r: (
+            f"source only: reference only: synthetic data; quick profile; trained from scratch; {paper}{missing(r)} "
+            f"good-model, {XSS}: reference only: synthetic data; quick profile; {submission}{missing(r)}"),
+        "_odd_b_protocol_b_": lambda r: f"reference only: quick profile; {submission}{missing(r)}",
+    }
+    for slug, verdicts in pages.items():
         rows = data_rows(table(parse(site / "protocols" / slug / "index.html"), **{"class": "reference"}))
         assert [[text(c) for c in row["cells"]] for row in rows] == [
-            [r["source"], r["setting"], r["split"], r["metric"], f"{r['value']:.3f}", comparable, r.get("note") or ""]
+            [r["source"], r["setting"], r["split"], r["metric"], f"{r['value']:.3f}", verdicts(r), r.get("note") or ""]
             for r in reference]
     assert any(r.get("note") for r in reference)  # seed 000's Table 1 rows carry notes, shown beside the value
 
@@ -331,6 +353,16 @@ def test_synthetic_results_say_so_on_every_page(site: Path) -> None:
         html = page.read_text()
         synthetic = "_odd_b_protocol_b_" not in page.parts  # the odd protocol's only run claims real data
         assert ("SYNTHETIC DATA" in html and "[SYNTHETIC]</title>" in html) == synthetic, page
+
+
+def test_every_page_says_whose_labels_the_groups_are(site: Path) -> None:
+    from facebench.reports.bias_report import GLOSSARY
+
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) == 7
+    for page in pages:
+        (glossary,) = [p for p in parse(page).paragraphs if p["attrs"].get("class") == "muted glossary"]
+        assert " ".join(glossary["text"].split()) == GLOSSARY, page
 
 
 def test_names_from_results_are_escaped_on_every_page(site: Path) -> None:
@@ -399,8 +431,8 @@ def test_run_report_has_group_tables_forest_plots_and_sorted_disparities(runs: P
     for row, (metric, attribute) in zip(rows, keys, strict=True):
         assert [text(c) for c in row["cells"]] == expected_disparity_row(results, metric, attribute)
     race = metrics["disparities"]["mae"]["race"]
-    assert (f"MAE for {race['worst_group']} faces is {race['gap']:.2f} years worse (higher) than for "
-            f"{race['best_group']} faces "
+    assert (f"MAE for faces labelled {race['worst_group'].capitalize()} in synthetic UTKFace is {race['gap']:.2f} "
+            f"years worse (higher) than for faces labelled {race['best_group'].capitalize()} in synthetic UTKFace "
             f"(95% CI {race['gap_ci_low']:.2f}–{race['gap_ci_high']:.2f}") in html
 
 

@@ -10,6 +10,7 @@ import yaml
 from facebench.cli import main
 from facebench.errors import UserInputError
 from facebench.protocol import builtin_protocols, load_protocol, parse_override, validate_all_profiles
+from facebench.results import Run
 
 AGE = Path(__file__).resolve().parent.parent / "protocols" / "age_utk_cross_ethnicity.yaml"
 
@@ -53,8 +54,9 @@ def test_fgnet_carries_table_5s_megaface_challenge_2_column() -> None:
     assert all(r.source == "seed 002 Table 5" and "MegaFace Challenge 2" in r.setting
                for r in reference if r.metric == "rank1_mf2")
     # its own column beside leave-one-out rank-1, which keeps Tables 3 and 5's numbers; our runs leave MF2 empty
-    run = {"baseline": {"name": "arcface", "label": "arcface"}, "data": {"synthetic": True},
-           "metrics": {"overall": {"rank1": {"value": 0.5}}, "by_group": {}}}
+    run = Run(results_path=Path("results.json"), outcomes_path=Path("outcomes.csv"), results={
+        "baseline": {"name": "arcface", "label": "arcface"}, "data": {"synthetic": True},
+        "protocol": {"profile": "quick"}, "metrics": {"overall": {"rank1": {"value": 0.5}}, "by_group": {}}})
     table = paper_table([run], [r.model_dump() for r in reference])
     assert table["headers"] == ["rank1 overall", "rank1_mf2 overall"]
     assert {r["method"]: r["cells"] for r in table["published"]} == {
@@ -229,3 +231,20 @@ def test_reference_notes_mark_the_papers_inconsistent_rows() -> None:
     assert notes[("fc123", "target")] is None
     assert all(r.note and "Table 1" in r.note for r in load_protocol("age_utk_dann_gamma").reference
                if r.setting == "gamma 1")
+
+
+def test_the_loader_records_its_overrides_outside_the_fingerprint() -> None:
+    plain = load_protocol(AGE)
+    same = load_protocol(AGE, overrides=[f"training.epochs={plain.training.epochs}"])
+    assert plain.overrides == () and same.overrides == (f"training.epochs={plain.training.epochs}",)
+    assert same.fingerprint() == plain.fingerprint()  # the same resolved protocol, however it was written
+    assert load_protocol(AGE, overrides=["training.epochs=1"]).fingerprint() != plain.fingerprint()
+
+
+def test_comparability_conditions_are_validated() -> None:
+    with pytest.raises(UserInputError, match="comparability.pretrained.kind"):
+        load_protocol(AGE, overrides=["comparability.pretrained.kind=imagenet"])
+    with pytest.raises(UserInputError, match="comparability.training_data.dataset"):
+        load_protocol(AGE, overrides=["comparability.training_data.dataset=utkfaces"])
+    with pytest.raises(UserInputError, match="comparability.pairs"):
+        load_protocol(AGE, overrides=["comparability.pairs={source: seeded, paper: x}"])

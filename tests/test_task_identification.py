@@ -53,6 +53,31 @@ def test_outcomes_rank_each_probe_and_bin_the_age_gap(tmp_path: Path) -> None:
     assert outcomes["age_gap"].to_dict() == expected_bins
 
 
+def test_the_pair_view_states_each_attributes_own_pair_rule_and_which_comparisons_it_scores(tmp_path: Path) -> None:
+    table = _table()
+    table["gender"] = np.where(table["subject_id"].isin(["s1", "s2"]), "female", "male")
+    split = largest_age_gap_split(table, seed=0, n_test_subjects=4, val_fraction=0.0)
+    vectors, _ = _embeddings(split, table)
+    path = tmp_path / "mine.npz"
+    FACE_IDENTIFICATION.write_predictions(path, list(vectors), np.stack(list(vectors.values())))
+    predictions = FACE_IDENTIFICATION.read_predictions(path, split["test"])
+    protocol = SimpleNamespace(groups=SimpleNamespace(age_bands=(0, 30, 60), min_group_size=1))
+    view = FACE_IDENTIFICATION.differentials(table, predictions, protocol=protocol, split=split, seed=0)
+    labels = table.set_index("sample_id")
+    probes, gallery = list(split["probe"]), list(split["gallery"])
+    assert view["comparison_set"].startswith(f"Every probe–gallery comparison of the test set ({len(probes)} probes × "
+                                             f"{len(gallery)} gallery images)")
+    assert "pair_rule" not in view  # one per attribute, not one overwritten by the last attribute
+    for attribute in ("race", "gender"):
+        # cross-group impostor pairs: probe and gallery image of different people with different labels
+        crossed = sum(labels.at[p, attribute] != labels.at[g, attribute] and labels.at[p, "subject_id"] !=
+                      labels.at[g, "subject_id"] for p in probes for g in gallery)
+        rule = view["by_attribute"][attribute]["pair_rule"]
+        assert rule.startswith(f"same_group: a pair belongs to group g only when both of its sides are in g; the "
+                               f"{crossed} cross-group impostor pair(s)"), attribute
+    assert view["by_attribute"]["race"]["pair_rule"] != view["by_attribute"]["gender"]["pair_rule"]
+
+
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [

@@ -131,6 +131,11 @@ def test_agedb30_ten_fold_accuracy_equals_the_insightface_transcription(cache, t
     by_type = results["metrics"]["by_group"]["pair_type"]
     assert (by_type["genuine"]["accuracy"]["value"] + by_type["impostor"]["accuracy"]["value"]) / 2 == pytest.approx(
         folds.mean(), abs=1e-9)
+    # The verification view says what it compares: the split's seeded pairs (not probe-gallery comparisons).
+    assert results["data"]["pair_source"] == "seeded" and "(seed 0)" in results["data"]["split"]
+    assert results["metrics"]["differentials"]["comparison_set"] == (
+        f"The test split's verification pairs, each one comparison ({results['data']['split']}): a same-person "
+        "pair is genuine, any other an impostor.")
 
 
 def test_verification_refuses_a_missing_pair_image(cache, tmp_path, capsys) -> None:
@@ -167,6 +172,10 @@ def test_fgnet_leave_one_out_rank1_equals_the_numpy_transcription(cache, tmp_pat
     assert overall["rank5"]["value"] == pytest.approx(within5, abs=1e-9)
     assert overall["rank1"]["n"] == len(ids)
     assert 0.2 < rank1 < 0.98
+    view = scored["results"]["metrics"]["differentials"]
+    assert view["comparisons"] == len(ids) * (len(ids) - 1) // 2
+    assert view["comparison_set"].startswith(f"Leave-one-out: each of the {len(ids)} test images against all the "
+                                             f"others, i.e. every pair of test images once ({view['comparisons']} pairs")
 
 
 # ------------------------------------------------------------------ splits

@@ -30,7 +30,7 @@ from facebench.data.synth import cacd as synth_cacd
 from facebench.data.synth import fgnet as synth_fgnet
 from facebench.data.synth import morph as synth_morph
 from facebench.data.synth.population import SynthConfig
-from facebench.data.synth.utkface import synth_utkface_cached, write_utkface
+from facebench.data.synth.utkface import read_manifest, synth_utkface_cached, write_utkface
 from facebench.data.table import ReadResult, Reject
 from facebench.errors import UserInputError
 
@@ -67,6 +67,7 @@ class DatasetSpec:
     #: names), so that a model trained on one and tested on the other can be checked for people in both
     #: (:mod:`facebench.data.identities`); None where people are numbered within the dataset or not identified.
     person_name_column: str | None = None
+    display_name: str = ""                          # how sentences name it ("UTKFace"); default: ``name``
 
     def synthetic_settings(self, *, n: int, seed: int, image_size: int, render_size: int | None = None,
                            options: Mapping[str, Any] | None = None, what: str) -> Any:
@@ -95,6 +96,9 @@ class LoadedDataset:
     table: pd.DataFrame
     rejected: tuple[Reject, ...]
     synthetic: bool
+    #: The generator's ``SYNTHETIC.json`` at the root (its settings: group ageing rates, ...), None on real
+    #: data. The known answer of a synthetic run (:mod:`facebench.synthetic_truth`) is derived from it.
+    manifest: dict[str, Any] | None = None
 
     def fingerprint(self) -> str:
         """sha256 over the labels of every accepted image: two runs scored the same data iff equal."""
@@ -125,6 +129,7 @@ UTKFACE = DatasetSpec(
     write_cached=synth_utkface_cached,
     size_field="n",
     size_unit="images",
+    display_name="UTKFace",
     how_to_get=(
         "UTKFace is distributed by its authors for non-commercial research (susanqq.github.io/UTKFace); "
         "download UTKFace.tar.gz, extract it so that DIR/UTKFace/*.jpg.chip.jpg exists, and pass --data-root DIR."
@@ -141,6 +146,7 @@ MORPH = DatasetSpec(
     settings=synth_morph.MorphSettings,
     write=_writer_of_settings(synth_morph.write_morph),
     write_cached=synth_morph.synth_morph_cached,
+    display_name="MORPH Album 2",
     how_to_get=(
         "MORPH Album 2 is licensed by UNCW (the non-commercial release, morph_2008_nonCommercial.csv + Album2/); "
         "pass --data-root DIR where DIR/MORPH_nonCommercial/ holds the CSV and Album2/."
@@ -150,7 +156,7 @@ MORPH = DatasetSpec(
 
 
 CACD = DatasetSpec(
-    name="cacd", title="Cross-Age Celebrity Dataset (CACD2000, CACD-VS)", default_variant="metadata",
+    name="cacd", title="Cross-Age Celebrity Dataset (CACD2000, CACD-VS)", default_variant="metadata", display_name="CACD",
     read=cacd.read_cacd, verify_summary=cacd.verify_summary, settings=synth_cacd.CacdSettings,
     write=_writer_of_settings(synth_cacd.write_cacd), write_cached=synth_cacd.synth_cacd_cached,
     # The metadata and names variants keep each file name's celebrity; CACD-VS names nobody.
@@ -159,13 +165,13 @@ CACD = DatasetSpec(
                "pass --data-root DIR where DIR/CACD2000/ holds the images and DIR the .mat file.",
 )
 FGNET = DatasetSpec(
-    name="fgnet", title="FG-NET aging database", default_variant="images",
+    name="fgnet", title="FG-NET aging database", default_variant="images", display_name="FG-NET",
     read=fgnet.read_fgnet, verify_summary=fgnet.verify_summary, settings=synth_fgnet.FgnetSettings,
     write=_writer_of_settings(synth_fgnet.write_fgnet), write_cached=synth_fgnet.synth_fgnet_cached,
     how_to_get="Obtain FG-NET (1,002 images of 82 subjects); pass --data-root DIR where DIR/FGNET/images/ holds 001A02.JPG etc.",
 )
 AGEDB = DatasetSpec(
-    name="agedb", title="AgeDB", default_variant="images",
+    name="agedb", title="AgeDB", default_variant="images", display_name="AgeDB",
     read=agedb.read_agedb, verify_summary=agedb.verify_summary, settings=synth_agedb.AgedbSettings,
     write=_writer_of_settings(synth_agedb.write_agedb), write_cached=synth_agedb.synth_agedb_cached,
     person_name_column="name",  # the folder's file names; insightface's agedb_30.bin names nobody
@@ -174,9 +180,16 @@ AGEDB = DatasetSpec(
 )
 
 
-def is_synthetic_root(root: Path) -> bool:
-    """A folder written by facebench's generator carries a SYNTHETIC.json manifest at its root."""
-    return (Path(root) / "SYNTHETIC.json").is_file()
+def dataset_display_name(name: str) -> str:
+    """How sentences name the dataset registered as ``name`` ("UTKFace" for ``utkface``); a name this
+    facebench does not know (a plugin not installed where a report is rebuilt) is shown as it is."""
+    from facebench.registry import DATASETS
+
+    try:
+        spec = DATASETS.get(name)
+    except UserInputError:
+        return name
+    return spec.display_name or spec.name
 
 
 def load_dataset(spec: DatasetSpec, *, variant: str, synthetic_settings, data_root: str | Path | None,
@@ -188,6 +201,10 @@ def load_dataset(spec: DatasetSpec, *, variant: str, synthetic_settings, data_ro
         root = Path(data_root)
     result = spec.read(root, variant=variant)
     root = Path(getattr(result, "root", root))  # readers resolve a root given one level too deep
-    return LoadedDataset(
-        name=spec.name, root=root, table=result.table, rejected=result.rejected, synthetic=is_synthetic_root(root)
-    )
+    try:  # a folder written by facebench's generator carries a SYNTHETIC.json manifest at its root
+        manifest = read_manifest(root)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"{root / 'SYNTHETIC.json'} cannot be read as a synthetic-data manifest "
+                             f"({exc.__class__.__name__}).") from None
+    return LoadedDataset(name=spec.name, root=root, table=result.table, rejected=result.rejected,
+                         synthetic=manifest is not None, manifest=manifest)

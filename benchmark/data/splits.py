@@ -34,6 +34,10 @@ class Split:
     views: tuple[str, ...] = ()
     #: Verification protocols: the ordered pairs to score (their images are the ``test`` part).
     pairs: PairList | None = None
+    #: Where ``pairs`` come from: ``"listed"`` (the dataset's own list, e.g. the official AgeDB-30 pairs) or
+    #: ``"seeded"`` (drawn by facebench with a seed); None without pairs. Recorded in results.json, where the
+    #: comparability rule reads it (a paper's published numbers are on the official pairs).
+    pair_source: str | None = None
 
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
@@ -299,7 +303,7 @@ def age_gap_pairs_split(table: pd.DataFrame, *, seed: int, n_folds: int = 10, pa
     pair_list = PairList(first=tuple(ids[a] for a, _ in pairs), second=tuple(ids[b] for _, b in pairs),
                          same=tuple(bool(x) for x in issame),
                          fold=tuple(i // pairs_per_fold for i in range(len(pairs))))
-    return Split(parts={"test": pair_list.images()}, pairs=pair_list,
+    return Split(parts={"test": pair_list.images()}, pairs=pair_list, pair_source="seeded",
                  description=f"{n_folds} identity-disjoint folds of {pairs_per_fold // 2} genuine + "
                              f"{pairs_per_fold // 2} impostor pairs, each {min_gap}+ years apart (seed {seed})")
 
@@ -321,5 +325,5 @@ def listed_pairs_split(table: pd.DataFrame, *, seed: int) -> Split:
     info = table[table["side"] == 0].set_index("pair_id").loc[sides.index]
     pair_list = PairList(first=tuple(sides[0].astype(str)), second=tuple(sides[1].astype(str)),
                          same=tuple(bool(x) for x in info["issame"]), fold=tuple(int(x) for x in info["fold"]))
-    return Split(parts={"test": pair_list.images()}, pairs=pair_list,
+    return Split(parts={"test": pair_list.images()}, pairs=pair_list, pair_source="listed",
                  description=f"{len(pair_list)} pairs listed by the dataset in {pair_list.n_folds} folds")

@@ -68,6 +68,8 @@ class Task(ABC):
             two people). Intervals and tests then resample units, not rows
             (:mod:`facebench.metrics.clusters`). Default ``()``: rows are independent.
         unit_name: what one unit is, for reports and results.json (``"person"``; ``"image"`` by default).
+        pair_groups: each scored sample is a pair of faces whose group is their common label (``mixed`` when
+            they differ), so reports say "pairs whose faces are both labelled ..."; default False: one face.
     """
 
     name: str
@@ -79,6 +81,7 @@ class Task(ABC):
     outcome_columns: tuple[tuple[str, str], ...] = ()
     unit_columns: tuple[str, ...] = ()
     unit_name: str = "image"
+    pair_groups: bool = False
 
     @abstractmethod
     def fit_data(self, table: pd.DataFrame, split: Split, images: Callable[[str], np.ndarray]) -> FitData:

@@ -187,15 +187,21 @@ def _check_npy_headers(path: Path) -> None:
 
 
 def pair_view(scores: np.ndarray, issame: np.ndarray, groups: dict[str, tuple[np.ndarray, np.ndarray]], *,
-              protocol, seed: int) -> dict:
+              comparison_set: str, protocol, seed: int) -> dict:
     """The verification view of a set of comparisons (``scores``, higher = more similar; ``issame``): per
     attribute in ``groups`` (the two faces' labels), NIST-style FMR/FNMR per group at global thresholds
-    (1e-2, 1e-3), FDR, GARBE (:func:`facebench.metrics.differentials.demographic_differentials`) and a DET
-    curve per group on a common grid of thresholds. Attributes whose labels are all missing are skipped."""
+    (1e-2, 1e-3), FDR, GARBE (:func:`facebench.metrics.differentials.demographic_differentials`), a DET
+    curve per group on a common grid of thresholds and the sentence of the pair-to-group rule that attribute's
+    pairs were assigned by (``by_attribute[a]["pair_rule"]``: its counts of cross-group pairs are the
+    attribute's own). Attributes whose labels are all missing are skipped.
+
+    ``comparison_set`` says in one sentence which comparisons these are (each task has its own: probe–gallery,
+    listed or seeded pairs, every image against all others); the report prints it above the view."""
     from facebench.metrics.differentials import demographic_differentials
 
     grid = np.quantile(scores, np.linspace(0.0, 1.0, 81))
-    out: dict = {"comparisons": int(scores.size), "genuine": int(issame.sum()), "by_attribute": {}}
+    out: dict = {"comparisons": int(scores.size), "genuine": int(issame.sum()), "comparison_set": comparison_set,
+                 "by_attribute": {}}
     for attribute, (g1, g2) in groups.items():
         if pd.isna(g1).all():
             continue
@@ -208,8 +214,8 @@ def pair_view(scores: np.ndarray, issame: np.ndarray, groups: dict[str, tuple[np
             if len(genuine) and len(impostor):
                 det[str(group)] = {"fmr": [float(np.mean(impostor >= t)) for t in grid],
                                    "fnmr": [float(np.mean(genuine < t)) for t in grid]}
-        out["pair_rule"] = result.pair_rule
         out["by_attribute"][attribute] = {
+            "pair_rule": result.pair_rule,
             "rates": [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
                       for row in result.to_frame().to_dict(orient="records")],
             "summary": {f"{target:g}": {k: (None if not np.isfinite(v) else float(v)) for k, v in values.items()}

@@ -70,7 +70,11 @@ class FaceIdentificationTask(FaceRecognitionTask):
         groups = {attribute: (np.repeat(labels.loc[probes, attribute].to_numpy(dtype=object), len(gallery)),
                               np.tile(labels.loc[gallery, attribute].to_numpy(dtype=object), len(probes)))
                   for attribute in ("race", "gender")}
-        return pair_view(scores.ravel(), issame.ravel(), groups, protocol=protocol, seed=seed)
+        comparison_set = (f"Every probe–gallery comparison of the test set ({len(probes)} probes × {len(gallery)} "
+                          "gallery images): a probe against its mate is genuine, against any other gallery image "
+                          "an impostor.")
+        return pair_view(scores.ravel(), issame.ravel(), groups, comparison_set=comparison_set, protocol=protocol,
+                         seed=seed)
 
 
 FACE_IDENTIFICATION = FaceIdentificationTask()

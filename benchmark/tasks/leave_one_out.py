@@ -88,7 +88,12 @@ class FaceLeaveOneOutTask(FaceRecognitionTask):
         subjects = labels["subject_id"].to_numpy(dtype=str)
         groups = {attribute: (labels[attribute].to_numpy(dtype=object)[i], labels[attribute].to_numpy(dtype=object)[j])
                   for attribute in ("race", "gender")}
-        return pair_view(scores, subjects[i] == subjects[j], groups, protocol=protocol, seed=seed)
+        comparison_set = (f"Leave-one-out: each of the {len(ids)} test images against all the others, i.e. every "
+                          f"pair of test images once ({len(scores)} pairs; a pair's score is the mean of its two "
+                          "directions): two images of the same person are a genuine pair, any other pair an "
+                          "impostor.")
+        return pair_view(scores, subjects[i] == subjects[j], groups, comparison_set=comparison_set,
+                         protocol=protocol, seed=seed)
 
 
 FACE_IDENTIFICATION_LOO = FaceLeaveOneOutTask()

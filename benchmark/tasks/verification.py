@@ -53,6 +53,7 @@ class FaceVerificationTask(FaceRecognitionTask):
     # a pair involves two people (one, for a genuine pair), each of whom appears in other pairs
     unit_columns: tuple[str, ...] = ("subject_id_1", "subject_id_2")
     unit_name: str = "person"
+    pair_groups: bool = True
 
     def _pair_frame(self, labels: pd.DataFrame, predictions: Embeddings, split) -> tuple[pd.DataFrame, dict]:
         """Per-pair decisions and the 10-fold summary; ``labels`` is the FaceTable indexed by sample_id."""
@@ -104,8 +105,10 @@ class FaceVerificationTask(FaceRecognitionTask):
         groups = {attribute: (labels.loc[list(split.pairs.first), attribute].to_numpy(dtype=object),
                               labels.loc[list(split.pairs.second), attribute].to_numpy(dtype=object))
                   for attribute in ("race", "gender")}
+        comparison_set = (f"The test split's verification pairs, each one comparison ({split.description}): a "
+                          "same-person pair is genuine, any other an impostor.")
         view = pair_view(1.0 - frame["distance"].to_numpy() / 2.0, frame["y_true"].to_numpy(dtype=bool), groups,
-                         protocol=protocol, seed=seed)
+                         comparison_set=comparison_set, protocol=protocol, seed=seed)
         return {"kfold": kfold, **view}
 
 
