@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from facebench.errors import UserInputError, shorten
+from facebench.io import is_file
 from facebench.limits import MAX_JSON_BYTES, load_json
 
 SCHEMA_VERSION = "1.3"
@@ -300,12 +301,17 @@ def _outcomes_in_run(doc: dict[str, Any], file: Path) -> Path:
     symbolic link pointing elsewhere) or does not exist."""
     folder = file.parent.resolve()
     files = doc.get("files") if isinstance(doc.get("files"), dict) else {}
-    relative = str(files.get("outcomes") or "outcomes.csv")
-    outcomes = (folder / relative).resolve()
+    relative = files.get("outcomes") or "outcomes.csv"
+    if not isinstance(relative, str):
+        raise UserInputError(f"{file}: key 'files.outcomes' must be a file name, not {shorten(relative)}.")
+    try:
+        outcomes = (folder / relative).resolve()
+    except (OSError, RuntimeError):  # a symbolic-link loop, a name the system refuses
+        raise UserInputError(f"{file} names outcomes file {shorten(relative)}, which cannot be found.") from None
     if not outcomes.is_relative_to(folder):
         raise UserInputError(f"{file} names outcomes file {shorten(relative)}, which is outside its run "
                              "directory.")
-    if not outcomes.is_file():
+    if not is_file(outcomes):
         raise UserInputError(f"{file} names outcomes file {shorten(relative)}, which does not exist.")
     return outcomes
 

@@ -42,7 +42,10 @@ def test_run_writes_the_results_contract(run_dir: Path) -> None:
     results = json.loads((run_dir / "results.json").read_text())
     assert results["schema_version"] == "1.3"
     statistics = results["statistics"]
-    assert set(statistics) == {"n_boot", "confidence", "interval_method", "min_group_size", "seed"}
+    assert set(statistics) == {"n_boot", "confidence", "interval_method", "min_group_size", "seed", "units"}
+    # UTKFace names no one: rows are the unit, and results.json says so
+    assert statistics["units"]["unit"] == "image" and statistics["units"]["columns"] == []
+    assert "independent" in statistics["units"]["note"]
     assert statistics["seed"] == results["provenance"]["seed"] and statistics["min_group_size"] >= 1
     assert results["protocol"]["name"] == "age_utk_cross_ethnicity" and results["protocol"]["profile"] == "quick"
     assert results["baseline"]["name"] == "source_only"

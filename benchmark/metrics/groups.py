@@ -83,7 +83,6 @@ from ..errors import UserInputError, did_you_mean
 from .base import Metric, WeightedAggregate, as_1d, check_confidence, check_int, check_same_length
 from .clusters import Units, encode_units, row_weights, unit_count_chunks
 from .intervals import minimum_detectable_difference, percentile_interval, wilson_interval
-from .paired import bootstrap_p_value
 from .registry import get_metric
 from .resampling import (
     CHUNK_ELEMENTS,
@@ -95,7 +94,15 @@ from .resampling import (
     missing_stream,
     permutation_stream,
 )
-from .significance import DEFAULT_PERMUTATIONS, PooledAggregate, cohens_d, cohens_h, holm, permutation_pvalues
+from .significance import (
+    DEFAULT_PERMUTATIONS,
+    PooledAggregate,
+    bootstrap_p_value,
+    cohens_d,
+    cohens_h,
+    holm,
+    permutation_pvalues,
+)
 
 __all__ = ["Disaggregation", "disaggregate", "disparities", "FRAME_COLUMNS", "DISPARITY_COLUMNS",
            "GROUP_TEST_COLUMNS"]
@@ -925,7 +932,7 @@ class Disaggregation:
 
     def _test_block_clustered(self, members: np.ndarray, block: _Block, stats: dict) -> None:
         """Group-vs-rest tests from the cluster-bootstrap draws: the two-sided bootstrap p-value of the
-        difference (:func:`~facebench.metrics.paired.bootstrap_p_value`, dual to its percentile interval).
+        difference (:func:`~facebench.metrics.significance.bootstrap_p_value`, dual to its percentile interval).
 
         Rows are not exchangeable when people have several of them, so neither a permutation of rows nor
         Fisher's exact test is valid; the group's and the rest's values in one draw come from the same units.

@@ -36,6 +36,7 @@ import pandas as pd
 from facebench.seeding import rng_stream
 
 from .base import Metric, identity
+from .significance import bootstrap_p_value  # noqa: F401  (public here too: compare's p-values)
 
 
 @dataclass(frozen=True)
@@ -129,28 +130,6 @@ def paired_difference(a, b, *, n_boot: int = 1000, seed: int = 0, confidence: fl
     tail = (1 - confidence) / 2
     low, high = np.quantile(draws, [tail, 1 - tail]) if n_boot else (np.nan, np.nan)
     return PairedDifference(point, float(low), float(high), n)
-
-
-def bootstrap_p_value(draws) -> float:
-    """Two-sided bootstrap p-value of "the statistic is 0", dual to the percentile interval of ``draws``.
-
-    ``p = min(1, 2 · min(#{d ≤ 0} + 1, #{d ≥ 0} + 1) / (B + 1))`` over the ``B`` draws ``d`` (the ``+ 1``
-    counts the observed statistic among the draws, so p is never 0: its smallest value is ``2 / (B + 1)``).
-    NaN without draws.
-
-    >>> bootstrap_p_value([1.0, 2.0, 3.0, -1.0])     # 2 * (1 + 1) / 5
-    0.8
-    >>> bootstrap_p_value([1.0] * 99)                # 2 * (0 + 1) / 100
-    0.02
-    >>> bootstrap_p_value([0.0, 0.0, 0.0])
-    1.0
-    """
-    d = np.asarray(draws, dtype=float)
-    d = d[~np.isnan(d)]
-    if d.size == 0:
-        return float("nan")
-    below, above = int((d <= 0).sum()), int((d >= 0).sum())
-    return float(min(1.0, 2.0 * (min(below, above) + 1) / (d.size + 1)))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,7 @@ from facebench.seeding import rng_stream
 from .base import PartitionedAggregate, as_1d, check_int
 from .resampling import PARALLEL_MIN_ELEMENTS
 
-__all__ = ["DEFAULT_PERMUTATIONS", "PooledAggregate", "cohens_d", "cohens_h", "holm", "permutation_pvalues",
+__all__ = ["DEFAULT_PERMUTATIONS", "PooledAggregate", "bootstrap_p_value", "cohens_d", "cohens_h", "holm", "permutation_pvalues",
            "permutation_test"]
 
 #: Default number of random permutations of :meth:`Disaggregation.group_tests` and :func:`permutation_test`.
@@ -248,3 +248,25 @@ class PooledAggregate:
         if isinstance(self.fn, PartitionedAggregate):
             return self.fn.partition(self.y_true, self.y_pred, perm, bounds)
         return None
+
+
+def bootstrap_p_value(draws) -> float:
+    """Two-sided bootstrap p-value of "the statistic is 0", dual to the percentile interval of ``draws``.
+
+    ``p = min(1, 2 · min(#{d ≤ 0} + 1, #{d ≥ 0} + 1) / (B + 1))`` over the ``B`` draws ``d`` (the ``+ 1``
+    counts the observed statistic among the draws, so p is never 0: its smallest value is ``2 / (B + 1)``).
+    NaN without draws.
+
+    >>> bootstrap_p_value([1.0, 2.0, 3.0, -1.0])     # 2 * (1 + 1) / 5
+    0.8
+    >>> bootstrap_p_value([1.0] * 99)                # 2 * (0 + 1) / 100
+    0.02
+    >>> bootstrap_p_value([0.0, 0.0, 0.0])
+    1.0
+    """
+    d = np.asarray(draws, dtype=float)
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return float("nan")
+    below, above = int((d <= 0).sum()), int((d >= 0).sum())
+    return float(min(1.0, 2.0 * (min(below, above) + 1) / (d.size + 1)))
