@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train-data-root", type=Path, metavar="DIR",
                      help="your copy of the protocol's train_dataset, for protocols that train on another dataset than "
                           "they test on (FG-NET, AgeDB-30, CACD-VS); default: --data-root when it is the same dataset")
+    run.add_argument("--restart", action="store_true",
+                     help="train unfinished runs from scratch: delete their checkpoint (checkpoints/last.pt) instead of "
+                          "resuming it, e.g. when it is refused as truncated or foreign (finished runs are still skipped)")
     run.set_defaults(handler=_cmd_run)
 
     evaluate = commands.add_parser("evaluate", help="score a predictions file, or your own model, exactly as a baseline is scored",
@@ -191,7 +194,7 @@ def _cmd_run(args) -> int:
             raise UserInputError(f"--baseline {name}: not a baseline of {args.protocol}{did_you_mean(name, known)}; it has {', '.join(known)}.")
     options = RunOptions(out_dir=args.out, seed=args.seed, data_root=args.data_root, cache_dir=args.cache_dir,
                          progress=not args.no_progress, baselines=tuple(args.baseline),
-                         train_data_root=args.train_data_root)
+                         train_data_root=args.train_data_root, restart=args.restart)
     run_dirs = run_protocol(protocol, options)
     report = write_protocol_report(run_dirs[0].parent)
     print(f"results: {', '.join(str(d / 'results.json') for d in run_dirs)}")
