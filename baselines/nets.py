@@ -139,8 +139,15 @@ def _pretrained_state_dict(name: str, pretrained: str) -> dict[str, torch.Tensor
     if path.suffix in {".pth", ".pt", ".bin"} or path.exists():
         if not path.is_file():
             raise UserInputError(f"model.pretrained: weights file {path} does not exist.")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return state.get("state_dict", state) if isinstance(state, dict) else state
+        try:  # weights_only: a weights file is data, never code (a pickled object in it is refused, not run)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated, not torch, or refused: the same to the user
+            raise UserInputError(f"model.pretrained: {path} is not a readable torch state dict of tensors "
+                                 f"({type(exc).__name__}).") from None
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict):
+            raise UserInputError(f"model.pretrained: {path} holds a {type(state).__name__}, not a state dict.")
+        return state
     import torchvision
 
     try:

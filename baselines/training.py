@@ -13,15 +13,25 @@ each encoder step; GANs alternate critic and generator.
 
 Determinism: the RNGs are re-seeded from (seed, epoch) at the start of every epoch, so an epoch's batches,
 flips and dropout masks do not depend on what happened before it — a run resumed from the checkpoint of
-epoch k ends with exactly the numbers of an uninterrupted run.
+epoch k ends with exactly the numbers of an uninterrupted run. That is also why no RNG state is saved.
+
+Checkpoints hold tensors and plain data only (dicts, lists, tuples, numbers, strings: :func:`_check_plain` refuses
+anything else before writing), so they load with ``torch.load(..., weights_only=True)``, which never unpickles a
+Python object: a checkpoint planted in a run folder cannot run code. A checkpoint that does not load (truncated, not
+a torch file, pickled objects) or that was written for another run is refused in one sentence naming the file and
+``--restart`` (``LoopConfig.restart``), which deletes it and trains from scratch; it is never silently replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import re
+import shutil
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facebench.errors import UserInputError
+from facebench.errors import UserInputError, shorten
 from facebench.io import atomic_write
 from facebench.progress import console, make_progress, progress_enabled
 from facebench.seeding import rng_stream, seed_for
@@ -90,6 +100,7 @@ class LoopConfig:
     checkpoint_dir: Path | None = None
     progress: bool = True
     fingerprint: str = ""  # what is being trained; a checkpoint of something else is never resumed
+    restart: bool = False  # delete the checkpoint (`facebench run --restart`) and train from scratch
 
 
 def make_optimizer(parameters, config: LoopConfig) -> torch.optim.Optimizer:
@@ -239,21 +250,25 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
     checkpoint = config.checkpoint_dir / "last.pt" if config.checkpoint_dir else None
 
     start_epoch = 0
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state.get("fingerprint") == config.fingerprint:
+    if checkpoint is not None and config.restart:
+        if rank == 0:
+            _delete_checkpoint(checkpoint)
+    elif checkpoint is not None and (checkpoint.exists() or checkpoint.is_symlink()):
+        state = _load_checkpoint(checkpoint, device=device, fingerprint=config.fingerprint)
+        try:
             modules.load_state_dict(state["modules"])
             for name, optimizer in optimizers.items():
                 optimizer.load_state_dict(state["optimizers"][name])
             scaler.load_state_dict(state["scaler"])
             for name, scheduler in schedulers.items():
                 scheduler.load_state_dict(state["schedulers"][name])
-            history.epochs = state["history"]
-            start_epoch = state["epoch"] + 1
-            history.resumed_from_epoch = state["epoch"] + 1
-            console.print(f"resuming from the checkpoint of epoch {start_epoch} of {config.epochs} ({checkpoint})")
-        else:
-            console.print(f"ignoring {checkpoint}: it was written for a different configuration")
+            history.epochs = list(state["history"])
+            start_epoch = int(state["epoch"]) + 1
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+            raise _refusal(checkpoint, f"it does not fit this run's model and optimisers "
+                                       f"({shorten(_first_line(error), 80)})") from None
+        history.resumed_from_epoch = start_epoch
+        console.print(f"resuming from the checkpoint of epoch {start_epoch} of {config.epochs} ({checkpoint})")
 
     source = data["source"]
     n_batches = source.n_batches(config.batch_size)
@@ -295,7 +310,8 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
                     scheduler.step()
             modules.eval()
             with torch.no_grad():
-                record.update(method.end_of_epoch(ctx))
+                # plain floats: a numpy or tensor scalar would not load back under weights_only=True
+                record.update({key: _plain_number(value) for key, value in method.end_of_epoch(ctx).items()})
             if config.lr_schedule == "plateau":  # on this epoch's logged quantity, validation included
                 quantity = _plateau_quantity(record, config)
                 for scheduler in schedulers.values():
@@ -310,10 +326,87 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
                     "scaler": scaler.state_dict(), "history": history.epochs,
                     "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
                 }
+                _check_plain(state)
                 with atomic_write(checkpoint, "wb") as handle:
                     torch.save(state, handle)
     modules.eval()
     return history
+
+
+#: What a checkpoint may hold besides tensors: exactly the types ``torch.load(weights_only=True)`` rebuilds without
+#: importing anything (``OrderedDict`` is what ``state_dict()`` returns).
+_PLAIN_TYPES = (dict, OrderedDict, list, tuple, str, bytes, int, float, bool, type(None), torch.Size)
+
+
+def _check_plain(value: object, where: str = "state") -> None:
+    """Refuse (``TypeError``: a bug in a method, not the user's input) a checkpoint part that ``weights_only=True``
+    could not load back: a numpy scalar or array, a custom class. Checked before writing, so the failure is here
+    and not at the resume of a killed run."""
+    if isinstance(value, torch.Tensor):
+        return
+    if type(value) not in _PLAIN_TYPES:
+        raise TypeError(f"checkpoint {where} is a {type(value).__module__}.{type(value).__qualname__}; a checkpoint "
+                        "holds tensors and plain Python data only (it is loaded with weights_only=True)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(key, f"{where} key")
+            _check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+
+
+def _plain_number(value: object) -> object:
+    """A numpy or 0-d tensor scalar as the Python number it holds; anything else unchanged."""
+    if isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.ndim == 0):
+        return value.item()
+    return value
+
+
+def _refusal(checkpoint: Path, why: str) -> UserInputError:
+    return UserInputError(f"Checkpoint {checkpoint} cannot be resumed: {why}; run the same command with --restart "
+                          "to delete it and train from scratch.")
+
+
+def _load_checkpoint(checkpoint: Path, *, device: torch.device, fingerprint: str) -> dict:
+    """The checkpoint's state, loaded with ``weights_only=True`` (no Python object is ever unpickled), or the
+    one-sentence refusal: it does not load, it is not a checkpoint of this loop, or of another run."""
+    if not checkpoint.is_file():
+        raise _refusal(checkpoint, "it is not a file")
+    try:
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - truncated, not a zip, unreadable, refused: one sentence each
+        text = str(error)
+        named = re.search(r"GLOBAL (\S+)", text) if isinstance(error, pickle.UnpicklingError) else None
+        if named:  # weights_only refused to import a callable: a pickled object, maybe a planted one
+            raise _refusal(checkpoint, f"it holds pickled Python objects ({shorten(named.group(1), 60)}), which are "
+                                       "never loaded") from None
+        refused = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        detail = refused.group(1) if refused else _first_line(error)
+        raise _refusal(checkpoint, f"it is truncated or not a torch checkpoint ({shorten(detail, 80)})") from None
+    if not isinstance(state, dict) or not {"epoch", "fingerprint", "modules"} <= set(state):
+        raise _refusal(checkpoint, "it is not a checkpoint of facebench's training loop")
+    if state["fingerprint"] != fingerprint:
+        raise _refusal(checkpoint, f"it was written for run {shorten(state['fingerprint'], 40)}, not this run "
+                                   f"({shorten(fingerprint, 40)})")
+    return state
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message (torch's run to paragraphs)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _delete_checkpoint(checkpoint: Path) -> None:
+    """``--restart``: remove the checkpoint (a file, a link, or whatever else sits at its name)."""
+    if checkpoint.is_dir() and not checkpoint.is_symlink():
+        shutil.rmtree(checkpoint)
+    elif checkpoint.exists() or checkpoint.is_symlink():
+        checkpoint.unlink()
+    else:
+        return
+    console.print(f"deleted {checkpoint}: training from scratch (--restart)")
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: LoopConfig) -> torch.optim.lr_scheduler.LRScheduler:

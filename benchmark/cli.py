@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train-data-root", type=Path, metavar="DIR",
                      help="your copy of the protocol's train_dataset, for protocols that train on another dataset than "
                           "they test on (FG-NET, AgeDB-30, CACD-VS); default: --data-root when it is the same dataset")
+    run.add_argument("--restart", action="store_true",
+                     help="train unfinished runs from scratch: delete their checkpoint (checkpoints/last.pt) instead of "
+                          "resuming it, e.g. when it is refused as truncated or foreign (finished runs are still skipped)")
     run.set_defaults(handler=_cmd_run)
 
     evaluate = commands.add_parser("evaluate", help="score a predictions file, or your own model, exactly as a baseline is scored",
@@ -130,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="number of images for utkface, of people for the longitudinal datasets (default 6000)")
     synth.add_argument("--size", type=int, default=200, help="image side in pixels (default 200, as UTKFace)")
     synth.set_defaults(handler=_cmd_data_synth)
-    verify = data_commands.add_parser("verify", help="parse a dataset copy strictly; print counts per group and rejects")
+    verify = data_commands.add_parser(
+        "verify", help="parse a dataset copy strictly and decode every image; print counts per group and rejects",
+        description="Read a dataset copy as `run` does: parse its names and label files strictly, then open every "
+                    "accepted image (header, size limit, a full decode; in parallel, cached per file version). Every "
+                    "rejected file is listed with its reason (malformed name, zero-byte, truncated, not an image, too "
+                    "large, dangling link...); `run` leaves the same files out. Exit 0 whatever is rejected; 2 when "
+                    "nothing is left.")
     verify.add_argument("dataset", help=f"the dataset: {known_datasets} (plugins add more)")
     verify.add_argument("--root", type=Path, required=True, metavar="DIR",
                         help="dataset root (the folder holding UTKFace/, MORPH_nonCommercial/, CACD2000/, FGNET/ or AgeDB/)")
@@ -138,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="utkface: aligned (default), in_the_wild or crop_part1; morph: album2; cacd: metadata or names; "
                              "fgnet and agedb: images")
     verify.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    verify.add_argument("--cache-dir", type=Path, metavar="DIR",
+                        help="where each image's verdict and content hash are cached, so that only new or changed "
+                             "images are decoded again (default $FACEBENCH_CACHE or ~/.cache/facebench)")
+    verify.add_argument("--no-progress", action="store_true", help="no progress bar")
     verify.set_defaults(handler=_cmd_data_verify)
 
     report = commands.add_parser("report", help="(re)build the HTML bias report of a protocol's run folder")
@@ -199,7 +212,7 @@ def _cmd_run(args) -> int:
             raise UserInputError(f"--baseline {name}: not a baseline of {args.protocol}{did_you_mean(name, known)}; it has {', '.join(known)}.")
     options = RunOptions(out_dir=args.out, seed=args.seed, data_root=args.data_root, cache_dir=args.cache_dir,
                          progress=not args.no_progress, baselines=tuple(args.baseline),
-                         train_data_root=args.train_data_root)
+                         train_data_root=args.train_data_root, restart=args.restart)
     run_dirs = run_protocol(protocol, options)
     report = write_protocol_report(run_dirs[0].parent)
     print(f"results: {', '.join(str(d / 'results.json') for d in run_dirs)}")
@@ -282,10 +295,13 @@ def _cmd_data_synth(args) -> int:
 
 
 def _cmd_data_verify(args) -> int:
+    from facebench.data.datasets import read_checked
     from facebench.registry import DATASETS
 
     spec = DATASETS.get(args.dataset, where="facebench data verify")
-    summary = spec.verify_summary(spec.read(args.root, variant=args.variant or spec.default_variant))
+    checked = read_checked(spec, args.root, variant=args.variant or spec.default_variant, cache_dir=args.cache_dir,
+                           progress=not args.no_progress)
+    summary = spec.verify_summary(checked.result)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

@@ -133,6 +133,19 @@ def metrics_section(scored: Scored) -> dict[str, Any]:
     return {"overall": overall, "by_group": by_group, "disparities": gaps, "group_tests": tests}
 
 
+#: ``data.rejected`` of results.json lists at most this many rejected files (``data.n_rejected`` counts them all).
+REJECTED_LISTED = 50
+
+
+def rejected_section(dataset: LoadedDataset, limit: int = REJECTED_LISTED) -> list[dict[str, str]]:
+    """The first ``limit`` rejected files of the dataset (reader rejects and images that do not decode, sorted as
+    read), each ``{sample_id, reason}`` cut to 200 characters: a folder of hostile names stays a short list."""
+    def cut(text: str) -> str:
+        return text if len(text) <= 200 else text[:199] + "…"
+
+    return [{"sample_id": cut(r.sample_id), "reason": cut(r.reason)} for r in dataset.rejected[:limit]]
+
+
 def score_predictions_file(
     *, protocol: Protocol, dataset: LoadedDataset, split: Split, predictions: Path, out_dir: Path, seed: int,
     baseline: dict[str, Any], training: dict[str, Any] | None = None, extra_splits: dict[str, Path] | None = None,
@@ -196,7 +209,7 @@ def score_predictions_file(
                  "split_fingerprint": split.fingerprint(), "split": split.description,
                  "pair_source": split.pair_source,
                  "n_samples": len(outcomes), "split_sizes": split.sizes(), "n_rejected": len(dataset.rejected),
-                 **(leakage_checks or {})},
+                 "rejected": rejected_section(dataset), **(leakage_checks or {})},
         "provenance": {**environment(), "device": device, "seed": seed,
                        "duration_s": round(time.perf_counter() - started, 3),
                        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},

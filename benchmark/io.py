@@ -3,15 +3,23 @@
 A reader never sees a half-written results file, and a crash or a bad input leaves the previous file (or
 nothing) in place. Files: :func:`atomic_write`. Folders (a submission's run folder, a leaderboard site):
 build the folder as a hidden sibling, then :func:`replace_folder`.
+
+A process killed while it builds such a folder leaves the hidden sibling behind. :func:`partial_folder` names it
+after its owner (host and process id) and :func:`remove_stale_partials`, called before the next build of the same
+target, deletes the ones whose owner is gone, so a kill never leaves one for good.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -87,3 +95,59 @@ def is_file(path: str | os.PathLike) -> bool:
         return Path(path).is_file()
     except OSError:
         return False
+#: A hidden build folder of another host (a shared cache), or of an older facebench that did not name its owner,
+#: is deleted once it is this old: its owner cannot be asked whether it still runs.
+STALE_PARTIAL_SECONDS = 24 * 3600
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def partial_folder(target: str | os.PathLike) -> Path:
+    """Create the hidden sibling ``.<target name>.<host>-<pid>.<random>.partial`` to build ``target`` in."""
+    target = Path(target)
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{_host_tag()}-{os.getpid()}.",
+                                 suffix=".partial"))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_partials(target: str | os.PathLike) -> list[Path]:
+    """Delete the hidden build folders of ``target`` left by killed processes; return them.
+
+    One made by :func:`partial_folder` on this host is stale when its process is gone; any other (another host's,
+    or an older facebench's ``.<name>.<random>.partial``) when it is older than :data:`STALE_PARTIAL_SECONDS`. A
+    build in progress is never touched.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    # tempfile's random part is 8 characters of [a-z0-9_]: the pattern cannot match another target's folders
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:([0-9a-f]{{8}})-([0-9]+)\.)?[a-z0-9_]{{8}}\.partial")
+    removed = []
+    for candidate in target.parent.iterdir():
+        match = pattern.fullmatch(candidate.name)
+        if match is None or candidate.is_symlink() or not candidate.is_dir():
+            continue
+        host, pid = match.groups()
+        stale = False
+        if host == _host_tag():
+            stale = not _process_alive(int(pid))
+        else:
+            with contextlib.suppress(OSError):
+                stale = time.time() - candidate.stat().st_mtime > STALE_PARTIAL_SECONDS
+        if stale:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed

@@ -67,6 +67,12 @@ overall intervals had rows been independent (to show how much narrower they woul
 protocol's confidence, ``(z + z_0.8) · SE`` with the bootstrap standard error (see docs/metrics.md). Group
 tests carry ``test``: ``cluster_bootstrap``, ``permutation`` or ``fisher_exact``.
 
+Rejected files (since 1.3): ``data.n_rejected`` counts every file of the dataset that the run left out — names
+and label rows the reader refused, and images that do not decode (zero-byte, truncated, not an image, over the
+pixel limit, a dangling link or a folder under an image name: :mod:`facebench.data.files`) — and
+``data.rejected`` lists the first 50 of them (``facebench.evaluate.REJECTED_LISTED``), each ``{sample_id,
+reason}`` cut to 200 characters; ``facebench data verify`` lists them all. Older files lack the list.
+
 Bump :data:`SCHEMA_VERSION`'s major number on any incompatible change (readers accept ``1.x``), its minor
 number when a key is added.
 """
@@ -161,6 +167,11 @@ class SyntheticTruth(TypedDict):
     measured: dict[str, Any] | None   # worst_group, best_group, worst_value, best_value, gap, gap_ci_low, gap_ci_high
 
 
+class RejectedFile(TypedDict):
+    sample_id: str                # the file (or label row) as the reader names it, cut to 200 characters
+    reason: str                   # why it was left out, e.g. "truncated: image file is truncated (…)"
+
+
 class Results(TypedDict):
     schema_version: str
     protocol: dict[str, Any]      # name, version, profile, title, fingerprint, primary_metric, task,
@@ -168,8 +179,9 @@ class Results(TypedDict):
                                   # overrides: list[str], comparability: dict | None (since 1.3)
     baseline: dict[str, Any]      # name, params, kind ("baseline" | "submission")
     data: dict[str, Any]          # dataset, synthetic, fingerprint, split_fingerprint, split, n_samples,
-                                  # split_sizes, n_rejected; pair_source: "listed" | "seeded" | None (since 1.3);
-                                  # baseline runs since 1.3: n_excluded_anchors (int), identity_overlap (IdentityOverlap)
+                                  # split_sizes, n_rejected; since 1.3: rejected (list[RejectedFile], the first 50),
+                                  # pair_source ("listed" | "seeded" | None); baseline runs since 1.3:
+                                  # n_excluded_anchors (int), identity_overlap (IdentityOverlap)
     provenance: dict[str, Any]    # facebench_version, git_commit, torch, device, seed, duration_s, created_at, python
     metrics: Metrics              # on the protocol's test split
     splits: dict[str, dict[str, MetricValue]]   # other scored splits (e.g. "source_val") -> metric -> value

@@ -40,6 +40,7 @@ class RunOptions:
     progress: bool = True
     baselines: tuple[str, ...] = ()    # run only these (default: all of the protocol's)
     train_data_root: Path | None = None  # the protocol's train_dataset (default: data_root if same dataset)
+    restart: bool = False              # delete each unfinished run's checkpoint instead of resuming it
 
 
 def prepare_data(protocol: Protocol, *, data_root: Path | None, cache_dir: Path, progress: bool = True
@@ -170,7 +171,8 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
                               channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule,
                               plateau_metric=t.plateau_metric, plateau_mode=t.plateau_mode,
                               plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
-                              checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint)
+                              checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint,
+                              restart=options.restart)
             shared_model = train_dataset is not dataset  # trained once for several protocols: one trainer at a time
             with run_folder_lock(checkpoint_dir, on_wait=console.print) if shared_model else contextlib.nullcontext():
                 history = baseline.fit(fit_data, loop)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +80,7 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path: Pa
     with pytest.raises(_Interrupt):
         fit(killed, _data(), _config(tmp_path))
     assert (tmp_path / "last.pt").is_file()
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 0
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 0  # tensors and plain data only
 
     resumed = _TinyRegressor()  # fresh process: new, differently trained-from-nothing weights
     history = fit(resumed, _data(), _config(tmp_path))
@@ -84,11 +89,112 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path: Pa
     assert [e["train_loss"] for e in history.epochs] == [e["train_loss"] for e in full.epochs]
 
 
-def test_checkpoint_of_another_configuration_is_not_resumed(tmp_path: Path) -> None:
+def test_checkpoint_of_another_run_is_refused_and_restart_trains_from_scratch(tmp_path: Path) -> None:
     fit(_TinyRegressor(), _data(), _config(tmp_path, epochs=1))
     other = LoopConfig(epochs=1, batch_size=16, seed=7, device="cpu", checkpoint_dir=tmp_path, progress=False,
                        fingerprint="something else")
-    assert fit(_TinyRegressor(), _data(), other).resumed_from_epoch is None
+    with pytest.raises(UserInputError) as error:
+        fit(_TinyRegressor(), _data(), other)
+    assert str(error.value) == (f"Checkpoint {tmp_path / 'last.pt'} cannot be resumed: it was written for run 'tiny', "
+                                "not this run ('something else'); run the same command with --restart to delete it "
+                                "and train from scratch.")
+    reference = _TinyRegressor()
+    fit(reference, _data(), _config(None, epochs=1))
+    restarted = _TinyRegressor()
+    history = fit(restarted, _data(), replace(other, restart=True))
+    assert history.resumed_from_epoch is None
+    np.testing.assert_array_equal(_weights(restarted), _weights(reference))
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["fingerprint"] == "something else"
+
+
+class _Marker:
+    """Unpickling this runs a shell command that creates ``path``: what a planted checkpoint would do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.path))}",))
+
+
+def _planted_checkpoint(path: Path, marker: Path, *, as_zip: bool) -> None:
+    state = {"epoch": 0, "fingerprint": "tiny", "modules": {}, "hook": _Marker(marker)}
+    if as_zip:
+        torch.save(state, path)  # a torch zip archive whose data.pkl names os.system
+    else:
+        path.write_bytes(pickle.dumps(state, protocol=2))  # a bare pickle, as torch's legacy format has them
+
+
+@pytest.mark.parametrize("as_zip", [True, False])
+def test_a_planted_pickle_never_runs_and_is_refused_in_one_sentence(tmp_path: Path, as_zip: bool) -> None:
+    control, marker = tmp_path / "control-ran", tmp_path / "ran"
+    _planted_checkpoint(tmp_path / "control.pt", control, as_zip=as_zip)
+    with contextlib.suppress(RuntimeError):  # a bare pickle is "corrupt" to torch, after it has been unpickled
+        torch.load(tmp_path / "control.pt", weights_only=False)  # the old loader: the command runs
+    assert control.exists()
+
+    _planted_checkpoint(tmp_path / "last.pt", marker, as_zip=as_zip)
+    with pytest.raises(UserInputError) as error:
+        fit(_TinyRegressor(), _data(), _config(tmp_path))
+    assert not marker.exists()
+    message = str(error.value)
+    assert message.startswith(f"Checkpoint {tmp_path / 'last.pt'} cannot be resumed: it holds pickled Python objects")
+    assert "system" in message and message.endswith("with --restart to delete it and train from scratch.")
+    assert message.count(". ") == 0 and "\n" not in message
+
+    history = fit(_TinyRegressor(), _data(), replace(_config(tmp_path), restart=True))
+    assert history.resumed_from_epoch is None and not marker.exists()
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text", "folder", "foreign"])
+def test_a_checkpoint_that_does_not_load_is_one_sentence(tmp_path: Path, damage: str) -> None:
+    fit(_TinyRegressor(), _data(), _config(tmp_path, epochs=1))
+    checkpoint = tmp_path / "last.pt"
+    data = checkpoint.read_bytes()
+    if damage == "truncated":
+        checkpoint.write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        checkpoint.write_bytes(b"")
+    elif damage == "text":
+        checkpoint.write_text("not a checkpoint\n" * 1000)
+    elif damage == "folder":
+        checkpoint.unlink()
+        checkpoint.mkdir()
+    else:  # loads, but is a plain state dict, not the loop's checkpoint
+        torch.save({"weight": torch.zeros(2)}, checkpoint)
+    with pytest.raises(UserInputError) as error:
+        fit(_TinyRegressor(), _data(), _config(tmp_path))
+    message = str(error.value)
+    assert message.startswith(f"Checkpoint {checkpoint} cannot be resumed: ")
+    assert message.endswith("run the same command with --restart to delete it and train from scratch.")
+    assert len(message) < 300 and "\n" not in message
+    assert fit(_TinyRegressor(), _data(), replace(_config(tmp_path), restart=True)).resumed_from_epoch is None
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 2
+
+
+def test_a_checkpoint_of_this_run_that_does_not_fit_the_model_is_one_sentence(tmp_path: Path) -> None:
+    fit(_TinyRegressor(), _data(), _config(tmp_path, epochs=1))
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    state["modules"] = {"net.1.weight": torch.zeros(3, 3)}
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(UserInputError, match=r"cannot be resumed: it does not fit this run's model and optimisers "
+                                             r"\('RuntimeError: .*'\); run the same command with --restart"):
+        fit(_TinyRegressor(), _data(), _config(tmp_path))
+
+
+def test_a_checkpoint_holding_numpy_values_is_refused_before_it_is_written(tmp_path: Path) -> None:
+    class NumpyLogs(_TinyRegressor):
+        def end_of_epoch(self, ctx):  # numpy and tensor scalars become plain floats in the log
+            return {"val_a": np.float32(1.5), "val_b": torch.tensor(2.0)}
+
+    history = fit(NumpyLogs(), _data(), _config(tmp_path, epochs=1))
+    assert [type(history.epochs[0][k]) for k in ("val_a", "val_b")] == [float, float]
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["history"][0]["val_a"] == 1.5
+    from facebench.baselines.training import _check_plain
+
+    with pytest.raises(TypeError, match=r"state\['rng'\] is a numpy.ndarray"):
+        _check_plain({"rng": np.zeros(3)})
 
 
 def test_batches_cover_each_sample_once_per_epoch() -> None:

@@ -40,16 +40,15 @@ from facebench.data.table import (
     age_band_names,
     check_variant,
     face_table,
-    list_files,
     nothing_read_error,
     pair_face_table,
-    parse_files,
+    parse_folder,
     read_summary,
     resolve_dataset_root,
     vocabulary_counts,
 )
 from facebench.data.utkface import AGE_BAND_EDGES
-from facebench.errors import UserInputError
+from facebench.errors import UserInputError, shorten
 from facebench.io import atomic_write
 
 FOLDER = "AgeDB"
@@ -135,17 +134,17 @@ def read_agedb(root: str | os.PathLike, *, variant: str = "images") -> AgeDBRead
     """Read AgeDB labels from the names in ``AgeDB/``; reject malformed names with a reason.
 
     ``sample_id`` is ``AgeDB/<name>``. Rows are sorted by ``sample_id``. Hidden files and subfolders are
-    skipped; images are not opened.
+    skipped; images are not opened; an entry that is not a readable file (a dangling or looping link, a folder
+    with an image name) is rejected with its reason.
     """
     check_variant(variant, VARIANTS, title="AgeDB")
     if variant == "bin":
         return _read_bin_table(Path(root))
     base = resolve_dataset_root(root, FOLDER, title="AgeDB")
     directory = base / FOLDER
-    names = list_files(directory, title="AgeDB")
-    rows, rejected = parse_files((f"{FOLDER}/{name}" for name in names), parse_agedb_name)
+    rows, rejected, n_seen = parse_folder(directory, f"{FOLDER}/", parse_agedb_name, title="AgeDB")
     if not rows:
-        raise nothing_read_error("AgeDB", directory, n_seen=len(names), rejected=rejected, example=_EXAMPLE)
+        raise nothing_read_error("AgeDB", directory, n_seen=n_seen, rejected=rejected, example=_EXAMPLE)
     table = face_table(
         sample_id=[s for s, _ in rows],
         subject_id=[p.name for _, p in rows],
@@ -192,26 +191,77 @@ def verify_summary(result: AgeDBReadResult) -> dict[str, Any]:
 # insightface .bin pair packs
 
 
-class _PackUnpickler(pickle.Unpickler):
-    """Loads only what a verification pack holds: lists, tuples, bytes, bools and plain numpy arrays.
+#: The numpy dtypes a pack's arrays may have: uint8 (encoded image bytes) and bool (issame labels). No object
+#: dtype: an object array would unpickle its items, which is how code gets into a pickle.
+_PACK_DTYPES = (np.dtype(np.uint8), np.dtype(np.bool_))
 
-    Any other global (a pickle can name any callable) is refused, so a hostile file cannot run code.
+
+def _refuse(what: str) -> pickle.UnpicklingError:
+    return pickle.UnpicklingError(f"{what} is not allowed in a verification pack")
+
+
+def _pack_dtype(spec: Any, align: bool = False, copy: bool = False) -> np.dtype:
+    """``numpy.dtype``, for the two dtype codes a pack's arrays use (``u1``, ``b1``) only."""
+    if spec not in ("u1", "b1") or not isinstance(align, bool) or not isinstance(copy, bool):
+        raise _refuse(f"numpy dtype {shorten(spec, 20)}")
+    return np.dtype(spec, align, copy)
+
+
+def _pack_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> np.ndarray:
+    """numpy's ``_reconstruct``, for plain ndarrays only (the pickle's subtype could name any class otherwise)."""
+    if subtype is not np.ndarray:
+        raise _refuse("an array subtype")
+    return np.ndarray.__new__(np.ndarray, shape, dtype_code)
+
+
+def _pack_scalar(dtype: Any, data: Any = None) -> np.generic:
+    """numpy's ``scalar`` (an ``np.bool_`` issame label), for the pack's dtypes only."""
+    if not isinstance(dtype, np.dtype) or dtype not in _PACK_DTYPES or not isinstance(data, bytes):
+        raise _refuse(f"a numpy scalar of {shorten(dtype, 20)}")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _pack_frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """numpy's ``_frombuffer`` (arrays pickled at protocol 5), for the pack's dtypes only."""
+    if not isinstance(dtype, np.dtype) or dtype not in _PACK_DTYPES or order not in ("C", "F"):
+        raise _refuse(f"a numpy buffer of {shorten(dtype, 20)}")
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order).copy()
+
+
+def _pack_encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    """``_codecs.encode`` as Python 3 uses it to pickle ``bytes`` at protocol 2, ``encode(str, 'latin1')``: no other
+    codec (a codec name makes the codec registry import a module)."""
+    if type(text) is not str or encoding not in ("latin1", "latin-1"):
+        raise _refuse(f"_codecs.encode with codec {shorten(encoding, 20)}")
+    return text.encode("latin-1")
+
+
+class _PackUnpickler(pickle.Unpickler):
+    """Loads only what a verification pack holds: lists, tuples, bytes, bools and uint8/bool numpy arrays.
+
+    A pickle can name any global and call it, so every global is refused but the five a pack needs, and each of
+    those is replaced by a checked stand-in that builds only the exact objects of the format (a plain ndarray of
+    uint8 or bool, latin-1 bytes): a hostile file cannot run code (``os.system``, ``builtins.eval``...) or have
+    numpy unpickle an object array. Python 2 / numpy 1 module names (``numpy.core``) map to the same stand-ins.
     """
 
-    _ALLOWED = {
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2 (a pure function)
+    _ALLOWED: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,  # only ever the subtype argument of _reconstruct, checked there
+        ("numpy", "dtype"): _pack_dtype,
+        ("numpy.core.multiarray", "_reconstruct"): _pack_reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _pack_reconstruct,
+        ("numpy.core.multiarray", "scalar"): _pack_scalar,
+        ("numpy._core.multiarray", "scalar"): _pack_scalar,
+        ("numpy.core.numeric", "_frombuffer"): _pack_frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _pack_frombuffer,
+        ("_codecs", "encode"): _pack_encode,
     }
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a verification pack")
-        if module.startswith("numpy.core"):  # Python 2 / numpy 1 names; numpy 2 keeps them as a shim
-            module = "numpy._core" + module[len("numpy.core"):]
-        return super().find_class(module, name)
+        allowed = self._ALLOWED.get((module, name))
+        if allowed is None:
+            raise _refuse(f"global {shorten(f'{module}.{name}', 60)}")
+        return allowed
 
 
 def _load_pack(data: bytes) -> Any:
@@ -240,8 +290,9 @@ def read_agedb_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     try:
         loaded = _load_pack(data)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
-            IndexError, KeyError, UnicodeDecodeError, OverflowError, struct.error) as error:
-        reason = " ".join(str(error).split())[:200]  # pickle's messages can span lines
+            IndexError, KeyError, UnicodeDecodeError, OverflowError, MemoryError, struct.error) as error:
+        reason = " ".join((str(error) or type(error).__name__).split())  # pickle's messages can span lines
+        reason = reason if len(reason) <= 120 else reason[:119] + "…"
         raise UserInputError(f"Verification pack {path} is not an insightface .bin pickle ({reason}).") from None
     if not (isinstance(loaded, (tuple, list)) and len(loaded) == 2):
         raise UserInputError(f"Verification pack {path} does not hold a (bins, issame_list) pair.")

@@ -50,7 +50,7 @@ from facebench.data.table import (
     age_band_names,
     check_face_table,
     check_variant,
-    list_files,
+    list_folder,
     nothing_read_error,
     pair_face_table,
     parse_files,
@@ -252,12 +252,14 @@ def _check_variant(variant: str) -> None:
     check_variant(variant, VARIANTS, title="CACD")
 
 
-def _list_folder(base: Path, folder: str, *, title: str) -> list[str]:
-    """Sorted ``folder/name`` of every non-hidden file directly in ``base/folder``."""
+def _list_folder(base: Path, folder: str, *, title: str) -> tuple[list[str], dict[str, str]]:
+    """Sorted ``folder/name`` of every non-hidden file directly in ``base/folder``, and ``{folder/name: reason}`` of
+    the entries there that are not readable files (a dangling or looping link, a folder named like an image)."""
     directory = base / folder
     if not directory.is_dir():
         raise UserInputError(f"{title} root {base} has no {folder}/ folder.")
-    return [f"{folder}/{name}" for name in list_files(directory, title=title)]
+    names, problems = list_folder(directory, title=title)
+    return [f"{folder}/{name}" for name in names], {f"{folder}/{name}": reason for name, reason in problems.items()}
 
 
 def _whole(value: float) -> int | None:
@@ -314,7 +316,9 @@ def _find_metadata(base: Path) -> Path:
 
 
 def _read_names(base: Path) -> tuple[list[dict[str, Any]], list[Reject]]:
-    accepted, rejected = parse_files(_list_folder(base, FOLDER, title="CACD"), parse_cacd_name)
+    paths, problems = _list_folder(base, FOLDER, title="CACD")
+    accepted, rejected = parse_files(paths, parse_cacd_name)
+    rejected += [Reject(sample_id, reason) for sample_id, reason in problems.items()]
     rows = [{"sample_id": sample_id, "subject_id": parsed.name, "age": parsed.age, "name": parsed.name,
              "image_index": parsed.index} for sample_id, parsed in accepted]
     return rows, rejected
@@ -327,7 +331,8 @@ def _read_with_metadata(base: Path, path: Path, *, check_files: bool) -> tuple[l
             f"CACD root {base} has no {FOLDER}/ folder; extract the images there or pass check_files=False to "
             "read the metadata alone."
         )
-    files = set(_list_folder(base, FOLDER, title="CACD")) if check_files else None
+    paths, problems = _list_folder(base, FOLDER, title="CACD") if check_files else ([], {})
+    files = set(paths) if check_files else None
     names = meta["name"].tolist()
     seen = Counter(n for n in names if not pd.isna(n))
     rows: list[dict[str, Any]] = []
@@ -359,7 +364,7 @@ def _read_with_metadata(base: Path, path: Path, *, check_files: bool) -> tuple[l
             rejected.append(Reject(sample_id, f"file name age {parsed.age} but metadata age {values['age']}"))
             continue
         if files is not None and sample_id not in files:
-            rejected.append(Reject(sample_id, "image file missing"))
+            rejected.append(Reject(sample_id, problems.get(sample_id, "image file missing")))
             continue
         rows.append({"sample_id": sample_id, "subject_id": str(values["identity"]), "age": parsed.age,
                      "name": parsed.name, "image_index": parsed.index, "year": values["year"],
@@ -367,6 +372,7 @@ def _read_with_metadata(base: Path, path: Path, *, check_files: bool) -> tuple[l
     for sample_id in sorted((files or set()) - listed):
         reason = parse_cacd_name(sample_id.split("/", 1)[1]).reason
         rejected.append(Reject(sample_id, "not listed in the metadata" if reason is None else reason))
+    rejected += [Reject(sample_id, reason) for sample_id, reason in problems.items() if sample_id not in listed]
     return rows, rejected
 
 
@@ -429,7 +435,9 @@ def read_cacd_vs(root: str | os.PathLike, *, require_complete: bool = True) -> C
     base = resolve_dataset_root(Path(root), VS_FOLDER, title="CACD-VS")
     halves: dict[int, set[str]] = {}
     rejected: list[Reject] = []
-    for sample_id in _list_folder(base, VS_FOLDER, title="CACD-VS"):
+    paths, problems = _list_folder(base, VS_FOLDER, title="CACD-VS")
+    rejected += [Reject(sample_id, reason) for sample_id, reason in problems.items()]
+    for sample_id in paths:
         match = _VS_NAME.fullmatch(sample_id.split("/", 1)[1])
         if match is None:
             rejected.append(Reject(sample_id, "not a CACD-VS image name: expected {pair:04d}_{0|1}.jpg"))

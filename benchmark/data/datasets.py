@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from facebench.data import agedb, cacd, fgnet, morph, utkface
+from facebench.data.files import CheckedRead, check_images
 from facebench.data.synth import agedb as synth_agedb
 from facebench.data.synth import cacd as synth_cacd
 from facebench.data.synth import fgnet as synth_fgnet
@@ -89,22 +90,28 @@ class DatasetSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class LoadedDataset:
-    """A dataset resolved for one run: the table, where its images are, and whether it is synthetic."""
+    """A dataset resolved for one run: the table, where its images are, and whether it is synthetic.
+
+    ``rejected`` holds the reader's rejects and the images that do not decode; ``content_digest`` is the digest of
+    the accepted images' bytes (:func:`facebench.data.files.check_images`).
+    """
 
     name: str
     root: Path
     table: pd.DataFrame
     rejected: tuple[Reject, ...]
     synthetic: bool
+    content_digest: str
     #: The generator's ``SYNTHETIC.json`` at the root (its settings: group ageing rates, ...), None on real
     #: data. The known answer of a synthetic run (:mod:`facebench.synthetic_truth`) is derived from it.
     manifest: dict[str, Any] | None = None
 
     def fingerprint(self) -> str:
-        """sha256 over the labels of every accepted image: two runs scored the same data iff equal."""
+        """sha256 over the labels and the content hash of every accepted image: two runs scored the same data iff
+        equal. Replacing an image's bytes changes it, whatever the file's name, size and timestamps."""
         columns = ["sample_id", "subject_id", "age", "gender", "race"]
         text = self.table[columns].astype("string").fillna("<NA>").to_csv(index=False)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return hashlib.sha256(f"{text}\0images\0{self.content_digest}".encode()).hexdigest()
 
 
 def _writer_of_settings(write_with_options: Callable[..., Path]) -> Callable[..., Path]:
@@ -192,19 +199,32 @@ def dataset_display_name(name: str) -> str:
     return spec.display_name or spec.name
 
 
-def load_dataset(spec: DatasetSpec, *, variant: str, synthetic_settings, data_root: str | Path | None,
-                 cache_dir: Path | None = None, progress: bool = True) -> LoadedDataset:
-    """Read the real dataset under ``data_root``, or synthesise (once, cached) and read the stand-in."""
-    if data_root is None:
-        root = spec.synthesize(synthetic_settings, cache_dir or default_cache_dir())
-    else:
-        root = Path(data_root)
+def read_checked(spec: DatasetSpec, root: str | Path, *, variant: str, cache_dir: Path | None = None,
+                 progress: bool = True) -> CheckedRead:
+    """``spec.read(root)`` with every accepted image checked (:func:`facebench.data.files.check_images`): what
+    ``facebench data verify`` reports and what every run uses, so the two never disagree. The verdicts and
+    content hashes are cached under ``cache_dir`` per file version."""
     result = spec.read(root, variant=variant)
     root = Path(getattr(result, "root", root))  # readers resolve a root given one level too deep
+    return check_images(result, root, cache_dir=cache_dir or default_cache_dir(), progress=progress, title=spec.name)
+
+
+def load_dataset(spec: DatasetSpec, *, variant: str, synthetic_settings, data_root: str | Path | None,
+                 cache_dir: Path | None = None, progress: bool = True) -> LoadedDataset:
+    """Read the real dataset under ``data_root``, or synthesise (once, cached) and read the stand-in; images that
+    do not decode are left out and listed among the rejects."""
+    cache_dir = cache_dir or default_cache_dir()
+    if data_root is None:
+        root = spec.synthesize(synthetic_settings, cache_dir)
+    else:
+        root = Path(data_root)
+    checked = read_checked(spec, root, variant=variant, cache_dir=cache_dir, progress=progress)
+    result = checked.result
+    root = Path(getattr(result, "root", root))
     try:  # a folder written by facebench's generator carries a SYNTHETIC.json manifest at its root
         manifest = read_manifest(root)
     except (OSError, ValueError) as exc:
         raise UserInputError(f"{root / 'SYNTHETIC.json'} cannot be read as a synthetic-data manifest "
                              f"({exc.__class__.__name__}).") from None
     return LoadedDataset(name=spec.name, root=root, table=result.table, rejected=result.rejected,
-                         synthetic=manifest is not None, manifest=manifest)
+                         synthetic=manifest is not None, manifest=manifest, content_digest=checked.content_digest)

@@ -29,9 +29,8 @@ from facebench.data.table import (
     age_band_names,
     check_variant,
     face_table,
-    list_files,
     nothing_read_error,
-    parse_files,
+    parse_folder,
     read_summary,
     vocabulary_counts,
 )
@@ -136,15 +135,15 @@ def read_fgnet(root: str | os.PathLike, *, variant: str = "images") -> FGNETRead
     """Read FG-NET labels from the names in ``FGNET/images/``; reject malformed names with a reason.
 
     ``sample_id`` is ``FGNET/images/<name>`` (the name's case kept). Rows are sorted by ``sample_id``.
-    Hidden files and subfolders are skipped; images are not opened.
+    Hidden files and subfolders are skipped; images are not opened; an entry that is not a readable
+    file (a dangling or looping link, a folder with an image name) is rejected with its reason.
     """
     check_variant(variant, VARIANTS, title="FG-NET")
     base = _resolve_base(Path(root))
     directory = base / FOLDER / IMAGE_FOLDER
-    names = list_files(directory, title="FG-NET")
-    rows, rejected = parse_files((f"{FOLDER}/{IMAGE_FOLDER}/{name}" for name in names), parse_fgnet_name)
+    rows, rejected, n_seen = parse_folder(directory, f"{FOLDER}/{IMAGE_FOLDER}/", parse_fgnet_name, title="FG-NET")
     if not rows:
-        raise nothing_read_error("FG-NET", directory, n_seen=len(names), rejected=rejected, example=_EXAMPLE)
+        raise nothing_read_error("FG-NET", directory, n_seen=n_seen, rejected=rejected, example=_EXAMPLE)
     table = face_table(
         sample_id=[s for s, _ in rows],
         subject_id=[p.subject for _, p in rows],

@@ -57,7 +57,7 @@ from facebench.data.table import (
     age_band_names,
     check_face_table,
     check_variant,
-    list_files,
+    list_folder,
     read_summary,
     resolve_dataset_root,
     vocabulary_counts,
@@ -288,14 +288,18 @@ def _read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _album_files(base: Path) -> set[str]:
+def _album_files(base: Path) -> dict[str, str | None]:
+    """``{sample_id: None}`` for every file in ``Album2/``, ``{sample_id: reason}`` for each entry there that is not
+    a readable file (a dangling or looping link, a folder named like an image)."""
     directory = base / FOLDER / IMAGE_FOLDER
     if not directory.is_dir():
         raise UserInputError(
             f"MORPH folder {base / FOLDER} has no {IMAGE_FOLDER}/ folder; extract the images there or pass "
             "check_files=False to read the labels alone."
         )
-    return {f"{FOLDER}/{IMAGE_FOLDER}/{name}" for name in list_files(directory, title="MORPH")}
+    names, problems = list_folder(directory, title="MORPH")
+    return {f"{FOLDER}/{IMAGE_FOLDER}/{name}": None for name in names} | {
+        f"{FOLDER}/{IMAGE_FOLDER}/{name}": reason for name, reason in problems.items()}
 
 
 def read_morph(root: str | os.PathLike, *, variant: str = "album2", check_files: bool = True) -> MorphReadResult:
@@ -338,8 +342,8 @@ def read_morph(root: str | os.PathLike, *, variant: str = "album2", check_files:
         if len(lines) > 1:
             rejected.append(Reject(locator, f"photo listed on {len(lines)} rows (lines {', '.join(map(str, lines))})"))
             continue
-        if files is not None and locator not in files:
-            rejected.append(Reject(locator, "image file missing"))
+        if files is not None and (locator not in files or files[locator] is not None):
+            rejected.append(Reject(locator, files.get(locator) or "image file missing"))
             continue
         accepted.append(row)
         if row.conflict:

@@ -227,18 +227,51 @@ def resolve_dataset_root(root, folder: str, *, title: str, also: tuple[str, ...]
     )
 
 
-def list_files(directory, *, title: str) -> list[str]:
-    """Sorted names of the non-hidden files directly in ``directory`` (images are not opened); a folder that
-    cannot be listed is one sentence naming it."""
+#: Name endings (compared in lower case) of image files. A folder, or something other than a file, under such a
+#: name stands where an image should be: it is rejected with a reason, where other folders are skipped silently.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def list_folder(directory, *, title: str) -> tuple[list[str], dict[str, str]]:
+    """The non-hidden entries directly in ``directory`` (images are not opened): the sorted names of the files, and
+    ``{name: reason}`` for each entry that stands where a file should but cannot be read as one: a dangling
+    symbolic link, a link loop, something that is not a regular file, and a folder named like an image
+    (:data:`IMAGE_SUFFIXES`; other folders are skipped). One bad entry is named there and never blocks the
+    listing; a folder that cannot be listed at all is one sentence naming it."""
+    import errno
     import os
 
     from facebench.errors import UserInputError
 
+    names: list[str] = []
+    problems: dict[str, str] = {}
     try:
         with os.scandir(directory) as entries:
-            return sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_file():  # follows links: a link to a file is a file
+                        names.append(entry.name)
+                    elif entry.is_dir():
+                        if entry.name.lower().endswith(IMAGE_SUFFIXES):
+                            problems[entry.name] = "a folder, not an image file"
+                    elif entry.is_symlink():
+                        problems[entry.name] = "dangling symbolic link (its target does not exist)"
+                    else:
+                        problems[entry.name] = "not a regular file (a pipe, socket or device)"
+                except OSError as error:  # is_file() raises ELOOP for a link that points at itself
+                    problems[entry.name] = ("symbolic link loop" if error.errno == errno.ELOOP
+                                            else f"cannot be read: {error.strerror or error}")
     except OSError as error:
         raise UserInputError(f"Cannot list {title} folder {directory}: {error.strerror or error}.") from None
+    return sorted(names), dict(sorted(problems.items()))
+
+
+def list_files(directory, *, title: str) -> list[str]:
+    """Sorted names of the non-hidden files directly in ``directory`` (:func:`list_folder` without the entries
+    that are not readable files)."""
+    return list_folder(directory, title=title)[0]
 
 
 def parse_files(sample_ids: Iterable[str], parse) -> tuple[list[tuple[str, T]], list[Reject]]:
@@ -258,6 +291,17 @@ def parse_files(sample_ids: Iterable[str], parse) -> tuple[list[tuple[str, T]], 
         else:
             rows.append((sample_id, parsed.value))
     return rows, rejected
+
+
+def parse_folder(directory, prefix: str, parse, *, title: str) -> tuple[list[tuple[str, T]], list[Reject], int]:
+    """:func:`list_folder` then :func:`parse_files` over ``prefix + name``: the accepted ``(sample_id, value)``
+    pairs, the rejects sorted by ``sample_id`` (malformed names, and the entries that are not readable files with
+    their reason) and how many entries were seen."""
+    names, problems = list_folder(directory, title=title)
+    rows, rejected = parse_files((f"{prefix}{name}" for name in names), parse)
+    rejected += [Reject(f"{prefix}{name}", reason) for name, reason in problems.items()]
+    rejected.sort(key=lambda reject: reject.sample_id)
+    return rows, rejected, len(names) + len(problems)
 
 
 def nothing_read_error(title: str, where, *, n_seen: int, rejected, example: str, unit: str = "files"):

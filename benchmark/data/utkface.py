@@ -23,7 +23,10 @@ each other; this reader never repairs or imputes: every such file is rejected wi
 (:class:`~facebench.data.table.Reject`) and counted by :func:`verify_summary`.
 
 The reader only lists folders and parses names; it never opens an image, so reading all 23,708 files is
-fast. Image decodability is a separate, optional check.
+fast. An entry that stands where an image should but is not a readable file (a dangling or looping symbolic link,
+a folder named like an image) is rejected with its reason too. Whether each image decodes is checked once per
+file version after every reader, by :func:`facebench.data.files.check_images` (``facebench data verify`` and
+every ``run``).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from facebench.data.table import (
     age_band_names,
     check_variant,
     face_table,
-    list_files,
+    list_folder,
     nothing_read_error,
     vocabulary_counts,
 )
@@ -238,16 +241,25 @@ def find_utkface_images(root: str | os.PathLike, *, variant: str = "aligned") ->
     (names starting with ``.``) and subfolders are skipped. Raises :class:`UserInputError` when the root or
     the variant's folders are missing.
     """
+    base, paths, _ = _find(root, variant)
+    return base, paths
+
+
+def _find(root: str | os.PathLike, variant: str) -> tuple[Path, list[str], dict[str, str]]:
+    """:func:`find_utkface_images` plus ``{relative path: reason}`` of the entries that are not readable files."""
     _check_variant(variant)
     base = _resolve_base(Path(root), variant)
     paths: list[str] = []
+    problems: dict[str, str] = {}
     for folder in VARIANT_FOLDERS[variant]:
         directory = base / folder
         if not directory.is_dir():
             continue  # in_the_wild: a partial download with only some parts is read as is
-        paths.extend(f"{folder}/{name}" for name in list_files(directory, title="UTKFace"))
+        names, bad = list_folder(directory, title="UTKFace")
+        paths.extend(f"{folder}/{name}" for name in names)
+        problems.update({f"{folder}/{name}": reason for name, reason in bad.items()})
     paths.sort()
-    return base, paths
+    return base, paths, problems
 
 
 @dataclass(frozen=True)
@@ -271,13 +283,17 @@ def read_utkface(root: str | os.PathLike, *, variant: str = "aligned") -> UTKFac
     ``root`` is the folder that contains ``UTKFace/`` (or ``part1..3/``, ``crop_part1/``), or that folder
     itself. ``sample_id`` is the path relative to the dataset root, e.g.
     ``UTKFace/25_0_3_20170116174525125.jpg.chip.jpg``. Rows are sorted by ``sample_id``. ``subject_id`` is
-    all missing: UTKFace has no identities. Images are not opened.
+    all missing: UTKFace has no identities. Images are not opened; an entry that is not a readable file (a dangling
+    or looping link, a folder with an image name) is rejected with its reason.
     """
     _check_variant(variant)
-    base, paths = find_utkface_images(root, variant=variant)
+    base, paths, problems = _find(root, variant)
     rows: dict[str, list[Any]] = {column: [] for column in COLUMNS if column != "subject_id"}
     rejected: list[Reject] = []
-    for sample_id in paths:
+    for sample_id in sorted([*paths, *problems]):
+        if sample_id in problems:
+            rejected.append(Reject(sample_id, problems[sample_id]))
+            continue
         outcome = parse_utkface_name(sample_id.rsplit("/", 1)[1], variant=variant)
         labels = outcome.value
         if labels is None:
@@ -291,7 +307,7 @@ def read_utkface(root: str | os.PathLike, *, variant: str = "aligned") -> UTKFac
         rows["gender_code"].append(labels.gender_code)
         rows["captured_at"].append(labels.captured_at)
     if not rows["sample_id"]:
-        raise _empty_error(base, variant, paths, rejected)
+        raise _empty_error(base, variant, [*paths, *problems], rejected)
     table = face_table(**{**rows, "age": np.asarray(rows["age"], dtype=np.int64)}, order=COLUMNS)  # no subject ids
     folders = tuple(f for f in VARIANT_FOLDERS[variant] if (base / f).is_dir())
     return UTKFaceReadResult(table=table, rejected=tuple(rejected), root=str(base), variant=variant, folders=folders)

@@ -33,7 +33,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from facebench.data.synth.longitudinal import (
 )
 from facebench.data.synth.population import GENERATOR_VERSION
 from facebench.errors import UserInputError
+from facebench.io import partial_folder, remove_stale_partials
 
 MANIFEST_NAME = "SYNTHETIC.json"
 GENERATOR_NAME = "facebench.synth"
@@ -131,11 +131,14 @@ def _refuse_existing(out_dir: Path, entries: Sequence[str], what: str) -> None:
 def write_atomically(out_dir: str | os.PathLike, entries: Sequence[str], what: str,
                       build: Callable[[Path], dict]) -> Path:
     """Run ``build(tmp)`` in a temporary sibling of ``out_dir`` (it writes ``entries`` there and returns the
-    manifest), then move everything into ``out_dir`` (the manifest last); clean up on any failure."""
+    manifest), then move everything into ``out_dir`` (the manifest last); clean up on any failure. The sibling is
+    named after this process (:func:`facebench.io.partial_folder`), and the siblings of killed writes of the same
+    folder are deleted first (:func:`facebench.io.remove_stale_partials`), so a kill leaves nothing for good."""
     out_dir = Path(out_dir)
     _refuse_existing(out_dir, entries, what)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".partial"))
+    remove_stale_partials(out_dir)  # what a killed write of the same folder left behind
+    tmp = partial_folder(out_dir)
     moved: list[str] = []
     try:
         os.chmod(tmp, 0o755)
