@@ -246,6 +246,7 @@ def run_view(run: Run) -> dict[str, Any]:
         "dir": run.folder.name,
         "tests": tests,
         "differentials": differentials,
+        "pair_intervals": pair_view.get("intervals", "wilson"),
         "comparison_set": pair_view.get("comparison_set") or "The comparisons this task scores (results.json before "
                           "schema 1.3 does not say which).",
         "name": run.name,

@@ -223,3 +223,26 @@ def test_gap_intervals_use_joint_draws_when_people_cross_groups():
                                           min_group_size=1).draws("mae", "band", g) for g in ("old", "young")]
     independent = np.random.default_rng(0).permutation(draws[1])  # break the pairing of the draws
     assert np.std(draws[0] - independent) > 5 * np.std(draws[0] - draws[1])
+
+
+def test_verification_view_intervals_resample_the_pairs_people():
+    """FMR/FNMR per group with the pairs' people: percentile intervals of a cluster bootstrap, wider than
+    Wilson's where people's scores are correlated, and the FDR interval from the same joint draws."""
+    from facebench.metrics.differentials import demographic_differentials
+
+    rng = np.random.default_rng(0)
+    people, n = 60, 3000
+    a, b = rng.integers(0, people, n), rng.integers(0, people, n)
+    same = rng.random(n) < 0.3
+    b = np.where(same, a, b)
+    race = np.array(["x", "y"])[np.arange(people) % 2]
+    effect = rng.normal(0, 1, people)
+    scores = np.where(same, 1 + effect[a], effect[a] + effect[b]) + rng.normal(0, 1, n)
+    plain = demographic_differentials(scores, same, race[a], race[b], target_fmrs=[0.05], n_boot=200,
+                                      min_group_size=1).at(0.05)
+    clustered = demographic_differentials(scores, same, race[a], race[b], target_fmrs=[0.05], n_boot=200,
+                                          min_group_size=1, units=np.stack([a, b], axis=1)).at(0.05)
+    assert np.array_equal(plain.fmr.value, clustered.fmr.value)  # the point values do not change
+    assert plain.fmr.draws is None and clustered.fmr.draws.shape == (2, 200)
+    assert ((clustered.fmr.ci_high - clustered.fmr.ci_low) > 1.5 * (plain.fmr.ci_high - plain.fmr.ci_low)).all()
+    assert clustered.fdr_ci[1] - clustered.fdr_ci[0] > plain.fdr_ci[1] - plain.fdr_ci[0]

@@ -53,6 +53,8 @@ def test_intervals_resample_people_and_are_wider_than_row_wise(runs, name) -> No
             assert values[primary]["n_units"] <= max(values[primary]["n"], 2 * values[primary]["n"] * (
                 len(units["columns"]) - 1))
     assert {t["test"] for t in results["metrics"]["group_tests"]} <= {"cluster_bootstrap", "none"}
+    if "differentials" in results["metrics"]:  # the verification view resamples the comparisons' people too
+        assert results["metrics"]["differentials"]["intervals"] == "cluster_bootstrap"
     assert "cluster" in results["statistics"]["interval_method"]
 
 

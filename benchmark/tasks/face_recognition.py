@@ -187,7 +187,7 @@ def _check_npy_headers(path: Path) -> None:
 
 
 def pair_view(scores: np.ndarray, issame: np.ndarray, groups: dict[str, tuple[np.ndarray, np.ndarray]], *,
-              comparison_set: str, protocol, seed: int) -> dict:
+              comparison_set: str, protocol, seed: int, people: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """The verification view of a set of comparisons (``scores``, higher = more similar; ``issame``): per
     attribute in ``groups`` (the two faces' labels), NIST-style FMR/FNMR per group at global thresholds
     (1e-2, 1e-3), FDR, GARBE (:func:`facebench.metrics.differentials.demographic_differentials`), a DET
@@ -196,17 +196,23 @@ def pair_view(scores: np.ndarray, issame: np.ndarray, groups: dict[str, tuple[np
     attribute's own). Attributes whose labels are all missing are skipped.
 
     ``comparison_set`` says in one sentence which comparisons these are (each task has its own: probe–gallery,
-    listed or seeded pairs, every image against all others); the report prints it above the view."""
+    listed or seeded pairs, every image against all others); the report prints it above the view.
+
+    ``people``: the two faces' person of every comparison. With them the per-group intervals and the FDR/GARBE
+    intervals resample people (a person's comparisons are not independent: the same face is in many of them);
+    ``intervals`` in the view says which method made them (``cluster_bootstrap`` or ``wilson``)."""
     from facebench.metrics.differentials import demographic_differentials
 
     grid = np.quantile(scores, np.linspace(0.0, 1.0, 81))
     out: dict = {"comparisons": int(scores.size), "genuine": int(issame.sum()), "comparison_set": comparison_set,
-                 "by_attribute": {}}
+                 "intervals": "wilson" if people is None else "cluster_bootstrap", "by_attribute": {}}
+    units = None if people is None else np.stack([np.asarray(people[0], dtype=object),
+                                                  np.asarray(people[1], dtype=object)], axis=1)
     for attribute, (g1, g2) in groups.items():
         if pd.isna(g1).all():
             continue
         result = demographic_differentials(scores, issame, g1, g2, target_fmrs=(1e-2, 1e-3), n_boot=200, seed=seed,
-                                           min_group_size=protocol.groups.min_group_size)
+                                           min_group_size=protocol.groups.min_group_size, units=units)
         det = {}
         for group in result.groups:
             mask = (g1 == group) & (g2 == group)

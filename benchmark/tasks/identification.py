@@ -73,8 +73,10 @@ class FaceIdentificationTask(FaceRecognitionTask):
         comparison_set = (f"Every probe–gallery comparison of the test set ({len(probes)} probes × {len(gallery)} "
                           "gallery images): a probe against its mate is genuine, against any other gallery image "
                           "an impostor.")
+        people = (np.repeat(labels.loc[probes, "subject_id"].to_numpy(dtype=object), len(gallery)),
+                  np.tile(labels.loc[gallery, "subject_id"].to_numpy(dtype=object), len(probes)))
         return pair_view(scores.ravel(), issame.ravel(), groups, comparison_set=comparison_set, protocol=protocol,
-                         seed=seed)
+                         seed=seed, people=people)
 
 
 FACE_IDENTIFICATION = FaceIdentificationTask()

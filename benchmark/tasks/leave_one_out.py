@@ -93,7 +93,7 @@ class FaceLeaveOneOutTask(FaceRecognitionTask):
                           "directions): two images of the same person are a genuine pair, any other pair an "
                           "impostor.")
         return pair_view(scores, subjects[i] == subjects[j], groups, comparison_set=comparison_set,
-                         protocol=protocol, seed=seed)
+                         protocol=protocol, seed=seed, people=(subjects[i], subjects[j]))
 
 
 FACE_IDENTIFICATION_LOO = FaceLeaveOneOutTask()

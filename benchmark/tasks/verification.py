@@ -108,7 +108,9 @@ class FaceVerificationTask(FaceRecognitionTask):
         comparison_set = (f"The test split's verification pairs, each one comparison ({split.description}): a "
                           "same-person pair is genuine, any other an impostor.")
         view = pair_view(1.0 - frame["distance"].to_numpy() / 2.0, frame["y_true"].to_numpy(dtype=bool), groups,
-                         comparison_set=comparison_set, protocol=protocol, seed=seed)
+                         comparison_set=comparison_set, protocol=protocol, seed=seed,
+                         people=(frame["subject_id_1"].to_numpy(dtype=object),
+                                 frame["subject_id_2"].to_numpy(dtype=object)))
         return {"kfold": kfold, **view}
 
 
