@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from facebench.errors import EXIT_BAD_INPUT, UserInputError, bounded_message
+from facebench.errors import EXIT_BAD_INPUT, UserInputError, bounded_message, shorten
 
 DESCRIPTION = """\
 facebench: is this face model equally good for everyone?
@@ -51,11 +51,23 @@ def _add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="protocol profile: 'quick' (CPU minutes, the default) or 'paper' (published setting)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a protocol setting, e.g. --set training.epochs=3 (repeatable; value parsed as YAML)")
-    parser.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR", help="output folder (default: runs/)")
+    parser.add_argument("--out", type=output_folder, default=Path("runs"), metavar="DIR", help="output folder (default: runs/)")
     parser.add_argument("--seed", type=int, default=0, help="seed for training and bootstrap intervals (default 0)")
-    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
+    parser.add_argument("--cache-dir", type=output_folder, metavar="DIR",
                         help="where synthetic data and decoded images are cached (default $FACEBENCH_CACHE or ~/.cache/facebench)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def output_folder(text: str) -> Path:
+    """An argparse type for a folder facebench writes into: refused (exit 2, one sentence) when it names a file."""
+    path = Path(text)
+    try:
+        is_other = path.exists() and not path.is_dir()
+    except OSError:  # a name the system refuses to look up
+        raise argparse.ArgumentTypeError(f"{shorten(text, 120)} cannot be used as a folder") from None
+    if is_other:
+        raise argparse.ArgumentTypeError(f"{shorten(text, 120)} is a file, not a folder")
+    return path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -127,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_commands.add_parser("synth", help="write synthetic faces in a dataset's exact on-disk format")
     synth.add_argument("dataset", help=f"the dataset: {known_datasets} (plugins add more)")
-    synth.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to create (DIR/UTKFace/... etc.)")
+    synth.add_argument("--out", type=output_folder, required=True, metavar="DIR", help="folder to create (DIR/UTKFace/... etc.)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--n", type=int, default=6000,
                        help="number of images for utkface, of people for the longitudinal datasets (default 6000)")
@@ -147,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="utkface: aligned (default), in_the_wild or crop_part1; morph: album2; cacd: metadata or names; "
                              "fgnet and agedb: images")
     verify.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    verify.add_argument("--cache-dir", type=Path, metavar="DIR",
+    verify.add_argument("--cache-dir", type=output_folder, metavar="DIR",
                         help="where each image's verdict and content hash are cached, so that only new or changed "
                              "images are decoded again (default $FACEBENCH_CACHE or ~/.cache/facebench)")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -164,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "worst group, largest gap with its interval, published reference numbers) and a bias report per run.")
     leaderboard.add_argument("runs", nargs="+", type=Path, metavar="RUNS_DIR",
                              help="folders holding run directories (e.g. runs/ or runs/aifr_morph), searched recursively")
-    leaderboard.add_argument("--out", type=Path, required=True, metavar="SITE", help="folder to write the site to")
+    leaderboard.add_argument("--out", type=output_folder, required=True, metavar="SITE", help="folder to write the site to")
     leaderboard.set_defaults(handler=_cmd_leaderboard)
 
     compare = commands.add_parser(

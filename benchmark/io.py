@@ -151,3 +151,26 @@ def remove_stale_partials(target: str | os.PathLike) -> list[Path]:
             shutil.rmtree(candidate, ignore_errors=True)
             removed.append(candidate)
     return removed
+
+
+def inside(root: str | os.PathLike, relative: str, *, where: str) -> Path:
+    """``root / relative`` resolved, refused (one sentence naming ``where``) when it leaves ``root``: a path read
+    from a file (a site's manifest, a results.json) may only name files under that file's own folder.
+
+    >>> inside("/site", "runs/a/results.json", where="manifest.json").as_posix()
+    '/site/runs/a/results.json'
+    >>> inside("/site", "../../etc/passwd", where="manifest.json: entries[0].results")
+    Traceback (most recent call last):
+    ...
+    facebench.errors.UserInputError: manifest.json: entries[0].results names '../../etc/passwd', which is outside /site.
+    """
+    from facebench.errors import UserInputError, shorten
+
+    base = Path(root).resolve()
+    try:
+        target = (base / relative).resolve()
+    except (OSError, RuntimeError):  # a symbolic-link loop, a name the system refuses
+        raise UserInputError(f"{where} names {shorten(relative)}, which cannot be found.") from None
+    if not target.is_relative_to(base):
+        raise UserInputError(f"{where} names {shorten(relative)}, which is outside {base}.")
+    return target

@@ -275,6 +275,9 @@ def read_json(path: Path) -> Any:
 
 
 def _check_document(doc: Any, file: Path) -> None:
+    """The one check of a results.json, for every reader (``compare``, the report, the leaderboard): the
+    required keys, then the types of everything they read (:class:`_Document`), then the schema's major
+    version and the metric names. One sentence naming the file and the key for the first problem."""
     if not isinstance(doc, dict):
         raise UserInputError(f"{file} is not a facebench results.json (it holds no JSON object).")
     for dotted in REQUIRED_KEYS:
@@ -283,19 +286,15 @@ def _check_document(doc: Any, file: Path) -> None:
             if not isinstance(node, dict) or key not in node:
                 raise UserInputError(f"{file} is not a facebench results.json: it has no '{dotted}'.")
             node = node[key]
-    for dotted in ("metrics.overall", "metrics.by_group", "metrics.disparities"):
-        section, key = dotted.split(".")
-        if not isinstance(doc[section][key], dict):
-            raise UserInputError(f"{file}: key '{dotted}' must be an object, not {shorten(doc[section][key])}.")
-    statistics = doc.get("statistics")
-    if statistics is not None:
-        if not isinstance(statistics, dict):
-            raise UserInputError(f"{file}: key 'statistics' must be an object, not {shorten(statistics)}.")
-        for key in ("n_boot", "min_group_size", "seed"):
-            value = statistics.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UserInputError(f"{file}: key 'statistics.{key}' must be a whole number, not "
-                                     f"{shorten(value)}.")
+    from pydantic import ValidationError
+
+    from facebench.errors import validation_error
+    from facebench.results_schema import ResultsDocument
+
+    try:
+        ResultsDocument.model_validate(doc)
+    except ValidationError as exc:
+        raise validation_error(exc, where=str(file), model=ResultsDocument) from None
     version = str(doc["schema_version"])
     if version.split(".")[0] != "1":
         raise UserInputError(f"{file} has results schema version {shorten(version)}; this facebench reads 1.x.")

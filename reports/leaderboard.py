@@ -89,6 +89,12 @@ class SiteEntry:
         return str(self.run.protocol["name"])
 
     @property
+    def ranking(self) -> tuple[str, str]:
+        """Runs share a ranking only when they share protocol name and version (a new version may change the
+        test set, the metric or the procedure: its numbers are not comparable with the old ones)."""
+        return str(self.run.protocol["name"]), str(self.run.protocol["version"])
+
+    @property
     def page(self) -> str:
         """The run report's path relative to the site root."""
         return f"protocols/{self.protocol_slug}/{self.slug}.html"
@@ -132,15 +138,19 @@ def find_results(folders: Sequence[Path], *, exclude: Path | None = None) -> lis
 def collect_runs(folders: Sequence[Path], *, exclude: Path | None = None) -> list[SiteEntry]:
     """Read and check every run under ``folders`` and give each a unique, safe place in the site."""
     runs = [load_run(path) for path in find_results(folders, exclude=exclude)]
-    protocol_slugs: dict[str, str] = {}
+    versions: dict[str, set[str]] = {}
+    for run in runs:
+        versions.setdefault(str(run.protocol["name"]), set()).add(str(run.protocol["version"]))
+    protocol_slugs: dict[tuple[str, str], str] = {}
     taken_protocols: set[str] = set()
     taken_runs: dict[str, set[str]] = {}
     entries = []
     for run in runs:
-        protocol = str(run.protocol["name"])
-        if protocol not in protocol_slugs:
-            protocol_slugs[protocol] = _unique(safe_name(protocol), taken_protocols)
-        slug = protocol_slugs[protocol]
+        name, version = str(run.protocol["name"]), str(run.protocol["version"])
+        if (name, version) not in protocol_slugs:  # one table per protocol version
+            label = name if len(versions[name]) == 1 else f"{name}-v{version}"
+            protocol_slugs[(name, version)] = _unique(safe_name(label), taken_protocols)
+        slug = protocol_slugs[(name, version)]
         # Two folders may hold run directories of the same name (e.g. runs copied from two machines).
         entries.append(SiteEntry(run=run, protocol_slug=slug,
                                  slug=_unique(safe_name(run.folder.name), taken_runs.setdefault(slug, set()))))
@@ -259,9 +269,9 @@ def _write_run(site: Path, entry: SiteEntry) -> dict[str, Any]:
 
 
 def _write_site(site: Path, entries: list[SiteEntry], *, show_progress: bool) -> None:
-    by_protocol: dict[str, list[SiteEntry]] = {}
+    by_protocol: dict[tuple[str, str], list[SiteEntry]] = {}
     for entry in entries:
-        by_protocol.setdefault(entry.protocol, []).append(entry)
+        by_protocol.setdefault(entry.ranking, []).append(entry)
     manifest = [_write_run(site, entry) for entry in track(entries, total=len(entries), description="leaderboard",
                                                           enabled=show_progress)]
     protocols = [_write_protocol(site, by_protocol[name]) for name in sorted(by_protocol)]

@@ -459,7 +459,8 @@ def test_retrieval_outcomes_pair_on_sample_and_database(tmp_path, capsys) -> Non
                                 "primary_metric": "map", "fingerprint": "f"},
                    "data": {"dataset": "cacd", "synthetic": True, "fingerprint": "d",
                             "split_fingerprint": "s"},
-                   "metrics": {"overall": {"map": {"value": float(frame["ap"].mean())}}, "by_group": by_group,
+                   "metrics": {"overall": {"map": {"value": float(frame["ap"].mean()), "n": len(frame)}},
+                               "by_group": by_group,
                                "disparities": {"map": {"database": {"gap": 0.0}}}},
                    "files": {"outcomes": "outcomes.csv"}}
         (folder / "results.json").write_text(json.dumps(results))

@@ -43,9 +43,12 @@ def test_a_complete_document_is_read_with_its_outcomes(tmp_path: Path) -> None:
     (lambda d: d["protocol"].pop("task"), "is not a facebench results.json: it has no 'protocol.task'."),
     (lambda d: d.pop("schema_version"), "it has no 'schema_version'."),
     (lambda d: d.update(schema_version="2." + "9" * 200), "has results schema version '2.999"),
-    (lambda d: d["metrics"].update(by_group=[]), "key 'metrics.by_group' must be an object, not []."),
-    (lambda d: d["statistics"].update(min_group_size="x" * 200), "key 'statistics.min_group_size' must be a "
-                                                                 "whole number, not 'xxx"),
+    (lambda d: d["metrics"].update(by_group=[]), "key 'metrics.by_group': Input should be a valid dictionary (got [])."),
+    (lambda d: d["statistics"].update(min_group_size="x" * 200), "key 'statistics.min_group_size': Input should be "
+                                                                 "a valid integer (got 'xxx"),
+    (lambda d: d["metrics"]["by_group"]["race"]["white"]["mae"].update(value="3.1"),
+     "key 'metrics.by_group.race.white.mae.value': Input should be a valid number (got '3.1')."),
+    (lambda d: d["data"].update(synthetic="yes"), "key 'data.synthetic': Input should be a valid boolean (got 'yes')."),
     (lambda d: d["protocol"].update(primary_metric="maee"), "(did you mean 'mae'?)"),
     (lambda d: d["files"].update(outcomes="../outcomes.csv"), "names outcomes file '../outcomes.csv', which is "
                                                               "outside its run directory."),

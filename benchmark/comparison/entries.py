@@ -11,7 +11,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from facebench.errors import UserInputError, did_you_mean
+from facebench.errors import UserInputError, did_you_mean, shorten
+from facebench.io import inside, is_file
 from facebench.metrics import get_metric
 from facebench.results import Run, load_run, read_json
 
@@ -42,7 +43,7 @@ def _site_runs(site: Path, manifest: Path, *, protocol: str) -> tuple[Run, ...]:
     doc = read_json(manifest)
     schema = doc.get("schema") if isinstance(doc, dict) else None
     if schema != LEADERBOARD_SCHEMA:
-        raise UserInputError(f"{manifest}: key 'schema' is {schema!r}; expected '{LEADERBOARD_SCHEMA}'.")
+        raise UserInputError(f"{manifest}: key 'schema' is {shorten(schema)}; expected '{LEADERBOARD_SCHEMA}'.")
     entries = doc.get("entries")
     if not isinstance(entries, list):
         raise UserInputError(f"{manifest}: key 'entries' must be a list.")
@@ -55,10 +56,11 @@ def _site_runs(site: Path, manifest: Path, *, protocol: str) -> tuple[Run, ...]:
                 raise UserInputError(f"{manifest}: key 'entries[{i}].{key}' is missing or not a string.")
         if entry["protocol"] != protocol:
             continue
-        results = site / entry["results"]
-        if not results.is_file():
-            raise UserInputError(f"{manifest}: entries[{i}].results names {results}, which does not exist.")
-        runs.append(load_run(results, outcomes=site / entry["outcomes"]))
+        results = inside(site, entry["results"], where=f"{manifest}: entries[{i}].results")
+        if not is_file(results):
+            raise UserInputError(f"{manifest}: entries[{i}].results names {shorten(entry['results'])}, which does "
+                                 "not exist.")
+        runs.append(load_run(results, outcomes=inside(site, entry["outcomes"], where=f"{manifest}: entries[{i}].outcomes")))
     return tuple(sorted(runs, key=lambda r: str(r.results_path)))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facebench.errors import UserInputError
+from facebench.errors import UserInputError, shorten
 from facebench.metrics import Metric
 from facebench.registry import TASKS
 from facebench.results import Run
@@ -29,7 +29,7 @@ def check_comparable(candidate: Run, reference: Run) -> tuple[str, ...]:
                       ("primary_metric", "primary metric")):
         a, b = candidate.protocol[key], reference.protocol[key]
         if a != b:
-            raise UserInputError(f"{cand} and {ref} were scored with different {what}s ({a!r} and {b!r}), "
+            raise UserInputError(f"{cand} and {ref} were scored with different {what}s ({shorten(a)} and {shorten(b)}), "
                                  "so they cannot be compared.")
     for key, what in (("fingerprint", "data"), ("split_fingerprint", "test splits")):
         a, b = str(candidate.data[key]), str(reference.data[key])
@@ -111,7 +111,7 @@ def _keyed(frame: pd.DataFrame, keys: tuple[str, ...], path: Path) -> pd.DataFra
     repeated = np.flatnonzero(index.duplicated())
     if repeated.size:
         raise UserInputError(f"{path}: line {int(repeated[0]) + 2} repeats {'/'.join(keys)} "
-                             f"{index[int(repeated[0])]!r}, so its samples cannot be paired one to one.")
+                             f"{shorten(index[int(repeated[0])])}, so its samples cannot be paired one to one.")
     return frame.set_index(index)
 
 
@@ -126,7 +126,7 @@ def pair_outcomes(candidate: Run, reference: Run) -> PairedOutcomes:
                                   else (only_cand[0], candidate, reference))
         raise UserInputError(f"The outcomes of {reference.results_path} and {candidate.results_path} do not "
                              f"hold the same samples: {len(only_ref) + len(only_cand)} are in one file only, "
-                             f"the first being {first!r} (in {inside.outcomes_path}, not in "
+                             f"the first being {shorten(first)} (in {inside.outcomes_path}, not in "
                              f"{outside.outcomes_path}).")
     cand = cand.loc[ref.index]
     by_ref, by_cand = reference.results["metrics"]["by_group"], candidate.results["metrics"]["by_group"]
@@ -144,8 +144,8 @@ def pair_outcomes(candidate: Run, reference: Run) -> PairedOutcomes:
         if bad.size:
             i = int(bad[0])
             raise UserInputError(
-                f"{reference.results_path} and {candidate.results_path} give sample {ref.index[i]!r} "
-                f"different '{column}' values ({ref[column].iloc[i]!r} and {cand[column].iloc[i]!r}; "
+                f"{reference.results_path} and {candidate.results_path} give sample {shorten(ref.index[i])} "
+                f"different '{column}' values ({shorten(ref[column].iloc[i])} and {shorten(cand[column].iloc[i])}; "
                 f"{bad.size} samples differ), so they were not computed on the same data.")
     return PairedOutcomes(keys=keys, reference=ref.reset_index(drop=True),
                           candidate=cand.reset_index(drop=True), attributes=attributes, unit_columns=unit_columns)

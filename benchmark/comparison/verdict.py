@@ -21,7 +21,7 @@ from facebench.comparison.pairing import (
     min_group_size,
     pair_outcomes,
 )
-from facebench.errors import UserInputError
+from facebench.errors import UserInputError, shorten
 from facebench.metrics import Metric, get_metric
 from facebench.metrics.paired import (
     AttributeChange,
@@ -108,9 +108,9 @@ class Comparison:
 
 def check_bootstrap(*, n_boot: int, seed: int) -> None:
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise UserInputError(f"--n-boot must be a whole number of at least 1, got {n_boot!r}.")
+        raise UserInputError(f"--n-boot must be a whole number of at least 1, got {shorten(n_boot)}.")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserInputError(f"--seed must be a whole number of at least 0, got {seed!r}.")
+        raise UserInputError(f"--seed must be a whole number of at least 0, got {shorten(seed)}.")
 
 
 def compare(candidate: Run, reference: Run, *, gates: GateFile | None = None,

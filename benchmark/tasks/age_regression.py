@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from facebench.data.table import age_band
-from facebench.errors import UserInputError
+from facebench.errors import UserInputError, shorten
 from facebench.fit_data import FitData
 from facebench.tasks.base import ExtraSplit, Task
 
@@ -73,7 +73,7 @@ class AgeRegressionTask(Task):
         duplicated = frame["sample_id"].duplicated()
         if duplicated.any():
             line = int(np.flatnonzero(duplicated)[0]) + 2
-            raise UserInputError(f"{path}: line {line} repeats sample_id {str(frame['sample_id'][duplicated].iloc[0])!r}.")
+            raise UserInputError(f"{path}: line {line} repeats sample_id {shorten(str(frame['sample_id'][duplicated].iloc[0]))}.")
         ages = pd.to_numeric(frame["age"], errors="coerce")
         bad = ages.isna() | ~np.isfinite(ages.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
@@ -86,7 +86,7 @@ class AgeRegressionTask(Task):
         if unknown.any():
             line = int(np.flatnonzero(unknown)[0]) + 2
             raise UserInputError(
-                f"{path}: line {line} has sample_id {str(frame['sample_id'][unknown].iloc[0])!r}, which is not in this protocol's test set."
+                f"{path}: line {line} has sample_id {shorten(str(frame['sample_id'][unknown].iloc[0]))}, which is not in this protocol's test set."
             )
         absent = ~expected.isin(frame["sample_id"])
         if absent.any():

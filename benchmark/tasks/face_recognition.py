@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facebench.errors import UserInputError
+from facebench.errors import UserInputError, shorten
 from facebench.fit_data import FaceFitData
 from facebench.metrics.base import l2_normalize
 from facebench.tasks.base import Task
@@ -79,7 +79,7 @@ def read_npz_matrix(path: str | Path, expected_ids: tuple[str, ...], *, accepted
     square = accepted[name]
     not_arrays = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
     if not_arrays:
-        raise UserInputError(f"{path}: member {not_arrays[0]!r} is not a .npy array.")
+        raise UserInputError(f"{path}: member {shorten(not_arrays[0])} is not a .npy array.")
     ids, matrix = arrays["sample_id"], arrays[name]
     if ids.ndim != 1 or matrix.ndim != 2 or len(ids) != len(matrix):
         raise UserInputError(f"{path}: sample_id must be 1-D and {name} 2-D with one row per sample_id "
@@ -101,20 +101,20 @@ def read_npz_matrix(path: str | Path, expected_ids: tuple[str, ...], *, accepted
         np.fill_diagonal(matrix, 0.0)
     bad = ~np.isfinite(matrix).all(axis=1)
     if bad.any():
-        raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ({str(ids[bad][0])!r}) has a NaN or infinite value.")
+        raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ({shorten(str(ids[bad][0]))}) has a NaN or infinite value.")
     with np.errstate(over="ignore"):
         matrix = matrix.astype(np.float32)
     bad = ~np.isfinite(matrix).all(axis=1)
     if bad.any():
-        raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ({str(ids[bad][0])!r}) has a value beyond "
+        raise UserInputError(f"{path}: row {int(np.flatnonzero(bad)[0])} ({shorten(str(ids[bad][0]))}) has a value beyond "
                              "float32's range.")
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
-        raise UserInputError(f"{path}: sample_id {str(unique[counts > 1][0])!r} appears {int(counts[counts > 1][0])} times.")
+        raise UserInputError(f"{path}: sample_id {shorten(str(unique[counts > 1][0]))} appears {int(counts[counts > 1][0])} times.")
     expected = set(expected_ids)
     unknown = [i for i in ids if i not in expected]
     if unknown:
-        raise UserInputError(f"{path}: sample_id {str(unknown[0])!r} is not in this protocol's test set.")
+        raise UserInputError(f"{path}: sample_id {shorten(str(unknown[0]))} is not in this protocol's test set.")
     given = set(ids)
     missing = [i for i in expected_ids if i not in given]
     if missing:
