@@ -50,3 +50,15 @@ def site(runs: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site") / "site"
     build_site([runs], out=out, show_progress=False)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny nets train faster on one intra-op thread, and far faster on a busy 2-core machine. Modules of tiny
+    training runs use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

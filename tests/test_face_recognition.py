@@ -30,13 +30,7 @@ PROTOCOL = Path(__file__).resolve().parent.parent / "protocols" / "age_utk_cross
 SIZE = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets: one intra-op thread is faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: see conftest
 
 
 def _protocol(*extra: str):

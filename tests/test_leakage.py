@@ -56,13 +56,7 @@ CASES: dict[str, tuple[str, dict, set[str]]] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These nets are tiny: one intra-op thread is faster, and far faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: see conftest
 
 
 @pytest.fixture(scope="module")

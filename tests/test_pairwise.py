@@ -19,13 +19,7 @@ AGE = Path(__file__).resolve().parent.parent / "protocols" / "age_utk_cross_ethn
 SCALE = 80.0  # synthetic age = SCALE · mean brightness
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These nets are tiny: one intra-op thread is faster, and far faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: see conftest
 
 
 def _protocol(*extra: str):
