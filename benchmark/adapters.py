@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from facebench.errors import UserInputError, did_you_mean
-from facebench.io import replace_folder
+from facebench.io import partial_folder, remove_stale_partials, replace_folder
 
 if TYPE_CHECKING:  # torch is imported when a model runs, so that scoring a predictions file does not pay for it
     import torch
@@ -314,14 +314,18 @@ def score_submission(*, protocol: Protocol, dataset: LoadedDataset, split: Split
 
     run_dir = submission_dir(out, protocol.name, name)
     created = [folder for folder in (run_dir.parent, *run_dir.parent.parents) if not folder.exists()]  # deepest first
-    partial = run_dir.with_name(f".{run_dir.name}.{uuid.uuid4().hex[:8]}.partial")
+    partial: Path | None = None
     try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(run_dir)  # left by a scoring process that was killed
+        partial = partial_folder(run_dir)
         score_predictions_file(protocol=protocol, dataset=dataset, split=split, predictions=predictions, out_dir=partial,
                                seed=seed, device=device, started=started,
                                baseline={"name": name, "params": {}, "kind": "submission", "source": source})
         replace_folder(partial, run_dir)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
         for folder in created:
             with contextlib.suppress(OSError):
                 folder.rmdir()
