@@ -532,7 +532,7 @@ def test_capture_and_identity_columns_partition_the_render_columns():
 
 
 def test_names_are_made_up_and_distinct():
-    names = aifr.synthetic_names(3000, seed=0, third_part_share=0.1)
+    names = aifr.synthetic_names(3000, seed=0, dataset="cacd", third_part_share=0.1)
     joined = ["_".join(n) for n in names]
     assert len(set(joined)) == 3000 and all(re.fullmatch(r"[A-Z][a-z]+(_[A-Z][a-z]+){1,2}", j) for j in joined)
     assert 200 < sum(len(n) == 3 for n in names) < 400

@@ -82,7 +82,7 @@ def agedb_records(settings: AgedbSettings) -> pd.DataFrame:
     (CamelCase), ``gender_code`` (``m``/``f``) and ``file`` (``{imgnum}_{Name}_{age}_{m|f}.jpg``)."""
     config = settings.config()
     photos = expand_photos(sample_people(config), sample_photo_ages(config), config)
-    names = synthetic_names(settings.n_people, settings.seed)
+    names = synthetic_names(settings.n_people, settings.seed, dataset="agedb")
     photos["imgnum"] = np.arange(len(photos), dtype=np.int64)
     photos["name"] = ["".join(names[p]) for p in photos["person"]]
     photos["gender_code"] = np.where(photos["gender"] == "male", "m", "f")

@@ -112,7 +112,7 @@ def cacd_records(settings: CacdSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     person_of_identity = np.lexsort((rank, birth))
     identity = np.empty(n, np.int64)
     identity[person_of_identity] = np.arange(1, n + 1)
-    names = synthetic_names(n, settings.seed, third_part_share=0.08)
+    names = synthetic_names(n, settings.seed, dataset="cacd", third_part_share=0.08)
 
     rows_person, rows_year, rows_age, rows_exact = [], [], [], []
     lo, hi = settings.photos_per_year

@@ -96,9 +96,13 @@ _VOWELS = ("a", "e", "i", "o", "u", "a", "e", "o", "ai", "ea", "ie", "ou", "y")
 _ENDINGS = ("", "", "", "n", "r", "l", "s", "x", "th", "nd", "rk", "ck", "ll", "ne", "ra", "lo", "vin", "mer")
 
 
-def synthetic_names(n: int, seed: int, *, third_part_share: float = 0.0) -> list[tuple[str, ...]]:
-    """``n`` distinct made-up names as tuples of capitalised ASCII parts (first, [middle,] last)."""
-    rng = np.random.default_rng(sub_seed(seed, "names"))
+def synthetic_names(n: int, seed: int, *, dataset: str, third_part_share: float = 0.0) -> list[tuple[str, ...]]:
+    """``n`` distinct made-up names as tuples of capitalised ASCII parts (first, [middle,] last).
+
+    Each synthetic dataset draws its names from its own stream (``dataset``): the people of the synthetic CACD
+    and AgeDB are different made-up people, so they must not share names either, or the identity-overlap check
+    (:mod:`facebench.data.identities`) would count them as the same celebrities."""
+    rng = np.random.default_rng(sub_seed(seed, "names", dataset))
 
     def word(syllables: int) -> str:
         text = "".join(_ONSETS[rng.integers(len(_ONSETS))] + _VOWELS[rng.integers(len(_VOWELS))]
