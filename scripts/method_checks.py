@@ -5,7 +5,8 @@ Usage: ``python scripts/method_checks.py [--size quick|toy] [--seed N] [--out DI
 ``quick`` is the protocol's quick profile (8000 synthetic images, small CNN at 64 px, 10 epochs: CPU minutes
 per run, six runs); ``toy`` is tests/test_known_answers.py's size. For each method and setting the table gives
 the expected direction, the target (Black) MAE and its paired change against source-only on the same images
-with a 95% bootstrap interval (:func:`facebench.known_answers.target_changes`).
+with a 95% bootstrap interval (:func:`facebench.known_answers.group_changes`), and the same for the White test
+images as the control (what an adapted run changes everywhere rather than by adaptation).
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from facebench.known_answers import EXPECTED, REFERENCE_METHOD, TOY_OVERRIDES, run_setting, target_changes
+from facebench.known_answers import (
+    EXPECTED,
+    REFERENCE_METHOD,
+    SOURCE_GROUP,
+    TARGET_GROUP,
+    TOY_OVERRIDES,
+    group_changes,
+    run_setting,
+)
 
 SIZES: dict[str, tuple[str, ...]] = {"quick": ("training.device=cpu",), "toy": TOY_OVERRIDES}
 
@@ -28,15 +37,20 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="method-checks-"))
     cache = args.cache_dir or out / "cache"
-    print(f"| method | setting | expected vs {REFERENCE_METHOD} | target MAE | change [95% interval] | n |")
-    print("|---|---|---|---|---|---|")
+    print(f"| method | setting | expected vs {REFERENCE_METHOD} | {TARGET_GROUP} MAE | change [95% interval] | n | "
+          f"{SOURCE_GROUP} test MAE | change [95% interval] |")
+    print("|---|---|---|---|---|---|---|---|")
     for shift in EXPECTED:
         outcomes = run_setting(shift=shift, overrides=SIZES[args.size], out_dir=out / shift, cache_dir=cache,
                                seed=args.seed)
-        for row in target_changes(outcomes, shift=shift):
+        # the source group's change is the control: what the adapted run changes everywhere, not by adaptation
+        control = {row.method: row for row in group_changes(outcomes, shift=shift, group=SOURCE_GROUP)}
+        for row in group_changes(outcomes, shift=shift, group=TARGET_GROUP):
             expected = "reference" if row.method == REFERENCE_METHOD else EXPECTED[shift]
-            print(f"| {row.method} | {shift} | {expected} | {row.target_mae:.2f} | "
-                  f"{row.change:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}] | {row.n} |", flush=True)
+            source = control[row.method]
+            print(f"| {row.method} | {shift} | {expected} | {row.mae:.2f} | "
+                  f"{row.change:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}] | {row.n} | {source.mae:.2f} | "
+                  f"{source.change:+.2f} [{source.ci_low:+.2f}, {source.ci_high:+.2f}] |", flush=True)
 
 
 if __name__ == "__main__":
