@@ -2,8 +2,9 @@
 
 The generator's ``covariate`` setting makes the Black faces differ from the White ones only in age-free
 appearance (skin), with the same ageing rate; its ``concept`` setting makes them look alike and age at another
-rate. Source-only, DANN (fc1) and MMD (fc1) run through the real runner at toy size on both; the assertions are
-the directions measured to hold on seeds 0-2 (numbers in the comments and in the commit message).
+rate. Source-only, DANN (fc1), MMD (fc1) and the adapted loop with alignment off (DANN at gamma 0, the control)
+run through the real runner at toy size on both; the assertions are directions measured on seeds 0-2 (numbers in
+the docstrings); the covariate one does not hold at toy size and is marked xfail with the numbers.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from facebench.data.synth.population import (
 from facebench.data.synth.utkface import manifest
 from facebench.errors import UserInputError
 from facebench.known_answers import (
+    CONTROL_METHOD,
     REFERENCE_METHOD,
-    SOURCE_GROUP,
-    TARGET_GROUP,
     TOY_OVERRIDES,
     GroupChange,
     group_changes,
@@ -100,9 +100,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def measured(runs) -> dict[tuple[str, str], dict[str, GroupChange]]:
-    """(setting, group) -> method -> its MAE change against source-only on that group's test images."""
-    return {(shift, group): {row.method: row for row in group_changes(read_outcomes(out), shift=shift, group=group)}
-            for shift, out in runs.items() for group in (TARGET_GROUP, SOURCE_GROUP)}
+    """(setting, reference) -> method -> its Black-face MAE change against the reference on the same images."""
+    return {(shift, reference): {row.method: row for row in group_changes(read_outcomes(out), shift=shift,
+                                                                          reference=reference)}
+            for shift, out in runs.items() for reference in (REFERENCE_METHOD, CONTROL_METHOD)}
 
 
 @pytest.mark.slow
@@ -117,31 +118,30 @@ def test_report_names_the_shift_kind(runs) -> None:
 def test_covariate_shift_hurts_source_only_and_concept_shift_barely(measured) -> None:
     """The settings do what they say: the age-free looks shift doubles source-only's target MAE (seed 0: 9.91
     against 4.94 on concept data, whose Black faces age at 0.95; White test faces 4.99 on both)."""
-    covariate, concept = (measured[shift, TARGET_GROUP][REFERENCE_METHOD].mae for shift in ("covariate", "concept"))
+    covariate, concept = (measured[shift, REFERENCE_METHOD][REFERENCE_METHOD].mae for shift in ("covariate", "concept"))
     assert covariate > 1.5 * concept
-
-
-#: Measured on the toy size, seeds 0, 1, 2 (years; change in Black-face MAE against source-only minus the change in
-#: White-test-face MAE): covariate DANN −0.46, −0.83, −1.10, MMD −0.50, −0.81, −1.53. Against source-only's
-#: covariate target MAE of ~10 (White ~5), alignment removes a tenth to a third of the gap at this size.
-COVARIATE_MARGIN = 0.25
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ADAPTED)
+@pytest.mark.xfail(strict=True, reason=(
+    "measured at toy size, change in Black-face MAE with alignment on vs off (same loop, gamma 0), years: seed 0 "
+    "DANN -0.06 [-0.14, +0.01], MMD -0.12 [-0.29, +0.06]; seed 1 DANN +0.09 [-0.03, +0.21], MMD +0.17 "
+    "[+0.02, +0.31]; seed 2 DANN +0.14 [+0.00, +0.27], MMD -0.28 [-0.43, -0.14]. Against source-only both look "
+    "better (-0.5 to -2.0), but that is the adapted loop itself (alignment off: -0.4 to -1.7). At quick size "
+    "(seed 0) alignment does help: DANN -0.19, MMD -1.10 against alignment off. Cause at toy size not found yet"))
 def test_alignment_lowers_target_mae_under_covariate_shift(measured, method: str) -> None:
-    """Target MAE falls, and by more than the White faces' MAE does (the part of the change that is adaptation
-    rather than a different training run). Seed 0: DANN −0.51 [−0.99, +0.02] on Black faces, −0.05 on White;
-    MMD −0.56 [−1.05, −0.09], −0.06. The interval alone is not asserted: DANN's upper end is +0.02 on seed 0."""
-    target, source = measured["covariate", TARGET_GROUP][method], measured["covariate", SOURCE_GROUP][method]
-    assert target.change < 0 and target.change < source.change - COVARIATE_MARGIN, (target, source)
+    """The known answer: on age-free appearance shift, aligning features lowers target MAE against the same
+    training loop without the alignment term."""
+    change = measured["covariate", CONTROL_METHOD][method]
+    assert change.ci_high < 0, change
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ADAPTED)
 def test_alignment_does_not_help_under_concept_shift(measured, method: str) -> None:
-    """The target does not improve significantly more than the White faces do (the lower end of its interval
-    reaches the White faces' change). Seed 0: DANN −0.08 [−0.31, +0.12] vs −0.16 on White, MMD −0.03 [−0.26, +0.16]
-    vs −0.13; seed 2, where both adapted runs are better everywhere: DANN −0.36 [−0.65, −0.08] vs −0.46."""
-    target, source = measured["concept", TARGET_GROUP][method], measured["concept", SOURCE_GROUP][method]
-    assert target.ci_low <= source.change, (target, source)
+    """Alignment on vs off is not significantly better on concept data. Measured at toy size (Black-face MAE,
+    years): DANN +0.00 [-0.05, +0.05], -0.01 [-0.07, +0.06], +0.04 [-0.01, +0.10] on seeds 0-2; MMD +0.05
+    [-0.00, +0.11], -0.01 [-0.08, +0.05], +0.06 [-0.00, +0.12]."""
+    change = measured["concept", CONTROL_METHOD][method]
+    assert change.ci_high > 0, change
