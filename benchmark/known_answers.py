@@ -27,7 +27,7 @@ TARGET_GROUP = "black"
 REFERENCE_METHOD = "source only"
 #: The adapted training loop with its alignment term switched off (DANN at gamma 0; MMD at gamma 0 gives the same
 #: weights): the control that isolates what alignment itself does. Measured: the adapted loop differs from
-#: source-only even without alignment (target images pass through the network during training), by -0.4 to -1.7
+#: source-only even without alignment (likely, not yet isolated: target images share BatchNorm batches), by -0.4 to -1.7
 #: years of Black-face MAE on covariate toy data and +0.9 at quick size, so "DANN vs source-only" mixes the two.
 CONTROL_METHOD = "alignment off"
 CONTROL_BASELINE = {"name": "dann", "label": CONTROL_METHOD,
