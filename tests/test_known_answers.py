@@ -129,7 +129,8 @@ def test_covariate_shift_hurts_source_only_and_concept_shift_barely(measured) ->
     "DANN -0.06 [-0.14, +0.01], MMD -0.12 [-0.29, +0.06]; seed 1 DANN +0.09 [-0.03, +0.21], MMD +0.17 "
     "[+0.02, +0.31]; seed 2 DANN +0.14 [+0.00, +0.27], MMD -0.28 [-0.43, -0.14]. Against source-only both look "
     "better (-0.5 to -2.0), but that is the adapted loop itself (alignment off: -0.4 to -1.7). At quick size "
-    "(seed 0) alignment does help: DANN -0.19, MMD -1.10 against alignment off. Cause at toy size not found yet"))
+    "(seed 0) alignment does help: DANN -0.19 [-0.26, -0.13], MMD -1.09 [-1.26, -0.94] against alignment off. "
+    "Cause at toy size not found yet"))
 def test_alignment_lowers_target_mae_under_covariate_shift(measured, method: str) -> None:
     """The known answer: on age-free appearance shift, aligning features lowers target MAE against the same
     training loop without the alignment term."""
