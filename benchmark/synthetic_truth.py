@@ -40,14 +40,25 @@ GROUP_ATTRIBUTE = "race"
 #: How the generator uses a group's ``aging_rate`` (:func:`facebench.data.synth.render.cue_age`).
 AGEING_RULE = ("adult skin and hair cues (wrinkles, texture, greying, hairline) show the cue age 18 + (age − 18) × "
                "ageing rate for ages over 18; younger faces show their true age")
+#: What each known-answer shift kind (:data:`facebench.data.synth.population.SHIFTS`) means for adaptation.
+SHIFT_MEANINGS: dict[str, str] = {
+    "default": ("mixed: groups differ in appearance (skin, hair, eyes) and in ageing rate, so feature alignment "
+                "may help with the first and cannot with the second"),
+    "covariate": ("covariate shift: groups differ only in appearance that carries no age information and age at "
+                  "the same rate, so feature alignment (DANN, MMD) is expected to reduce target error"),
+    "concept": ("concept shift: groups look alike and age at different rates, so no feature-alignment method can "
+                "help"),
+}
 LABELS = "exact: every face's age, gender and group are the generator's own (no label noise)"
 
 
 def injected_effect(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The deliberate group shift recorded in a ``SYNTHETIC.json``: each group's visible ageing rate."""
+    """The deliberate group shift recorded in a ``SYNTHETIC.json``: each group's visible ageing rate, and the
+    known-answer shift kind (``default`` for manifests written before the setting existed)."""
     groups = (manifest.get("config") or {}).get("groups") or []
+    shift = str(manifest.get("shift", "default"))
     return {"attribute": GROUP_ATTRIBUTE, "aging_rate": {str(g["name"]): float(g["aging_rate"]) for g in groups},
-            "rule": AGEING_RULE, "labels": LABELS}
+            "rule": AGEING_RULE, "labels": LABELS, "shift": shift, "shift_meaning": SHIFT_MEANINGS[shift]}
 
 
 def oracle_ages(ages: np.ndarray, rates: np.ndarray, source_rate: float) -> np.ndarray:

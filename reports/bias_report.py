@@ -322,6 +322,14 @@ def dataset_words(results: dict[str, Any]) -> str:
     return f"synthetic {name}" if results["data"].get("synthetic") else name
 
 
+def _shift_sentence(injected: dict[str, Any]) -> str:
+    """One line naming the known-answer shift kind a synthetic run's data has, so a reader knows whether an
+    adaptation method could have helped."""
+    if "shift" not in injected:  # results.json from before the setting: its data was the default kind
+        return "Shift kind: default (mixed appearance and ageing-rate differences)."
+    return f"Shift kind: {injected['shift']} — {injected['shift_meaning']}."
+
+
 def known_answer_view(results: dict[str, Any]) -> dict[str, Any] | None:
     """The run's ``synthetic_truth`` laid out for the report: per group the injected ageing rate, the oracle's
     (implied) value and the measured value, then the implied and the measured gap in words. None on real data
@@ -355,6 +363,8 @@ def known_answer_view(results: dict[str, Any]) -> dict[str, Any] | None:
     return {
         "metric": metric, "attribute": attribute, "rule": truth["injected"]["rule"],
         "labels": truth["injected"]["labels"], "rows": rows,
+        # results.json before the known-answer shifts carries no shift: its data was the default, mixed kind
+        "shift": _shift_sentence(truth["injected"]),
         "oracle": implied.get("oracle") if implied else None,
         "implied": (gap_sentence(implied, "Implied gap (oracle)") if implied
                     else f"Implied gap: not derived — {truth.get('implied_reason')}."),

@@ -7,6 +7,24 @@ estimation); every visual difference between genders is a drawn geometry/colour 
 (:mod:`facebench.data.synth.render`) reads only the columns of the returned table, never the config.
 
 The initial group values live in :data:`DEFAULT_GROUPS` (one place, to be tuned by the benchmark's lead).
+
+Known-answer shifts (:attr:`SynthConfig.shift`, chosen in a protocol as ``dataset.synthetic.options: {shift: ...}``)
+rewrite the groups so that what separates them is of one kind only, relative to the reference group
+:data:`REFERENCE_GROUP` (the ``source`` of every built-in cross-ethnicity split):
+
+``default``
+    the groups as given (today's :data:`DEFAULT_GROUPS`): appearance *and* ageing rate differ. Mixed; the
+    fingerprint of a default config is unchanged by the existence of this setting.
+``covariate``
+    every group ages at the reference group's rate, and the non-reference groups' appearance is pushed further
+    from it by cues that carry no age information (darker, warmer skin; :func:`known_answer_groups`). The age
+    given the face's age cues is the same for every group, so a model's extra target error comes from unfamiliar
+    appearance only: aligning source and target features (DANN, MMD) is expected to *reduce* target MAE against
+    source-only.
+``concept``
+    every group looks like the reference group (its skin, hair and eye colours) and keeps its own ageing rate:
+    the same face means a different age in another group. No feature-alignment method can help (the target's
+    features already match the source's); adaptation is expected to change target MAE by no more than noise.
 """
 
 from __future__ import annotations
@@ -53,6 +71,16 @@ UTKFACE_RACE_COUNTS: dict[str, int] = {"white": 10078, "black": 4526, "asian": 3
 #: Initial aging rates (multiplier on the visible age cues of adults). The one knob for the group shift.
 AGING_RATES: dict[str, float] = {"white": 1.0, "black": 0.95, "asian": 0.92, "indian": 0.88, "others": 0.9}
 
+#: The known-answer shift kinds (:attr:`SynthConfig.shift`; what each does: the module docstring).
+SHIFTS: tuple[str, ...] = ("default", "covariate", "concept")
+#: The group the known-answer shifts are relative to: the training (``source``) group of the built-in splits.
+REFERENCE_GROUP = "white"
+#: ``covariate``: every non-reference group's mean skin lightness and warmth. Far from the reference group's
+#: (0.80, 0.1), so that a model trained on the reference group meets colours it never saw and there is target
+#: error for feature alignment to remove; it carries no age information because skin is drawn independently of age.
+COVARIATE_SKIN_LIGHTNESS = 0.25
+COVARIATE_SKIN_WARMTH = 0.8
+
 
 @dataclass(frozen=True, kw_only=True)
 class GroupAppearance:
@@ -94,6 +122,40 @@ DEFAULT_GROUPS: tuple[GroupAppearance, ...] = (
 )
 
 
+def known_answer_groups(groups: tuple[GroupAppearance, ...], shift: str) -> tuple[GroupAppearance, ...]:
+    """``groups`` rewritten for the known-answer ``shift`` (module docstring), relative to :data:`REFERENCE_GROUP`.
+
+    Idempotent (applying it to its own output changes nothing), so a config rebuilt from its recorded groups
+    gives the same dataset.
+
+    >>> groups = known_answer_groups(DEFAULT_GROUPS, "covariate")
+    >>> sorted({g.aging_rate for g in groups}), groups[1].skin_lightness
+    ([1.0], 0.25)
+    >>> [(g.aging_rate, g.skin_lightness) for g in known_answer_groups(DEFAULT_GROUPS, "concept")][:2]
+    [(1.0, 0.8), (0.95, 0.8)]
+    """
+    if shift not in SHIFTS:
+        raise ValueError(f"shift must be one of {list(SHIFTS)}, got {shift!r}")
+    if shift == "default":
+        return groups
+    by_name = {g.name: g for g in groups}
+    if REFERENCE_GROUP not in by_name:
+        raise ValueError(f"shift {shift!r} needs a group named {REFERENCE_GROUP!r} to be relative to")
+    reference = by_name[REFERENCE_GROUP]
+    if shift == "covariate":
+        # Same ageing as the reference; one dark, warm skin for every other group (absolute values, so the
+        # rewrite is idempotent). Lightness is drawn independently of age: it says nothing about age.
+        return tuple(g if g.name == REFERENCE_GROUP else
+                     dataclasses.replace(g, aging_rate=reference.aging_rate, skin_lightness=COVARIATE_SKIN_LIGHTNESS,
+                                         skin_warmth=COVARIATE_SKIN_WARMTH)
+                     for g in groups)
+    # concept: the reference group's looks, each group's own ageing rate.
+    return tuple(dataclasses.replace(g, skin_lightness=reference.skin_lightness,
+                                     skin_lightness_sd=reference.skin_lightness_sd, skin_warmth=reference.skin_warmth,
+                                     hair_palette=reference.hair_palette, light_eye_prob=reference.light_eye_prob)
+                 for g in groups)
+
+
 @dataclass(frozen=True, kw_only=True)
 class SynthConfig:
     """Everything that determines a synthetic dataset; equal configs give byte-identical datasets."""
@@ -107,8 +169,14 @@ class SynthConfig:
     groups: tuple[GroupAppearance, ...] = DEFAULT_GROUPS
     #: per-image JPEG quality, drawn uniformly in this inclusive range (capture noise)
     jpeg_quality: tuple[int, int] = (70, 95)
+    #: known-answer shift kind (:data:`SHIFTS`, module docstring); ``groups`` is rewritten by
+    #: :func:`known_answer_groups` on construction, so the recorded groups are the ones rendered
+    shift: str = "default"
 
     def __post_init__(self) -> None:
+        # Rewritten here rather than at render time so that to_dict() (SYNTHETIC.json, the known answer) records
+        # the ageing rates and looks actually rendered.
+        object.__setattr__(self, "groups", known_answer_groups(tuple(self.groups), self.shift))
         if self.n < 1:
             raise ValueError(f"SynthConfig.n must be at least 1, got {self.n}")
         if self.image_size < 8 or (self.render_size is not None and self.render_size < 8):
@@ -125,8 +193,12 @@ class SynthConfig:
             raise ValueError(f"SynthConfig.jpeg_quality must satisfy 1 <= lo <= hi <= 100, got {self.jpeg_quality}")
 
     def to_dict(self) -> dict:
-        """The config as plain JSON-able data (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The config as plain JSON-able data (tuples become lists). ``shift`` is left out when ``default``, so
+        configs (and fingerprints, cache folders) from before the setting existed are unchanged."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        if data["shift"] == "default":
+            del data["shift"]
+        return data
 
     def fingerprint(self) -> str:
         """SHA-256 hex digest of a canonical JSON of every field plus :data:`GENERATOR_VERSION`."""

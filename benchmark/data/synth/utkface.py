@@ -68,6 +68,9 @@ def manifest(config: SynthConfig) -> dict:
         "format": "utkface",
         "config": config.to_dict(),
         "n": config.n,
+        # the known-answer shift kind (facebench.data.synth.population.SHIFTS): what a reader needs to know
+        # whether an adaptation method could have helped
+        "shift": config.shift,
     }
 
 

@@ -1,0 +1,148 @@
+"""Every age-adaptation method proven on a known answer (issue 13, age part).
+
+The generator's ``covariate`` setting makes the Black faces differ from the White ones only in age-free
+appearance (skin), with the same ageing rate; its ``concept`` setting makes them look alike and age at another
+rate. Source-only, DANN (fc1), MMD (fc1) and the adapted loop with alignment off (DANN at gamma 0, the control)
+run through the real runner at toy size on both; the assertions are directions measured on seeds 0-2 (numbers in
+the docstrings); the covariate one does not hold at toy size and is marked xfail with the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facebench.data.synth.population import (
+    AGING_RATES,
+    DEFAULT_GROUPS,
+    REFERENCE_GROUP,
+    SynthConfig,
+    known_answer_groups,
+    sample_population,
+)
+from facebench.data.synth.utkface import manifest
+from facebench.errors import UserInputError
+from facebench.known_answers import (
+    CONTROL_METHOD,
+    REFERENCE_METHOD,
+    TOY_OVERRIDES,
+    GroupChange,
+    group_changes,
+    read_outcomes,
+    run_setting,
+)
+from facebench.registry import DATASETS
+from facebench.reports.bias_report import write_protocol_report
+from facebench.synthetic_truth import SHIFT_MEANINGS, injected_effect
+
+ADAPTED = ("dann fc1", "mmd fc1")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: see conftest
+
+
+# ------------------------------------------------------------------------------------- the generator
+
+
+def test_default_shift_leaves_configs_and_fingerprints_as_they_were() -> None:
+    config = SynthConfig()
+    assert config.groups == DEFAULT_GROUPS and "shift" not in config.to_dict()
+    assert config.fingerprint() == "f99db91ef3dabae0" + config.fingerprint()[16:]  # the value before the setting
+    assert SynthConfig(shift="covariate").fingerprint() != config.fingerprint()
+
+
+def test_covariate_shift_changes_looks_only_and_concept_shift_ageing_only() -> None:
+    covariate = {g.name: g for g in known_answer_groups(DEFAULT_GROUPS, "covariate")}
+    concept = {g.name: g for g in known_answer_groups(DEFAULT_GROUPS, "concept")}
+    white = covariate[REFERENCE_GROUP]
+    assert {g.aging_rate for g in covariate.values()} == {white.aging_rate}
+    assert covariate["black"].skin_lightness < white.skin_lightness - 0.5
+    assert {g.aging_rate for g in concept.values()} == set(AGING_RATES.values())
+    looks = ("skin_lightness", "skin_lightness_sd", "skin_warmth", "hair_palette", "light_eye_prob")
+    assert all(getattr(g, k) == getattr(white, k) for g in concept.values() for k in looks)
+    for shift in ("covariate", "concept"):  # idempotent: a config rebuilt from its recorded groups is the same
+        groups = known_answer_groups(DEFAULT_GROUPS, shift)
+        assert known_answer_groups(groups, shift) == groups
+    # Rendered faces: on covariate data the cue age is the true age's for every group, so looks carry no age.
+    population = sample_population(SynthConfig(n=2000, shift="covariate"))
+    adults = population[population["age"] > 18]
+    assert np.allclose(adults["cue_age"], adults["age"])
+    black = population[population["race"] == "black"]
+    assert abs(np.corrcoef(black["skin_lightness"], black["age"])[0, 1]) < 0.1
+
+
+def test_shift_is_validated_and_recorded() -> None:
+    spec = DATASETS.get("utkface")
+    with pytest.raises(UserInputError, match=r"shift must be one of \['default', 'covariate', 'concept'\]"):
+        spec.synthetic_settings(n=10, seed=0, image_size=16, options={"shift": "sideways"}, what="dataset.synthetic")
+    config = spec.synthetic_settings(n=10, seed=0, image_size=16, options={"shift": "concept"}, what="x")
+    recorded = json.loads(json.dumps(manifest(config)))
+    assert recorded["shift"] == "concept" and recorded["config"]["shift"] == "concept"
+    assert SynthConfig(**{**recorded["config"], "groups": config.groups}).fingerprint() == recorded["fingerprint"]
+    effect = injected_effect(recorded)
+    assert effect["shift"] == "concept" and effect["aging_rate"] == AGING_RATES
+    assert injected_effect({"config": {"groups": []}})["shift"] == "default"  # manifests from before the setting
+
+
+# ------------------------------------------------------------------------------------- the methods
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Each setting's run folder (holding the protocol's folder of three runs)."""
+    cache = tmp_path_factory.mktemp("known-answer-cache")
+    return {shift: (out := tmp_path_factory.mktemp(shift),
+                    run_setting(shift=shift, overrides=TOY_OVERRIDES, out_dir=out, cache_dir=cache))[0]
+            for shift in ("covariate", "concept")}
+
+
+@pytest.fixture(scope="module")
+def measured(runs) -> dict[tuple[str, str], dict[str, GroupChange]]:
+    """(setting, reference) -> method -> its Black-face MAE change against the reference on the same images."""
+    return {(shift, reference): {row.method: row for row in group_changes(read_outcomes(out), shift=shift,
+                                                                          reference=reference)}
+            for shift, out in runs.items() for reference in (REFERENCE_METHOD, CONTROL_METHOD)}
+
+
+@pytest.mark.slow
+def test_report_names_the_shift_kind(runs) -> None:
+    for shift, out in runs.items():
+        (protocol_dir,) = [p for p in out.iterdir() if p.is_dir()]
+        report = write_protocol_report(protocol_dir).read_text(encoding="utf-8")
+        assert f"Shift kind: {shift} — {SHIFT_MEANINGS[shift]}." in report
+
+
+@pytest.mark.slow
+def test_covariate_shift_hurts_source_only_and_concept_shift_barely(measured) -> None:
+    """The settings do what they say: the age-free looks shift doubles source-only's target MAE (seed 0: 9.91
+    against 4.94 on concept data, whose Black faces age at 0.95; White test faces 4.99 on both)."""
+    covariate, concept = (measured[shift, REFERENCE_METHOD][REFERENCE_METHOD].mae for shift in ("covariate", "concept"))
+    assert covariate > 1.5 * concept
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ADAPTED)
+@pytest.mark.xfail(strict=True, reason=(
+    "measured at toy size, change in Black-face MAE with alignment on vs off (same loop, gamma 0), years: seed 0 "
+    "DANN -0.06 [-0.14, +0.01], MMD -0.12 [-0.29, +0.06]; seed 1 DANN +0.09 [-0.03, +0.21], MMD +0.17 "
+    "[+0.02, +0.31]; seed 2 DANN +0.14 [+0.00, +0.27], MMD -0.28 [-0.43, -0.14]. Against source-only both look "
+    "better (-0.5 to -2.0), but that is the adapted loop itself (alignment off: -0.4 to -1.7). At quick size "
+    "(seed 0) alignment does help: DANN -0.19 [-0.26, -0.13], MMD -1.09 [-1.26, -0.94] against alignment off. "
+    "Cause at toy size not found yet"))
+def test_alignment_lowers_target_mae_under_covariate_shift(measured, method: str) -> None:
+    """The known answer: on age-free appearance shift, aligning features lowers target MAE against the same
+    training loop without the alignment term."""
+    change = measured["covariate", CONTROL_METHOD][method]
+    assert change.ci_high < 0, change
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ADAPTED)
+def test_alignment_does_not_help_under_concept_shift(measured, method: str) -> None:
+    """Alignment on vs off is not significantly better on concept data. Measured at toy size (Black-face MAE,
+    years): DANN +0.00 [-0.05, +0.05], -0.01 [-0.07, +0.06], +0.04 [-0.01, +0.10] on seeds 0-2; MMD +0.05
+    [-0.00, +0.11], -0.01 [-0.08, +0.05], +0.06 [-0.00, +0.12]."""
+    change = measured["concept", CONTROL_METHOD][method]
+    assert change.ci_high > 0, change
