@@ -20,6 +20,7 @@ from facebench.data.datasets import LoadedDataset
 from facebench.data.splits import Split
 from facebench.io import atomic_write, write_json
 from facebench.metrics import Disaggregation, get_metric
+from facebench.metrics.clusters import Units
 from facebench.protocol import Protocol
 from facebench.registry import TASKS
 from facebench.results import INTERVAL_METHOD, ROW_INTERVAL_METHOD, SCHEMA_VERSION, Results, environment
@@ -63,15 +64,13 @@ def unit_clusters(task, outcomes: pd.DataFrame) -> np.ndarray | None:
     return values[:, 0] if len(columns) == 1 else values
 
 
-def units_section(task, clusters: np.ndarray | None) -> dict[str, Any]:
-    """``statistics.units`` of results.json: what was resampled, and how many of them there are."""
-    from facebench.metrics.clusters import encode_units
-
-    if clusters is None:
+def units_section(task, units: Units | None) -> dict[str, Any]:
+    """``statistics.units`` of results.json: what was resampled (the engine's units), and how many there are."""
+    if units is None:
         return {"unit": "image", "columns": [], "n_units": None,
                 "note": ("rows are treated as independent" if not task.unit_columns else
                          "the outcomes name no units (written before units were recorded): rows treated as independent")}
-    return {"unit": task.unit_name, "columns": list(task.unit_columns), "n_units": encode_units(clusters).n_units,
+    return {"unit": task.unit_name, "columns": list(task.unit_columns), "n_units": units.n_units,
             "note": f"intervals and tests resample the {task.unit_name} of each row, with all of that {task.unit_name}'s rows"}
 
 
@@ -90,7 +89,7 @@ def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, att
     frame = engine.frame()
     gaps = engine.disparities()
     tests = engine.group_tests() if attributes and group_tests else pd.DataFrame()
-    units = units_section(task, clusters)
+    units = units_section(task, engine.units)
     if clusters is not None:  # what the intervals would have claimed had rows been independent
         rows = _engine(task, metrics, outcomes, (), clusters=None, **{**common, "intersections": 1}).frame()
         units["row_wise_overall"] = {

@@ -153,13 +153,15 @@ def remove_stale_partials(target: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def inside(root: str | os.PathLike, relative: str, *, where: str) -> Path:
-    """``root / relative`` resolved, refused (one sentence naming ``where``) when it leaves ``root``: a path read
-    from a file (a site's manifest, a results.json) may only name files under that file's own folder.
+def inside(root: str | os.PathLike, relative: str, *, where: str, root_name: str | None = None) -> Path:
+    """``root / relative`` resolved, refused (one sentence: "``where`` ``relative``, which ...") when it
+    leaves ``root`` (a ``..`` or a symbolic link pointing elsewhere): a path read from a file (a site's manifest,
+    a results.json) may only name files under that file's own folder. ``root_name`` words the folder in the
+    message (default: its path).
 
-    >>> inside("/site", "runs/a/results.json", where="manifest.json").as_posix()
+    >>> inside("/site", "runs/a/results.json", where="manifest.json names").as_posix()
     '/site/runs/a/results.json'
-    >>> inside("/site", "../../etc/passwd", where="manifest.json: entries[0].results")
+    >>> inside("/site", "../../etc/passwd", where="manifest.json: entries[0].results names")
     Traceback (most recent call last):
     ...
     facebench.errors.UserInputError: manifest.json: entries[0].results names '../../etc/passwd', which is outside /site.
@@ -170,7 +172,7 @@ def inside(root: str | os.PathLike, relative: str, *, where: str) -> Path:
     try:
         target = (base / relative).resolve()
     except (OSError, RuntimeError):  # a symbolic-link loop, a name the system refuses
-        raise UserInputError(f"{where} names {shorten(relative)}, which cannot be found.") from None
+        raise UserInputError(f"{where} {shorten(relative)}, which cannot be found.") from None
     if not target.is_relative_to(base):
-        raise UserInputError(f"{where} names {shorten(relative)}, which is outside {base}.")
+        raise UserInputError(f"{where} {shorten(relative)}, which is outside {root_name or base}.")
     return target

@@ -114,15 +114,18 @@ def load_yaml(text: str, *, where: str) -> Any:
                              "from a YAML file.")
     if _depth_of_brackets(text) > MAX_DEPTH or _indent_depth(text) > MAX_DEPTH:
         raise UserInputError(f"{where}: nested more than {MAX_DEPTH} levels deep, more than any facebench file needs.")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    loader = yaml.SafeLoader(text)
+    try:  # compose the node graph once, measure its expansion, then build the values from that same graph
+        node = loader.get_single_node()
         if node is None:
             return None
         _expanded_size(node, {}, 0, where)
-        return yaml.safe_load(text)
+        return loader.construct_document(node)
     except RecursionError:  # nesting the pre-checks could not see
         raise UserInputError(f"{where}: nested more than {MAX_DEPTH} levels deep, more than any facebench file "
                              "needs.") from None
+    finally:
+        loader.dispose()
 
 
 def _indent_depth(text: str) -> int:

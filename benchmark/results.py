@@ -88,7 +88,7 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from facebench.errors import UserInputError, shorten
-from facebench.io import is_file
+from facebench.io import inside, is_file
 from facebench.limits import MAX_JSON_BYTES, load_json
 
 SCHEMA_VERSION = "1.3"
@@ -310,18 +310,11 @@ def _check_document(doc: Any, file: Path) -> None:
 def _outcomes_in_run(doc: dict[str, Any], file: Path) -> Path:
     """The run's outcomes.csv from ``files.outcomes``, refused when it leaves the run folder (a ``..`` or a
     symbolic link pointing elsewhere) or does not exist."""
-    folder = file.parent.resolve()
     files = doc.get("files") if isinstance(doc.get("files"), dict) else {}
     relative = files.get("outcomes") or "outcomes.csv"
     if not isinstance(relative, str):
         raise UserInputError(f"{file}: key 'files.outcomes' must be a file name, not {shorten(relative)}.")
-    try:
-        outcomes = (folder / relative).resolve()
-    except (OSError, RuntimeError):  # a symbolic-link loop, a name the system refuses
-        raise UserInputError(f"{file} names outcomes file {shorten(relative)}, which cannot be found.") from None
-    if not outcomes.is_relative_to(folder):
-        raise UserInputError(f"{file} names outcomes file {shorten(relative)}, which is outside its run "
-                             "directory.")
+    outcomes = inside(file.parent, relative, where=f"{file} names outcomes file", root_name="its run directory")
     if not is_file(outcomes):
         raise UserInputError(f"{file} names outcomes file {shorten(relative)}, which does not exist.")
     return outcomes

@@ -160,7 +160,8 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
             fit_data = task.fit_data(train_dataset.table, train_split, train_images)
             t = protocol.training
             checkpoint_dir, fingerprint = run_dir / "checkpoints", rid
-            if train_dataset is not dataset:
+            shared_model = train_dataset is not dataset  # trained once for several protocols: one trainer at a time
+            if shared_model:
                 # Training does not depend on the test dataset: protocols that train the same baseline the same way
                 # on the same data (FG-NET and AgeDB-30 both train on CACD) share one model, trained once.
                 fingerprint = training_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed,
@@ -173,7 +174,6 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
                               plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
                               checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint,
                               restart=options.restart)
-            shared_model = train_dataset is not dataset  # trained once for several protocols: one trainer at a time
             with run_folder_lock(checkpoint_dir, on_wait=console.print) if shared_model else contextlib.nullcontext():
                 history = baseline.fit(fit_data, loop)
             anchors = draw_anchors(split, cls.target_anchors, seed=options.seed)

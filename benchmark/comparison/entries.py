@@ -56,11 +56,11 @@ def _site_runs(site: Path, manifest: Path, *, protocol: str) -> tuple[Run, ...]:
                 raise UserInputError(f"{manifest}: key 'entries[{i}].{key}' is missing or not a string.")
         if entry["protocol"] != protocol:
             continue
-        results = inside(site, entry["results"], where=f"{manifest}: entries[{i}].results")
+        results = inside(site, entry["results"], where=f"{manifest}: entries[{i}].results names")
         if not is_file(results):
             raise UserInputError(f"{manifest}: entries[{i}].results names {shorten(entry['results'])}, which does "
                                  "not exist.")
-        runs.append(load_run(results, outcomes=inside(site, entry["outcomes"], where=f"{manifest}: entries[{i}].outcomes")))
+        runs.append(load_run(results, outcomes=inside(site, entry["outcomes"], where=f"{manifest}: entries[{i}].outcomes names")))
     return tuple(sorted(runs, key=lambda r: str(r.results_path)))
 
 

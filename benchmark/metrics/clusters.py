@@ -82,12 +82,12 @@ def encode_units(clusters, n_rows: int | None = None) -> Units:
         arr = arr[:, 0]
     if n_rows is not None and len(arr) != n_rows:
         raise ValueError(f"Length mismatch: the outcomes have {n_rows} samples but clusters has {len(arr)}.")
-    text = np.array(["" if _missing(v) else str(v) for v in arr.ravel()], dtype=object).reshape(arr.shape)
-    blank = text == ""
+    flat = pd.Series(arr.ravel(), dtype=object)
+    text = flat.astype(str)
+    blank = (flat.isna() | (text == "")).to_numpy()
     if blank.any():  # each unlabelled row (or pair side) is its own unit
-        text = text.copy()
-        text[blank] = [f"\x00row{i}" for i in np.flatnonzero(blank.ravel())]
-    codes, uniques = pd.factorize(text.ravel(), sort=True)
+        text[blank] = [f"\x00row{i}" for i in np.flatnonzero(blank)]
+    codes, uniques = pd.factorize(text.to_numpy(dtype=object), sort=True)
     codes = codes.reshape(arr.shape).astype(np.int64)
     labels = tuple(str(u) for u in uniques)
     if arr.ndim == 1:
@@ -95,14 +95,6 @@ def encode_units(clusters, n_rows: int | None = None) -> Units:
     first, second = codes[:, 0], codes[:, 1].copy()
     second[second == first] = -1
     return Units(first, second, labels)
-
-
-def _missing(value) -> bool:
-    if value is None or value is pd.NA:
-        return True
-    if isinstance(value, float) and np.isnan(value):
-        return True
-    return isinstance(value, str) and value == ""
 
 
 def unit_stream(seed: int, chunk: int) -> np.random.Generator:
