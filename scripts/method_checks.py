@@ -5,7 +5,7 @@ Usage: ``python scripts/method_checks.py [--size quick|toy] [--seed N] [--out DI
 ``quick`` is the protocol's quick profile (8000 synthetic images, small CNN at 64 px, 10 epochs: CPU minutes
 per run, six runs); ``toy`` is tests/test_known_answers.py's size. For each method and setting the table gives
 the expected direction, the target (Black) MAE and its paired change against source-only on the same images
-with a 95% bootstrap interval (:func:`facebench.known_answers.group_changes`), and the change against the
+with a 95% bootstrap interval (:func:`facebench.known_answers.age.group_changes`), and the change against the
 control, the adapted loop with its alignment term off (what alignment itself does).
 """
 
@@ -15,7 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from facebench.known_answers import (
+from facebench.known_answers.age import (
     CONTROL_METHOD,
     EXPECTED,
     REFERENCE_METHOD,

@@ -25,7 +25,7 @@ from facebench.data.synth.population import (
 )
 from facebench.data.synth.utkface import manifest
 from facebench.errors import UserInputError
-from facebench.known_answers import (
+from facebench.known_answers.age import (
     CONTROL_METHOD,
     REFERENCE_METHOD,
     TOY_OVERRIDES,
