@@ -48,6 +48,10 @@ SHIFT_MEANINGS: dict[str, str] = {
                   "the same rate, so feature alignment (DANN, MMD) is expected to reduce target error"),
     "concept": ("concept shift: groups look alike and age at different rates, so no feature-alignment method can "
                 "help"),
+    "offset": ("offset shift: groups look alike and age at the same rate, but the non-training groups' age cues show "
+               "a constant number of extra years, so age differences are intact and absolute ages are not: a direct "
+               "regressor is biased by about the offset, and differences plus labelled target anchors (pairwise + "
+               "MDS) are expected to remove the bias; feature alignment cannot (the features already match)"),
 }
 LABELS = "exact: every face's age, gender and group are the generator's own (no label noise)"
 
@@ -57,18 +61,26 @@ def injected_effect(manifest: Mapping[str, Any]) -> dict[str, Any]:
     known-answer shift kind (``default`` for manifests written before the setting existed)."""
     groups = (manifest.get("config") or {}).get("groups") or []
     shift = str(manifest.get("shift", "default"))
-    return {"attribute": GROUP_ATTRIBUTE, "aging_rate": {str(g["name"]): float(g["aging_rate"]) for g in groups},
-            "rule": AGEING_RULE, "labels": LABELS, "shift": shift, "shift_meaning": SHIFT_MEANINGS[shift]}
+    effect = {"attribute": GROUP_ATTRIBUTE, "aging_rate": {str(g["name"]): float(g["aging_rate"]) for g in groups},
+              "rule": AGEING_RULE, "labels": LABELS, "shift": shift, "shift_meaning": SHIFT_MEANINGS[shift]}
+    offsets = {str(g["name"]): float(g.get("cue_age_offset", 0.0)) for g in groups}
+    if any(offsets.values()):  # only the offset shift has any; the other kinds' results stay as they were
+        effect["cue_age_offset"] = offsets
+    return effect
 
 
-def oracle_ages(ages: np.ndarray, rates: np.ndarray, source_rate: float) -> np.ndarray:
-    """What a model that reads age cues exactly, as for a group of ``source_rate``, predicts for faces of true
-    ``ages`` whose groups age at ``rates``: the cue age mapped back with the source rate.
+def oracle_ages(ages: np.ndarray, rates: np.ndarray, source_rate: float, offsets: np.ndarray | float = 0.0
+                ) -> np.ndarray:
+    """What a model that reads age cues exactly, as for a group of ``source_rate`` and no cue offset, predicts for
+    faces of true ``ages`` whose groups age at ``rates`` with cue-age ``offsets``: the cue age mapped back with the
+    source rate.
 
     >>> oracle_ages(np.array([10.0, 18.0, 58.0]), np.array([0.9, 0.9, 0.9]), 1.0).round(2).tolist()
     [10.0, 18.0, 54.0]
+    >>> oracle_ages(np.array([30.0]), np.array([1.0]), 1.0, 10.0).tolist()
+    [40.0]
     """
-    cue = cue_age(ages, rates)
+    cue = cue_age(ages, rates, offsets)
     return np.where(cue > 18.0, 18.0 + (cue - 18.0) / source_rate, cue)
 
 
@@ -109,8 +121,9 @@ def synthetic_truth(*, protocol: Protocol, dataset: LoadedDataset, split: Split,
         test = dataset.table.set_index("sample_id").loc[list(split["test"])]
         group_rates = test[GROUP_ATTRIBUTE].map(rates).to_numpy(dtype=float, na_value=np.nan)
         ages = test["age"].to_numpy(dtype=float)
+        offsets = test[GROUP_ATTRIBUTE].map(effect.get("cue_age_offset", {})).to_numpy(dtype=float, na_value=0.0)
         predicted = np.where(np.isnan(group_rates), ages,  # a face of no generator group: no shift
-                             oracle_ages(ages, np.nan_to_num(group_rates, nan=1.0), rates[source]))
+                             oracle_ages(ages, np.nan_to_num(group_rates, nan=1.0), rates[source], offsets))
         oracle = score_oracle(pd.DataFrame({"sample_id": list(split["test"]), "age": predicted}))
         by_group = oracle["by_group"].get(GROUP_ATTRIBUTE, {})
         reference = rates[source]
@@ -120,7 +133,8 @@ def synthetic_truth(*, protocol: Protocol, dataset: LoadedDataset, split: Split,
             "method": "oracle",
             "oracle": (f"reads every test face's age cues exactly and maps them to ages as they map for the training "
                        f"group (the generator's group {source}, ageing rate {reference:g}), with no other error: it is "
-                       f"off by {off_by} years for an adult of a group ageing at another rate"),
+                       f"off by {off_by} years for an adult of a group ageing at another rate"
+                       + (", plus its group's cue-age offset" if "cue_age_offset" in effect else "")),
             "by_group": {group: {"value": values[metric]["value"], "n": values[metric]["n"],
                                  "flag": values[metric].get("flag", "")} for group, values in by_group.items()},
             **(_gap(oracle["disparities"].get(metric, {}).get(GROUP_ATTRIBUTE), interval=False) or {}),

@@ -18,21 +18,25 @@ import pytest
 from facebench.data.synth.population import (
     AGING_RATES,
     DEFAULT_GROUPS,
+    OFFSET_YEARS,
     REFERENCE_GROUP,
     SynthConfig,
     known_answer_groups,
     sample_population,
 )
+from facebench.data.synth.render import cue_age, render_faces
 from facebench.data.synth.utkface import manifest
 from facebench.errors import UserInputError
 from facebench.known_answers.age import (
     CONTROL_METHOD,
-    REFERENCE_METHOD,
+    DIRECT_METHOD,
+    SOURCE_ONLY,
     TOY_OVERRIDES,
     GroupChange,
+    check,
     group_changes,
     read_outcomes,
-    run_setting,
+    run_check,
 )
 from facebench.registry import DATASETS
 from facebench.reports.bias_report import write_protocol_report
@@ -62,7 +66,12 @@ def test_covariate_shift_changes_looks_only_and_concept_shift_ageing_only() -> N
     assert {g.aging_rate for g in concept.values()} == set(AGING_RATES.values())
     looks = ("skin_lightness", "skin_lightness_sd", "skin_warmth", "hair_palette", "light_eye_prob")
     assert all(getattr(g, k) == getattr(white, k) for g in concept.values() for k in looks)
-    for shift in ("covariate", "concept"):  # idempotent: a config rebuilt from its recorded groups is the same
+    offset = {g.name: g for g in known_answer_groups(DEFAULT_GROUPS, "offset")}
+    assert {g.aging_rate for g in offset.values()} == {white.aging_rate}
+    assert all(getattr(g, k) == getattr(white, k) for g in offset.values() for k in looks)
+    assert {name: g.cue_age_offset for name, g in offset.items() if g.cue_age_offset} == {
+        name: OFFSET_YEARS for name in offset if name != REFERENCE_GROUP}
+    for shift in ("covariate", "concept", "offset"):  # idempotent: a config rebuilt from its recorded groups is the same
         groups = known_answer_groups(DEFAULT_GROUPS, shift)
         assert known_answer_groups(groups, shift) == groups
     # Rendered faces: on covariate data the cue age is the true age's for every group, so looks carry no age.
@@ -71,11 +80,28 @@ def test_covariate_shift_changes_looks_only_and_concept_shift_ageing_only() -> N
     assert np.allclose(adults["cue_age"], adults["age"])
     black = population[population["race"] == "black"]
     assert abs(np.corrcoef(black["skin_lightness"], black["age"])[0, 1]) < 0.1
+    # On offset data every non-reference face's cues show OFFSET_YEARS more than its age, the reference's none.
+    population = sample_population(SynthConfig(n=500, shift="offset"))
+    extra = population["cue_age"] - cue_age(population["age"], population["aging_rate"])
+    assert np.allclose(extra, np.where(population["race"] == REFERENCE_GROUP, 0.0, OFFSET_YEARS))
+
+
+def test_offset_shift_renders_older_looking_faces_and_default_faces_unchanged() -> None:
+    """The renderer reads the offset (a face of age 30 with +10 renders as one of 40) and a table without the
+    column renders exactly as before the setting existed."""
+    table = sample_population(SynthConfig(n=2, seed=3)).assign(age=30, aging_rate=1.0)
+    older = render_faces(table.assign(cue_age_offset=10.0), size=24)
+    same_as_40 = render_faces(table.assign(cue_age_offset=0.0, age=40), size=24)
+    plain = render_faces(table.drop(columns=["cue_age_offset"]), size=24)
+    assert not np.array_equal(older, plain)
+    assert np.array_equal(plain, render_faces(table, size=24))
+    # age 40 also changes the child and hair-length terms, which are flat above 18: the same pixels
+    assert np.array_equal(older, same_as_40)
 
 
 def test_shift_is_validated_and_recorded() -> None:
     spec = DATASETS.get("utkface")
-    with pytest.raises(UserInputError, match=r"shift must be one of \['default', 'covariate', 'concept'\]"):
+    with pytest.raises(UserInputError, match=r"shift must be one of \['default', 'covariate', 'concept', 'offset'\]"):
         spec.synthetic_settings(n=10, seed=0, image_size=16, options={"shift": "sideways"}, what="dataset.synthetic")
     config = spec.synthetic_settings(n=10, seed=0, image_size=16, options={"shift": "concept"}, what="x")
     recorded = json.loads(json.dumps(manifest(config)))

@@ -1,54 +1,98 @@
-"""Every age-adaptation method run on a synthetic setting whose answer is known (issue 13, age part).
+"""Seed 000's age methods run on synthetic settings whose answer is known (issue 13, age part).
 
-On the ``covariate`` known-answer data (:mod:`facebench.data.synth.population`) the target group differs from
-the source only in age-free appearance, so a working DANN or MMD should lower target MAE against source-only; on
-the ``concept`` data the groups look alike and age differently, so no feature alignment can help. This module
-runs the real runner on both (:func:`run_setting`) and measures each method's change in target MAE against
-source-only on the same images (:func:`group_changes`, a paired bootstrap). ``tests/test_known_answers.py``
-asserts the directions at toy size; ``scripts/method_checks.py`` prints the table at quick size.
+Each :class:`Check` names a protocol, a known-answer shift of the UTKFace generator
+(:mod:`facebench.data.synth.population`), the methods it tests and the reference they must beat:
+
+- **alignment / covariate**: the target group differs from the source only in age-free appearance (skin), so
+  DANN and MMD (section 3.6) should lower target MAE against the same training loop with its alignment term off;
+- **alignment / concept**: the groups look alike and age at other rates, so alignment should not help;
+- **pairwise / offset**: the target group's age cues show ten extra years with differences intact, so the
+  pairwise model + MDS on two labelled target anchors (sections 3.2, 4.4.5) should beat direct regression.
+
+Why "alignment off" and not source-only is the control of the alignment checks: the adapted loop (target
+images in every batch, through the shared BatchNorm) is itself a change, and a single run's paired interval
+cannot tell it from training noise (``scripts/method_checks.py`` measures both over seeds).
+
+:func:`run_check` runs the real runner; :func:`group_changes` measures each method's change in target MAE
+against a reference on the same images (a paired bootstrap over images: it holds the trained models fixed);
+:func:`over_seeds` summarises a method's change over training seeds (a t interval over seeds: the variation a
+new training run brings, which the paired bootstrap does not see). ``tests/test_known_answers.py`` asserts the
+directions at toy size; ``scripts/method_checks.py`` prints the table at quick size.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from facebench.metrics.paired import paired_difference
 from facebench.protocol import PROTOCOL_DIR, load_protocol
 from facebench.run import RunOptions, run_protocol
 
-#: White -> Black, source_only + DANN on fc1 + MMD on fc1 (seed 000 Table 5's setting).
-PROTOCOL = PROTOCOL_DIR / "age_utk_dann_vs_mmd.yaml"
 TARGET_GROUP = "black"
-REFERENCE_METHOD = "source only"
 #: The adapted training loop with its alignment term switched off (DANN at gamma 0; MMD at gamma 0 gives the same
-#: weights): the control that isolates what alignment itself does. Measured: the adapted loop differs from
-#: source-only even without alignment (likely, not yet isolated: target images share BatchNorm batches), by -0.4 to -1.7
-#: years of Black-face MAE on covariate toy data and +0.9 at quick size, so "DANN vs source-only" mixes the two.
+#: weights): the control that isolates what alignment itself does.
 CONTROL_METHOD = "alignment off"
 CONTROL_BASELINE = {"name": "dann", "label": CONTROL_METHOD,
                     "params": {"layers": ["fc1"], "gamma": 0.0, "warmup_fraction": 0.5}}
+SOURCE_ONLY = "source only"
+#: Seed 000's "direct regression" for the pairwise check: the source-only regressor, added to the pairwise protocol.
+DIRECT_METHOD = "direct regression"
+DIRECT_BASELINE = {"name": "source_only", "label": DIRECT_METHOD}
 #: Toy size (tests/test_known_answers.py): 3000 images (about 1200 White, 840 of them training), 32 px, 30 epochs,
 #: ~50 s a setting on one CPU thread. Fewer epochs or images leave the small CNN predicting near the mean age
 #: (validation MAE ~15 at 800 images and 6 epochs), where no method can be told from another.
 TOY_OVERRIDES: tuple[str, ...] = (
     "dataset.synthetic.n=3000", "dataset.synthetic.image_size=32", "dataset.synthetic.render_size=32",
     "model.image_size=32", "training.epochs=30", "training.device=cpu", "evaluation.n_boot=20")
-#: What each setting's known answer says an adaptation method should do to target MAE against source-only.
-EXPECTED: dict[str, str] = {
-    "covariate": "lower than alignment off (alignment removes an age-free appearance gap)",
-    "concept": "no better than alignment off, within noise (the groups already look alike)",
-}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    """One known answer: ``methods`` of ``protocol`` run on the ``shift`` data should move target MAE against
+    ``reference`` in the ``expected`` direction (``"lower"``: an interval below zero; ``"no better"``: not below)."""
+
+    name: str
+    protocol: Path
+    shift: str
+    methods: tuple[str, ...]
+    reference: str
+    #: baselines added to the protocol's own (the reference when the protocol lacks it)
+    added: tuple[dict, ...]
+    expected: str
+    why: str
+
+
+CHECKS: tuple[Check, ...] = (
+    Check(name="alignment", protocol=PROTOCOL_DIR / "age_utk_dann_vs_mmd.yaml", shift="covariate",
+          methods=("dann fc1", "mmd fc1"), reference=CONTROL_METHOD, added=(CONTROL_BASELINE,), expected="lower",
+          why="alignment removes an age-free appearance gap"),
+    Check(name="alignment", protocol=PROTOCOL_DIR / "age_utk_dann_vs_mmd.yaml", shift="concept",
+          methods=("dann fc1", "mmd fc1"), reference=CONTROL_METHOD, added=(CONTROL_BASELINE,), expected="no better",
+          why="the groups already look alike: nothing to align"),
+    Check(name="pairwise", protocol=PROTOCOL_DIR / "age_utk_pairwise_mds.yaml", shift="offset",
+          methods=("rank + regression", "regression"), reference=DIRECT_METHOD, added=(DIRECT_BASELINE,),
+          expected="lower", why="age differences are intact and two target anchors fix the level"),
+)
+
+
+def check(name: str, shift: str) -> Check:
+    """The :data:`CHECKS` entry of ``name`` on ``shift``."""
+    (found,) = [c for c in CHECKS if c.name == name and c.shift == shift]
+    return found
 
 
 @dataclass(frozen=True, kw_only=True)
 class GroupChange:
     """One method's MAE on one group's test images of one setting and its paired change against a reference
-    method (negative: better)."""
+    method on the same images (negative: better)."""
 
     method: str
     shift: str
@@ -60,17 +104,18 @@ class GroupChange:
     n: int
 
 
-def run_setting(*, shift: str, overrides: Sequence[str], out_dir: Path, cache_dir: Path, seed: int = 0
-                ) -> dict[str, pd.DataFrame]:
-    """Run :data:`PROTOCOL`'s baselines and :data:`CONTROL_BASELINE` on the ``shift`` known-answer data into
-    ``out_dir``; each baseline label's outcomes (:func:`read_outcomes`).
+def run_check(known: Check, *, overrides: Sequence[str], out_dir: Path, cache_dir: Path, seed: int = 0
+              ) -> dict[str, pd.DataFrame]:
+    """Run ``known.protocol``'s baselines and ``known.added`` on the ``known.shift`` data into ``out_dir``; each
+    baseline label's outcomes (:func:`read_outcomes`).
 
     ``overrides`` size the data, model and training (``--set`` syntax); ``seed`` is both the data's and the
     runner's seed, so a seed sweep draws new faces and new initialisations.
     """
-    sized = [*overrides, f"dataset.synthetic.seed={seed}", f"dataset.synthetic.options={json.dumps({'shift': shift})}"]
-    baselines = [b.model_dump(mode="json", exclude_defaults=True) for b in load_protocol(PROTOCOL, overrides=sized).baselines]
-    protocol = load_protocol(PROTOCOL, overrides=[*sized, f"baselines={json.dumps([*baselines, CONTROL_BASELINE])}"])
+    sized = [*overrides, f"dataset.synthetic.seed={seed}",
+             f"dataset.synthetic.options={json.dumps({'shift': known.shift})}"]
+    own = [b.model_dump(mode="json", exclude_defaults=True) for b in load_protocol(known.protocol, overrides=sized).baselines]
+    protocol = load_protocol(known.protocol, overrides=[*sized, f"baselines={json.dumps([*own, *known.added])}"])
     run_protocol(protocol, RunOptions(out_dir=out_dir, cache_dir=cache_dir, progress=False, seed=seed))
     return read_outcomes(out_dir)
 
@@ -84,24 +129,50 @@ def read_outcomes(out_dir: Path) -> dict[str, pd.DataFrame]:
     return outcomes
 
 
-def group_changes(outcomes: dict[str, pd.DataFrame], *, shift: str, group: str = TARGET_GROUP,
-                  reference: str = REFERENCE_METHOD, n_boot: int = 1000) -> list[GroupChange]:
-    """Each method's MAE on ``group``'s test images and its paired change against ``reference`` on the same
-    images (UTKFace images are independent: no clusters).
-
-    Against :data:`REFERENCE_METHOD` is the benchmark's comparison; against :data:`CONTROL_METHOD` is what the
-    alignment term itself does (the known answer's subject).
-    """
+def group_changes(outcomes: dict[str, pd.DataFrame], *, shift: str, reference: str, group: str = TARGET_GROUP,
+                  n_boot: int = 1000) -> list[GroupChange]:
+    """Each method's MAE on ``group``'s test images and its paired change against ``reference`` on the images
+    both scored (UTKFace images are independent: no clusters). The pairwise model does not score its two labelled
+    anchors, so against a method that does the comparison leaves those two out."""
     def errors_of(frame: pd.DataFrame) -> pd.Series:
-        return frame[frame["race"] == group].set_index("sample_id")["abs_error"].sort_index()
+        return frame[frame["race"] == group].set_index("sample_id")["abs_error"]
 
     baseline = errors_of(outcomes[reference])
     rows = []
     for method, frame in outcomes.items():
         errors = errors_of(frame)
-        if not errors.index.equals(baseline.index):
-            raise ValueError(f"{method} and {reference} scored different {group} images")
-        diff = paired_difference(baseline.to_numpy(), errors.to_numpy(), n_boot=n_boot, clusters=None)
-        rows.append(GroupChange(method=method, shift=shift, group=group, mae=float(errors.mean()), change=diff.difference,
-                                 ci_low=diff.ci_low, ci_high=diff.ci_high, n=diff.n))
+        common = baseline.index.intersection(errors.index).sort_values()
+        if len(common) < 0.9 * max(len(baseline), len(errors)):
+            raise ValueError(f"{method} and {reference} scored different {group} images ({len(common)} in common)")
+        diff = paired_difference(baseline[common].to_numpy(), errors[common].to_numpy(), n_boot=n_boot, clusters=None)
+        rows.append(GroupChange(method=method, shift=shift, group=group, mae=float(errors[common].mean()),
+                                change=diff.difference, ci_low=diff.ci_low, ci_high=diff.ci_high, n=diff.n))
     return rows
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeedSummary:
+    """A method's change over training seeds: the mean, a t interval over seeds (the seeds are the unit: each is
+    a new dataset draw and a new training run) and how many seeds' own paired intervals excluded zero each way."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n_seeds: int
+    n_below: int
+    n_above: int
+
+
+def over_seeds(changes: Sequence[GroupChange], *, confidence: float = 0.95) -> SeedSummary:
+    """Summarise one method's per-seed changes (one :class:`GroupChange` per seed).
+
+    >>> rows = [GroupChange(method="m", shift="s", group="g", mae=0, change=c, ci_low=c - 0.1, ci_high=c + 0.1, n=9)
+    ...         for c in (-1.0, -2.0, -3.0)]
+    >>> s = over_seeds(rows); (s.mean, round(s.ci_low, 2), round(s.ci_high, 2), s.n_below, s.n_above)
+    (-2.0, -4.48, 0.48, 3, 0)
+    """
+    values = np.array([c.change for c in changes], dtype=float)
+    n = len(values)
+    half = (stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return SeedSummary(mean=float(values.mean()), ci_low=float(values.mean() - half), ci_high=float(values.mean() + half),
+                       n_seeds=n, n_below=sum(c.ci_high < 0 for c in changes), n_above=sum(c.ci_low > 0 for c in changes))

@@ -25,6 +25,12 @@ rewrite the groups so that what separates them is of one kind only, relative to 
     every group looks like the reference group (its skin, hair and eye colours) and keeps its own ageing rate:
     the same face means a different age in another group. No feature-alignment method can help (the target's
     features already match the source's); adaptation is expected to change target MAE by no more than noise.
+``offset``
+    every group looks like the reference group and ages at its rate, but the non-reference groups' skin and hair
+    age cues show :data:`OFFSET_YEARS` more than their age (:attr:`GroupAppearance.cue_age_offset`). Differences
+    of age within a group are intact and absolute ages are not: a direct regressor trained on the reference group
+    is biased by about the offset on the others, while differences plus two labelled anchors of the target group
+    (seed 000's pairwise model + MDS, section 4.4.5) are expected to remove the bias.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ UTKFACE_RACE_COUNTS: dict[str, int] = {"white": 10078, "black": 4526, "asian": 3
 AGING_RATES: dict[str, float] = {"white": 1.0, "black": 0.95, "asian": 0.92, "indian": 0.88, "others": 0.9}
 
 #: The known-answer shift kinds (:attr:`SynthConfig.shift`; what each does: the module docstring).
-SHIFTS: tuple[str, ...] = ("default", "covariate", "concept")
+SHIFTS: tuple[str, ...] = ("default", "covariate", "concept", "offset")
 #: The group the known-answer shifts are relative to: the training (``source``) group of the built-in splits.
 REFERENCE_GROUP = "white"
 #: ``covariate``: every non-reference group's mean skin lightness and warmth. Far from the reference group's
@@ -80,6 +86,10 @@ REFERENCE_GROUP = "white"
 #: error for feature alignment to remove; it carries no age information because skin is drawn independently of age.
 COVARIATE_SKIN_LIGHTNESS = 0.25
 COVARIATE_SKIN_WARMTH = 0.8
+#: ``offset``: years added to the non-reference groups' cue age. Large against a toy model's error (about 5 years)
+#: so that the bias it causes in a direct regressor is unmistakable; small enough that most adults' cues stay
+#: inside the renderer's ramps (18-85), where a difference of ages is a difference of cues.
+OFFSET_YEARS = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +105,9 @@ class GroupAppearance:
     #: multiplier on the visible age cues of adult skin and hair (wrinkles, texture, greying, hairline):
     #: the cue age is ``18 + (age - 18) * aging_rate`` for ages above 18, the true age below
     aging_rate: float = 1.0
+    #: years added to the cue age of skin and hair (``offset`` known-answer shift; 0 everywhere else): the face
+    #: looks that much older than a face of the same age and ageing rate
+    cue_age_offset: float = 0.0
     #: 0 = pinkish skin, 1 = yellow-olive skin
     skin_warmth: float = 0.3
     #: one probability per :data:`HAIR_PALETTE` entry (normalised)
@@ -133,6 +146,8 @@ def known_answer_groups(groups: tuple[GroupAppearance, ...], shift: str) -> tupl
     ([1.0], 0.25)
     >>> [(g.aging_rate, g.skin_lightness) for g in known_answer_groups(DEFAULT_GROUPS, "concept")][:2]
     [(1.0, 0.8), (0.95, 0.8)]
+    >>> [(g.aging_rate, g.cue_age_offset) for g in known_answer_groups(DEFAULT_GROUPS, "offset")][:2]
+    [(1.0, 0.0), (1.0, 10.0)]
     """
     if shift not in SHIFTS:
         raise ValueError(f"shift must be one of {list(SHIFTS)}, got {shift!r}")
@@ -149,10 +164,15 @@ def known_answer_groups(groups: tuple[GroupAppearance, ...], shift: str) -> tupl
                      dataclasses.replace(g, aging_rate=reference.aging_rate, skin_lightness=COVARIATE_SKIN_LIGHTNESS,
                                          skin_warmth=COVARIATE_SKIN_WARMTH)
                      for g in groups)
-    # concept: the reference group's looks, each group's own ageing rate.
-    return tuple(dataclasses.replace(g, skin_lightness=reference.skin_lightness,
-                                     skin_lightness_sd=reference.skin_lightness_sd, skin_warmth=reference.skin_warmth,
-                                     hair_palette=reference.hair_palette, light_eye_prob=reference.light_eye_prob)
+    # concept and offset: the reference group's looks; concept keeps each group's own ageing rate, offset gives
+    # every group the reference rate and the non-reference groups a constant cue-age offset.
+    looks = {"skin_lightness": reference.skin_lightness, "skin_lightness_sd": reference.skin_lightness_sd,
+             "skin_warmth": reference.skin_warmth, "hair_palette": reference.hair_palette,
+             "light_eye_prob": reference.light_eye_prob}
+    if shift == "concept":
+        return tuple(dataclasses.replace(g, **looks) for g in groups)
+    return tuple(dataclasses.replace(g, **looks, aging_rate=reference.aging_rate,
+                                     cue_age_offset=0.0 if g.name == REFERENCE_GROUP else OFFSET_YEARS)
                  for g in groups)
 
 
@@ -198,6 +218,9 @@ class SynthConfig:
         data = json.loads(json.dumps(dataclasses.asdict(self)))
         if data["shift"] == "default":
             del data["shift"]
+        for group in data["groups"]:  # likewise a zero cue-age offset (every group of every other shift)
+            if group["cue_age_offset"] == 0.0:
+                del group["cue_age_offset"]
         return data
 
     def fingerprint(self) -> str:
@@ -256,7 +279,8 @@ def sample_population(config: SynthConfig) -> pd.DataFrame:
         return np.array([getattr(g, attr) for g in groups], dtype=float)[group_idx]
 
     aging_rate = per_group("aging_rate")
-    cue_age = np.where(age > 18, 18.0 + (age - 18.0) * aging_rate, age.astype(float))
+    cue_age_offset = per_group("cue_age_offset")
+    cue_age = np.where(age > 18, 18.0 + (age - 18.0) * aging_rate, age.astype(float)) + cue_age_offset
 
     # Skin, hair and eye colour: per group.
     lightness = rng.normal(per_group("skin_lightness"), per_group("skin_lightness_sd"))
@@ -329,6 +353,7 @@ def sample_population(config: SynthConfig) -> pd.DataFrame:
         "gender": np.where(male, "male", "female").astype(object),
         "race": names[group_idx],
         "aging_rate": aging_rate,
+        "cue_age_offset": cue_age_offset,
         "cue_age": cue_age,
         "skin_lightness": lightness,
     }

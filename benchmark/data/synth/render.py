@@ -53,6 +53,8 @@ GREY_HAIR = (0.80, 0.79, 0.77)
 #: Pixels per render chunk for :func:`default_chunk_size`.
 CHUNK_PIXELS = 65536
 
+#: Columns :func:`render_faces` reads when present (absent: 0), so tables written before they existed still render.
+OPTIONAL_RENDER_COLUMNS: tuple[str, ...] = ("cue_age_offset",)
 #: Columns :func:`render_faces` reads.
 RENDER_COLUMNS: tuple[str, ...] = (
     "age", "aging_rate", "skin_r", "skin_g", "skin_b", "hair_r", "hair_g", "hair_b", "iris_r", "iris_g",
@@ -64,10 +66,15 @@ RENDER_COLUMNS: tuple[str, ...] = (
 )
 
 
-def cue_age(age: np.ndarray, aging_rate: np.ndarray) -> np.ndarray:
-    """The age that adult skin and hair cues show: ``18 + (age - 18) * aging_rate`` above 18, else the age."""
+def cue_age(age: np.ndarray, aging_rate: np.ndarray, offset: np.ndarray | float = 0.0) -> np.ndarray:
+    """The age that adult skin and hair cues show: ``18 + (age - 18) * aging_rate`` above 18, else the age; plus
+    ``offset`` years (the ``offset`` known-answer shift's :attr:`~facebench.data.synth.population.GroupAppearance.cue_age_offset`).
+
+    >>> cue_age(np.array([10, 58]), np.array([0.9, 0.9])).tolist(), cue_age(np.array([30]), 1.0, 10.0).tolist()
+    ([10.0, 54.0], [40.0])
+    """
     age = np.asarray(age, dtype=float)
-    return np.where(age > 18, 18.0 + (age - 18.0) * np.asarray(aging_rate, dtype=float), age)
+    return np.where(age > 18, 18.0 + (age - 18.0) * np.asarray(aging_rate, dtype=float), age) + offset
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -159,7 +166,7 @@ def _render_chunk(p: dict[str, np.ndarray], size: int) -> np.ndarray:
 
     # --- per-face scalars (float64 maths on (B,), then (B,1,1) float32) -----------------------------------
     age = p["age"].astype(float)
-    cue = cue_age(age, p["aging_rate"])
+    cue = cue_age(age, p["aging_rate"], p["cue_age_offset"])
     child = _ramp(18.0 - age, 0.0, 16.0)
     child = child * child * (3.0 - 2.0 * child)  # smoothstep: 1 at age <= 2, 0 at 18
     k_age = _ramp(cue, 18.0, 75.0)
@@ -413,6 +420,8 @@ def render_faces(population: pd.DataFrame, *, size: int, chunk_size: int | None 
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     params = {c: population[c].to_numpy() for c in RENDER_COLUMNS}
+    params.update({c: population[c].to_numpy() if c in population.columns else np.zeros(len(population))
+                   for c in OPTIONAL_RENDER_COLUMNS})
     params = {c: (v.astype(np.int64) if c == "noise_seed" else v.astype(float)) for c, v in params.items()}
     n = len(population)
     out = np.empty((n, size, size, 3), np.uint8)
