@@ -17,7 +17,14 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from facebench.known_answers.age import CHECKS, TARGET_GROUP, TOY_OVERRIDES, group_changes, over_seeds, run_check
+from facebench.known_answers.age import (
+    CHECKS,
+    TARGET_GROUP,
+    TOY_OVERRIDES,
+    group_changes,
+    over_seeds,
+    run_check,
+)
 
 SIZES: dict[str, tuple[str, ...]] = {"quick": ("training.device=cpu",), "toy": TOY_OVERRIDES}
 
@@ -44,14 +51,16 @@ def main() -> None:
           f"| mean change [95% over seeds] | verdict |")
     print("|---|---|---|---|---|---|---|---|---|")
     for known in (c for c in CHECKS if args.check is None or c.name in args.check):
-        per_seed = {}
+        per_seed = {}  # (reference, method) -> one GroupChange per seed
+        references = (known.reference, *known.also_against)
         for seed in args.seeds:
             outcomes = run_check(known, overrides=SIZES[args.size], out_dir=out / f"{known.name}-{known.shift}-{seed}",
                                  cache_dir=cache, seed=seed)
-            for row in group_changes(outcomes, shift=known.shift, reference=known.reference):
-                per_seed.setdefault(row.method, []).append(row)
-        for method in known.methods:
-            rows = per_seed[method]
+            for reference in references:
+                for row in group_changes(outcomes, shift=known.shift, reference=reference):
+                    per_seed.setdefault((reference, row.method), []).append(row)
+        for reference, method in ((r, m) for r in references for m in known.methods):
+            rows = per_seed[reference, method]
             summary = over_seeds(rows)
             seeds = "; ".join(f"{r.change:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" for r in rows)
             if summary.n_seeds > 1:
@@ -60,7 +69,7 @@ def main() -> None:
             else:
                 overall, ruling = "-", verdict(known.expected, rows[0].ci_low, rows[0].ci_high) + " (1 seed)"
             mae = sum(r.mae for r in rows) / len(rows)
-            print(f"| {known.name} | {known.shift} | {method} | {known.reference} | {known.expected} ({known.why}) | "
+            print(f"| {known.name} | {known.shift} | {method} | {reference} | {known.expected} ({known.why}) | "
                   f"{mae:.2f} | {seeds} | {overall} | {ruling} |", flush=True)
 
 
