@@ -242,7 +242,7 @@ def _check_unique(table: _Table) -> None:
     if duplicated.any():
         i = int(np.flatnonzero(duplicated.to_numpy())[0])
         j = int(np.flatnonzero((names == names[i]).to_numpy())[0])
-        raise UserInputError(f"CelebA file {table.path}: line {table.first_line + i} lists {shorten(names[i])} again "
+        raise UserInputError(f"CelebA file {table.path}: line {table.first_line + i} lists {names[i]} again "
                              f"(first on line {table.first_line + j}).")
 
 
@@ -256,7 +256,7 @@ def _check_values(table: _Table, allowed: re.Pattern | set[str], *, columns: Seq
     if bad.any():
         i, j = (int(k) for k in np.argwhere(bad)[0])
         column = f" column {columns[j]}" if len(columns) > 1 else ""
-        raise UserInputError(f"CelebA file {table.path}: line {table.first_line + i}{column} has {shorten(values[i, j])} "
+        raise UserInputError(f"CelebA file {table.path}: line {table.first_line + i}{column} has {shorten(str(values[i, j]))} "
                              f"for {table.names[i]}; expected {expected}.")
 
 
