@@ -16,6 +16,7 @@ dataset's ``SYNTHETIC.json`` (``config.camera``) and tuned in one place, here.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -45,8 +46,9 @@ class Camera:
     lipstick_redness: tuple[float, float] = (0.8, 0.08)  # mean and sd of lip redness with lipstick
 
     @classmethod
-    def of(cls, value: Camera | Mapping) -> Camera:
-        """A camera from itself or from a mapping of its fields (a protocol's synthetic options)."""
+    def of(cls, value: Camera | Mapping, *, base: Camera | None = None) -> Camera:
+        """A camera from itself, or ``base`` (default: UTKFace's) with the fields a mapping gives changed (a
+        protocol's synthetic options, ``camera: {yaw: 0.3}``)."""
         if isinstance(value, Camera):
             return value
         if not isinstance(value, Mapping):
@@ -55,7 +57,8 @@ class Camera:
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(f"unknown camera setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+        return dataclasses.replace(base or cls(), **changes)
 
 
 #: Red-carpet and studio photos of celebrities, aligned by the eyes (CelebA).

@@ -137,7 +137,7 @@ class CelebaSettings(_Settings):
     def __post_init__(self) -> None:
         super().__post_init__()
         try:
-            object.__setattr__(self, "camera", Camera.of(self.camera))
+            object.__setattr__(self, "camera", Camera.of(self.camera, base=CELEBA_CAMERA))
         except TypeError as error:
             raise ValueError(f"CelebaSettings.camera: {error}") from None
         if self.n_people > N_IDENTITIES * 10:

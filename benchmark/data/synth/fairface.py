@@ -78,7 +78,7 @@ class FairfaceSettings(_Settings):
     def __post_init__(self) -> None:
         super().__post_init__()
         try:
-            object.__setattr__(self, "camera", Camera.of(self.camera))
+            object.__setattr__(self, "camera", Camera.of(self.camera, base=FAIRFACE_CAMERA))
         except TypeError as error:
             raise ValueError(f"FairfaceSettings.camera: {error}") from None
         unknown = sorted({g.name for g in self.groups} - set(RACE_VALUES))
