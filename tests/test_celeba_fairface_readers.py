@@ -312,3 +312,42 @@ def test_cli_verify_fairface_and_both_datasets_are_registered(tmp_path: Path, ca
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     out = capsys.readouterr().out
     assert "12 images accepted, 1 rejected" in out and "race_detail: white 3," in out
+
+
+# ================================================================================================== fuzzing
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from facebench.errors import MAX_MESSAGE  # noqa: E402
+
+_FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                        HealthCheck.function_scoped_fixture])
+_lines = st.lists(st.one_of(st.sampled_from(attr_lines() + ["", " ", "-1", "000001.jpg 1", "1,2", "\r"]),
+                            st.text(alphabet="0123456789 -.,jpg\t\r\x00é", max_size=40)), max_size=8)
+
+
+def _one_sentence_or_nothing(call) -> None:
+    try:
+        call()
+    except UserInputError as error:
+        assert "\n" not in str(error) and 0 < len(str(error)) <= MAX_MESSAGE
+
+
+@_FUZZ
+@given(lines=_lines, newline=st.sampled_from(["\n", "\r\n"]), which=st.sampled_from(
+    ["Anno/list_attr_celeba.txt", "Anno/identity_CelebA.txt", "Eval/list_eval_partition.txt",
+     "Anno/list_bbox_celeba.txt", "labels.csv", "fairface_label_train.csv"]))
+def test_every_celeba_fairface_and_annotation_file_parses_or_is_one_sentence(tmp_path_factory, lines, newline,
+                                                                             which) -> None:
+    base = tmp_path_factory.mktemp("fuzz")
+    data = newline.join(lines).encode("utf-8", "surrogatepass")
+    if which == "fairface_label_train.csv":
+        root = write_fairface_tree(base / "ff")
+        (root / which).write_bytes(data)
+        _one_sentence_or_nothing(lambda: read_fairface(root))
+        return
+    root = write_celeba_tree(base / "c")
+    (root / which).write_bytes(data)
+    options = {"race_annotations": "labels.csv", "race_categories": CATEGORIES} if which == "labels.csv" else {}
+    _one_sentence_or_nothing(lambda: read_celeba(root, **options))

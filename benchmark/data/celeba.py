@@ -44,6 +44,9 @@ CelebA has **no race label**. A user may supply annotators' labels (reader optio
 in the format of :mod:`facebench.data.annotations`, relative paths read from the dataset root, and
 ``race_categories``, its declared categories); they fill ``annotated_race`` and ``annotation_count``, never
 ``race``.
+
+>>> len(ATTRIBUTES), ATTRIBUTES.index("Male"), PARTITIONS["1"]
+(40, 20, 'valid')
 """
 
 from __future__ import annotations

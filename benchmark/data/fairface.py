@@ -26,6 +26,9 @@ or race, a ``file`` outside its split's folder, the same file twice) is refused 
 and line. A listed image missing from its folder is *rejected* with its reason; unlisted images are ignored.
 
 Variants: ``trainval`` (both label files), ``train`` or ``val`` (one of them).
+
+>>> RACE_TO_TABLE["Southeast Asian"], RACE_DETAIL["Latino_Hispanic"], RACE_DETAIL["Middle Eastern"]
+('asian', 'latino_hispanic', 'middle_eastern')
 """
 
 from __future__ import annotations
