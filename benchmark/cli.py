@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=output_folder, required=True, metavar="DIR", help="folder to create (DIR/UTKFace/... etc.)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--n", type=int, default=6000,
-                       help="number of images for utkface, of people for the longitudinal datasets (default 6000)")
-    synth.add_argument("--size", type=int, default=200, help="image side in pixels (default 200, as UTKFace)")
+                       help="number of images for utkface, of people for the longitudinal datasets and celeba, of one-image "
+                            "people for fairface (default 6000)")
+    synth.add_argument("--size", type=int, default=200, help="image side in pixels (default 200, as UTKFace; CelebA's height, its width kept at 178:218)")
     synth.set_defaults(handler=_cmd_data_synth)
     verify = data_commands.add_parser(
         "verify", help="parse a dataset copy strictly and decode every image; print counts per group and rejects",
