@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=output_folder, required=True, metavar="DIR", help="folder to create (DIR/UTKFace/... etc.)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--n", type=int, default=6000,
-                       help="number of images for utkface, of people for the longitudinal datasets (default 6000)")
-    synth.add_argument("--size", type=int, default=200, help="image side in pixels (default 200, as UTKFace)")
+                       help="number of images for utkface, of people for the longitudinal datasets and celeba, of one-image "
+                            "people for fairface (default 6000)")
+    synth.add_argument("--size", type=int, default=200, help="image side in pixels (default 200, as UTKFace; CelebA's height, its width kept at 178:218)")
     synth.set_defaults(handler=_cmd_data_synth)
     verify = data_commands.add_parser(
         "verify", help="parse a dataset copy strictly and decode every image; print counts per group and rejects",
@@ -154,10 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "nothing is left.")
     verify.add_argument("dataset", help=f"the dataset: {known_datasets} (plugins add more)")
     verify.add_argument("--root", type=Path, required=True, metavar="DIR",
-                        help="dataset root (the folder holding UTKFace/, MORPH_nonCommercial/, CACD2000/, FGNET/ or AgeDB/)")
+                        help="dataset root (the folder holding UTKFace/, MORPH_nonCommercial/, CACD2000/, FGNET/, AgeDB/, "
+                             "CelebA's Img/ Anno/ Eval/, or FairFace's train/ val/ and label files)")
     verify.add_argument("--variant", default=None,
                         help="utkface: aligned (default), in_the_wild or crop_part1; morph: album2; cacd: metadata or names; "
-                             "fgnet and agedb: images")
+                             "fgnet and agedb: images; celeba: aligned; fairface: trainval (default), train or val")
+    verify.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                        help="a reader option (repeatable; value parsed as YAML), e.g. for celeba "
+                             "--option race_annotations=FILE --option 'race_categories=[white, non_white]'")
     verify.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     verify.add_argument("--cache-dir", type=output_folder, metavar="DIR",
                         help="where each image's verdict and content hash are cached, so that only new or changed "
@@ -312,7 +317,7 @@ def _cmd_data_verify(args) -> int:
 
     spec = DATASETS.get(args.dataset, where="facebench data verify")
     checked = read_checked(spec, args.root, variant=args.variant or spec.default_variant, cache_dir=args.cache_dir,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, options=_reader_options(args.options))
     summary = spec.verify_summary(checked.result)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -324,7 +329,27 @@ def _cmd_data_verify(args) -> int:
         print(f"  rejected {reject['sample_id']}: {reject['reason']}")
     for conflict in summary.get("conflicts", []):
         print(f"  conflict {conflict['sample_id']}: {conflict['reason']} (the CSV wins)")
+    if "annotations" in summary:
+        print(f"  annotations {summary['annotations']['file']}: {summary['annotations']['agreement_line']}")
     return 0
+
+
+def _reader_options(items: list[str]) -> dict:
+    """``--option key=value`` items as a dict (values parsed as YAML, as ``--set`` values are)."""
+    import yaml
+
+    from facebench.limits import load_yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserInputError(f"--option {shorten(item)} is not of the form key=value.")
+        try:
+            options[key.strip()] = load_yaml(value, where=f"--option {key.strip()}") if value else ""
+        except yaml.YAMLError:  # not YAML (a Windows path): the value as written
+            options[key.strip()] = value
+    return options
 
 
 def _cmd_report(args) -> int:

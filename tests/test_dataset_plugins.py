@@ -148,7 +148,7 @@ def test_a_plugin_registered_at_run_time_is_synthesised_and_verified_by_the_cli(
     monkeypatch.setitem(DATASETS._entries, "toy", importlib.import_module(PLUGIN).TOY)
     with pytest.raises(SystemExit):
         main(["data", "synth", "--help"])
-    assert "agedb, cacd, fgnet, morph, toy, utkface" in " ".join(capsys.readouterr().out.split())  # --help names them
+    assert "agedb, cacd, celeba, fairface, fgnet, morph, toy, utkface" in " ".join(capsys.readouterr().out.split())  # --help names them
     _synth_and_verify(tmp_path, capsys)
 
 
@@ -167,7 +167,7 @@ def test_a_plugin_from_the_entry_point_group_is_synthesised_and_verified_by_the_
 def test_unknown_dataset_is_one_sentence_with_did_you_mean(tmp_path: Path, capsys) -> None:
     assert main(["data", "synth", "mroph", "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err == ("facebench: error: facebench data synth: Unknown datasets name 'mroph' "
-                                       "(did you mean 'morph'?); known: agedb, cacd, fgnet, morph, utkface.\n")
+                                       "(did you mean 'morph'?); known: agedb, cacd, celeba, fairface, fgnet, morph, utkface.\n")
     assert main(["data", "verify", "fgnte", "--root", str(tmp_path)]) == 2
     assert "did you mean 'fgnet'?" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_celeba import FAIRFACE_TRAIN, attr_lines, write_celeba_tree, write_fairface_tree
 
 from facebench.cli import main
 from facebench.errors import MAX_MESSAGE
@@ -123,6 +124,30 @@ def _manifest_escape(tmp: Path, env: dict) -> list[str]:
     return ["compare", str(env["run"]), "--leaderboard", str(site), "--n-boot", "100"]
 
 
+def _celeba(tmp: Path, attr: list[str] | None = None, annotations: str | None = None) -> list[str]:
+    """``data verify celeba`` of the exact-byte fixture with its attribute file (and an annotation file) replaced."""
+    files = {"Anno/list_attr_celeba.txt": ("\r\n".join(attr) + "\r\n").encode()} if attr else None
+    root = write_celeba_tree(tmp / "celeba", files=files)
+    argv = ["data", "verify", "celeba", "--root", str(root), "--no-progress", "--cache-dir", str(tmp / "cache")]
+    if annotations is not None:
+        (root / "labels.csv").write_text(annotations, encoding="utf-8")
+        argv += ["--option", "race_annotations=labels.csv", "--option", "race_categories=[white, non_white]"]
+    return argv
+
+
+def _row_with_39_values() -> list[str]:
+    lines = attr_lines()
+    lines[4] = " ".join(lines[4].split()[:-1])
+    return lines
+
+
+def _fairface_unknown_race(tmp: Path) -> list[str]:
+    rows = list(FAIRFACE_TRAIN)
+    rows[2] = rows[2].replace("Black", "Hispanic")
+    root = write_fairface_tree(tmp / "fairface", train=tuple(rows))
+    return ["data", "verify", "fairface", "--root", str(root), "--no-progress", "--cache-dir", str(tmp / "cache")]
+
+
 def _yours(tmp: Path) -> Path:
     """A folder of the user's that is not a leaderboard site."""
     (tmp / "mine").mkdir()
@@ -161,6 +186,17 @@ CASES = [
     Case("data-root-without-images", "dataset",
          lambda tmp, env: (tmp / "empty" / "UTKFace").mkdir(parents=True) or
          ["data", "verify", "utkface", "--root", str(tmp / "empty"), "--no-progress"], "UTKFace"),
+    Case("celeba-count-line", "dataset", lambda tmp, env: _celeba(tmp, attr_lines(count=202599)),
+         "line 1 says 202599 images but the file lists 6"),
+    Case("celeba-row-39-values", "dataset", lambda tmp, env: _celeba(tmp, _row_with_39_values()),
+         "line 5 has 39 values"),
+    Case("celeba-annotation-unknown-image", "dataset",
+         lambda tmp, env: _celeba(tmp, annotations="image_id,label\n000001.jpg,white\n123456.jpg,white\n"),
+         "which CelebA (list_attr_celeba.txt) does not list"),
+    Case("celeba-annotation-unknown-label", "dataset",
+         lambda tmp, env: _celeba(tmp, annotations="image_id,label,annotator\n000001.jpg,Caucasian,a\n"),
+         "not one of the declared categories"),
+    Case("fairface-unknown-race", "dataset", lambda tmp, env: _fairface_unknown_race(tmp), "has race 'Hispanic'"),
     # predictions files
     Case("predictions-missing", "predictions", lambda tmp, env: _evaluate(tmp, env, tmp / "none.csv"),
          "does not exist"),

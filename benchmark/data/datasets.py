@@ -24,16 +24,18 @@ from typing import Any
 
 import pandas as pd
 
-from facebench.data import agedb, cacd, fgnet, morph, utkface
+from facebench.data import agedb, cacd, celeba, fairface, fgnet, morph, utkface
 from facebench.data.files import CheckedRead, check_images
 from facebench.data.synth import agedb as synth_agedb
 from facebench.data.synth import cacd as synth_cacd
+from facebench.data.synth import celeba as synth_celeba
+from facebench.data.synth import fairface as synth_fairface
 from facebench.data.synth import fgnet as synth_fgnet
 from facebench.data.synth import morph as synth_morph
 from facebench.data.synth.population import SynthConfig
 from facebench.data.synth.utkface import read_manifest, synth_utkface_cached, write_utkface
 from facebench.data.table import ReadResult, Reject
-from facebench.errors import UserInputError
+from facebench.errors import UserInputError, did_you_mean, shorten
 
 
 def default_cache_dir() -> Path:
@@ -69,6 +71,23 @@ class DatasetSpec:
     #: (:mod:`facebench.data.identities`); None where people are numbered within the dataset or not identified.
     person_name_column: str | None = None
     display_name: str = ""                          # how sentences name it ("UTKFace"); default: ``name``
+    #: Keyword options the reader takes besides ``variant`` (CelebA's ``race_annotations``), from
+    #: ``facebench data verify --option KEY=VALUE`` or :func:`load_dataset`'s ``options``; others are refused.
+    read_options: tuple[str, ...] = ()
+    #: Label columns besides the FaceTable's own that enter the data fingerprint (CelebA's attributes and
+    #: annotators' labels, FairFace's age bins): changing one of them is new data.
+    label_columns: tuple[str, ...] = ()
+
+    def check_read_options(self, options: Mapping[str, Any] | None, *, where: str) -> dict[str, Any]:
+        """``options`` as a dict, or one sentence naming the first one this dataset's reader does not take."""
+        options = dict(options or {})
+        for key in options:
+            if key not in self.read_options:
+                takes = (f"it takes {', '.join(self.read_options)}" if self.read_options
+                         else "its reader takes no options")
+                raise UserInputError(f"{where}: {self.display_name or self.name} has no option {shorten(key)}"
+                                     f"{did_you_mean(str(key), self.read_options)}; {takes}.")
+        return options
 
     def synthetic_settings(self, *, n: int, seed: int, image_size: int, render_size: int | None = None,
                            options: Mapping[str, Any] | None = None, what: str) -> Any:
@@ -105,11 +124,14 @@ class LoadedDataset:
     #: The generator's ``SYNTHETIC.json`` at the root (its settings: group ageing rates, ...), None on real
     #: data. The known answer of a synthetic run (:mod:`facebench.synthetic_truth`) is derived from it.
     manifest: dict[str, Any] | None = None
+    #: The dataset's extra label columns (:attr:`DatasetSpec.label_columns`) that the fingerprint covers.
+    label_columns: tuple[str, ...] = ()
 
     def fingerprint(self) -> str:
         """sha256 over the labels and the content hash of every accepted image: two runs scored the same data iff
         equal. Replacing an image's bytes changes it, whatever the file's name, size and timestamps."""
         columns = ["sample_id", "subject_id", "age", "gender", "race"]
+        columns += [c for c in self.label_columns if c in self.table.columns]
         text = self.table[columns].astype("string").fillna("<NA>").to_csv(index=False)
         return hashlib.sha256(f"{text}\0images\0{self.content_digest}".encode()).hexdigest()
 
@@ -187,6 +209,29 @@ AGEDB = DatasetSpec(
 )
 
 
+CELEBA = DatasetSpec(
+    name="celeba", title="CelebA (aligned images)", default_variant="aligned", display_name="CelebA",
+    read=celeba.read_celeba, verify_summary=celeba.verify_summary, settings=synth_celeba.CelebaSettings,
+    write=_writer_of_settings(synth_celeba.write_celeba), write_cached=synth_celeba.synth_celeba_cached,
+    read_options=celeba.READ_OPTIONS,
+    label_columns=("image_id", "partition", *celeba.ATTRIBUTES, "annotated_race", "annotation_count"),
+    how_to_get="CelebA is released by its authors for non-commercial research (mmlab.ie.cuhk.edu.hk/projects/CelebA.html); "
+               "pass --data-root DIR where DIR holds Img/img_align_celeba/, Anno/ and Eval/ as released (or torchvision's "
+               "flat celeba/ folder). CelebA has no race label: supply annotators' labels with the race_annotations and "
+               "race_categories options (the file format: facebench.data.annotations).",
+)
+FAIRFACE = DatasetSpec(
+    name="fairface", title="FairFace (train + val)", default_variant="trainval", display_name="FairFace",
+    read=fairface.read_fairface, verify_summary=fairface.verify_summary, settings=synth_fairface.FairfaceSettings,
+    write=_writer_of_settings(synth_fairface.write_fairface), write_cached=synth_fairface.synth_fairface_cached,
+    size_unit="people (one image each)",
+    label_columns=("race_detail", "age_bin", "partition", "service_test"),
+    how_to_get="FairFace is released under CC BY 4.0 (github.com/joojs/fairface): extract the images zip (padding 0.25 "
+               "or 1.25) so that DIR/train/ and DIR/val/ exist, put fairface_label_train.csv and fairface_label_val.csv "
+               "in DIR, and pass --data-root DIR.",
+)
+
+
 def dataset_display_name(name: str) -> str:
     """How sentences name the dataset registered as ``name`` ("UTKFace" for ``utkface``); a name this
     facebench does not know (a plugin not installed where a report is rebuilt) is shown as it is."""
@@ -200,25 +245,28 @@ def dataset_display_name(name: str) -> str:
 
 
 def read_checked(spec: DatasetSpec, root: str | Path, *, variant: str, cache_dir: Path | None = None,
-                 progress: bool = True) -> CheckedRead:
-    """``spec.read(root)`` with every accepted image checked (:func:`facebench.data.files.check_images`): what
-    ``facebench data verify`` reports and what every run uses, so the two never disagree. The verdicts and
+                 progress: bool = True, options: Mapping[str, Any] | None = None) -> CheckedRead:
+    """``spec.read(root, **options)`` with every accepted image checked (:func:`facebench.data.files.check_images`):
+    what ``facebench data verify`` reports and what every run uses, so the two never disagree. The verdicts and
     content hashes are cached under ``cache_dir`` per file version."""
-    result = spec.read(root, variant=variant)
+    options = spec.check_read_options(options, where="dataset options")
+    result = spec.read(root, variant=variant, **options)
     root = Path(getattr(result, "root", root))  # readers resolve a root given one level too deep
     return check_images(result, root, cache_dir=cache_dir or default_cache_dir(), progress=progress, title=spec.name)
 
 
 def load_dataset(spec: DatasetSpec, *, variant: str, synthetic_settings, data_root: str | Path | None,
-                 cache_dir: Path | None = None, progress: bool = True) -> LoadedDataset:
+                 cache_dir: Path | None = None, progress: bool = True,
+                 options: Mapping[str, Any] | None = None) -> LoadedDataset:
     """Read the real dataset under ``data_root``, or synthesise (once, cached) and read the stand-in; images that
-    do not decode are left out and listed among the rejects."""
+    do not decode are left out and listed among the rejects. ``options`` go to the reader
+    (:attr:`DatasetSpec.read_options`)."""
     cache_dir = cache_dir or default_cache_dir()
     if data_root is None:
         root = spec.synthesize(synthetic_settings, cache_dir)
     else:
         root = Path(data_root)
-    checked = read_checked(spec, root, variant=variant, cache_dir=cache_dir, progress=progress)
+    checked = read_checked(spec, root, variant=variant, cache_dir=cache_dir, progress=progress, options=options)
     result = checked.result
     root = Path(getattr(result, "root", root))
     try:  # a folder written by facebench's generator carries a SYNTHETIC.json manifest at its root
@@ -227,4 +275,5 @@ def load_dataset(spec: DatasetSpec, *, variant: str, synthetic_settings, data_ro
         raise UserInputError(f"{root / 'SYNTHETIC.json'} cannot be read as a synthetic-data manifest "
                              f"({exc.__class__.__name__}).") from None
     return LoadedDataset(name=spec.name, root=root, table=result.table, rejected=result.rejected,
-                         synthetic=manifest is not None, manifest=manifest, content_digest=checked.content_digest)
+                         synthetic=manifest is not None, manifest=manifest, content_digest=checked.content_digest,
+                         label_columns=spec.label_columns)

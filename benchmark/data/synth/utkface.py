@@ -75,8 +75,17 @@ def manifest(config: SynthConfig) -> dict:
 
 
 def encode_faces(root: Path, population: pd.DataFrame, paths: Sequence[str], image_size: int,
-            render_size: int | None, progress: bool, what: str) -> None:
-    """Render every row of ``population`` and save it as a JPEG at ``root / paths[i]`` (its own quality)."""
+            render_size: int | None, progress: bool, what: str, *, width: int | None = None) -> None:
+    """Render every row of ``population`` and save it as a JPEG at ``root / paths[i]`` (its own quality).
+
+    Faces are rendered square; ``width`` (< ``image_size``) keeps the middle ``width`` columns, for formats whose
+    images are taller than wide (CelebA's aligned images are 178 x 218)."""
+    crop = None
+    if width is not None and width != image_size:
+        if not 0 < width < image_size:
+            raise ValueError(f"width must be between 1 and image_size ({image_size}), got {width}")
+        left = (image_size - width) // 2
+        crop = (left, 0, left + width, image_size)
     for folder in sorted({Path(p).parent for p in paths}):
         (root / folder).mkdir(parents=True, exist_ok=True)
     size = render_size or image_size
@@ -91,6 +100,8 @@ def encode_faces(root: Path, population: pd.DataFrame, paths: Sequence[str], ima
                 image = Image.fromarray(np.ascontiguousarray(pixels))
                 if size != image_size:
                     image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+                if crop is not None:
+                    image = image.crop(crop)
                 image.save(root / paths[i], format="JPEG", quality=int(qualities[i]))
             advance(stop - start)
 
