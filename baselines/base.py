@@ -34,6 +34,13 @@ class Baseline(ABC):
     #: about real faces.
     pretrained_on: str = ""
 
+    @property
+    def trains_on_test_dataset(self) -> bool:
+        """Whether this baseline trains on the test dataset's own split (its labelled ``train`` and ``val`` parts)
+        instead of the protocol's ``train_dataset``: seed 001's in-domain benchmark (section 2.1, "trained and
+        tested purely on the annotated CelebA dataset"). Default False; a baseline decides from its params."""
+        return False
+
     def set_anchors(self, images: np.ndarray, ages: np.ndarray) -> None:
         raise NotImplementedError(f"{type(self).__name__} takes no labelled anchors")
 

@@ -55,6 +55,79 @@ class SmallCNN(nn.Module):
         return self.features(x)
 
 
+#: VGG-Face's input: RGB in 0..255 minus this mean, no scaling (Parkhi et al. 2015; the vgg_face_dag port's
+#: ``meta``), at 224 x 224. Not ImageNet's normalisation.
+VGGFACE_MEAN_255 = (129.186, 104.762, 93.594)
+#: The conv layers of VGG-Face (the VGG-16 layout), named as in the vgg_face_dag port: (name, in, out).
+VGGFACE_CONVS: tuple[tuple[str, int, int], ...] = (
+    ("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
+    ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv4_1", 256, 512),
+    ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512),
+)
+
+
+class VGGFace(nn.Module):
+    """VGG-Face's convolutional trunk (Parkhi, Vedaldi, Zisserman, BMVC 2015; seed 001 section 2.1's "VGGFace"):
+    the VGG-16 conv layers named ``conv1_1`` … ``conv5_3`` with ReLU and 2 x 2 max-pooling after each block,
+    then global average pooling to 512 features (the fc6–fc8 classifier of the 2,622 training identities is not
+    used). Its own preprocessing (:data:`VGGFACE_MEAN_255`, applied by :func:`vggface_normalize`).
+
+    Weights: facebench ships none and downloads none. ``load_vggface_weights(path)`` reads a torch state dict
+    (``torch.save(state_dict, path)``, loaded with ``weights_only=True``) with the vgg_face_dag port's keys
+    ``conv1_1.weight``, ``conv1_1.bias``, … ``conv5_3.bias`` (fc6–fc8 keys may be present and are ignored); the
+    port's weights (vgg_face_dag.pth from the Oxford VGG group's PyTorch conversion) are in this format.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from collections import OrderedDict
+
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        for name, c_in, c_out in VGGFACE_CONVS:
+            layers[name] = nn.Conv2d(c_in, c_out, 3, padding=1)
+            layers[name.replace("conv", "relu")] = nn.ReLU(inplace=True)
+            if name in ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3"):
+                layers[f"pool{name[4]}"] = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.features = nn.Sequential(layers)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_dim = 512
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x))
+
+
+def vggface_normalize() -> Normalize:
+    """VGG-Face's preprocessing for [0, 1] images: 255·x − mean, i.e. (x − mean/255) / (1/255)."""
+    return Normalize(mean=tuple(m / 255.0 for m in VGGFACE_MEAN_255), std=(1 / 255.0,) * 3)
+
+
+def load_vggface_weights(model: VGGFace, path: str | Path) -> None:
+    """Load the vgg_face_dag port's conv weights (format in :class:`VGGFace`); one sentence for a missing file,
+    an unreadable one or missing keys."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserInputError(f"VGGFace weights file {path} does not exist; put the vgg_face_dag port's state dict "
+                             "there (see facebench.baselines.nets.VGGFace) or set the baseline's weights to null.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, not torch, or refused: the same to the user
+        raise UserInputError(f"VGGFace weights file {path} is not a readable torch state dict of tensors "
+                             f"({type(exc).__name__}).") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise UserInputError(f"VGGFace weights file {path} holds a {type(state).__name__}, not a state dict.")
+    wanted = {f"{name}.{kind}" for name, _, _ in VGGFACE_CONVS for kind in ("weight", "bias")}
+    missing = sorted(wanted - set(state))
+    if missing:
+        raise UserInputError(f"VGGFace weights file {path} lacks {len(missing)} of the conv keys of the vgg_face_dag "
+                             f"format, e.g. {missing[0]}.")
+    try:
+        model.features.load_state_dict({k: state[k] for k in wanted}, strict=False)
+    except RuntimeError as exc:
+        raise UserInputError(f"VGGFace weights file {path} does not fit VGG-Face's layers "
+                             f"({str(exc).splitlines()[-1].strip()[:80]}).") from None
+
+
 _HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
 
 
@@ -107,7 +180,7 @@ def backbone_names() -> list[str]:
     """``small_cnn`` and every torchvision classification model name."""
     import torchvision
 
-    return ["small_cnn", *torchvision.models.list_models(module=torchvision.models)]
+    return ["small_cnn", "vggface", *torchvision.models.list_models(module=torchvision.models)]
 
 
 def build_backbone(name: str, *, pretrained: str | None = None, in_channels: int = 3) -> tuple[nn.Module, int]:
@@ -121,6 +194,13 @@ def build_backbone(name: str, *, pretrained: str | None = None, in_channels: int
             raise UserInputError("model.pretrained: the small_cnn backbone has no pretrained weights; set it to null.")
         net = SmallCNN(in_channels=in_channels)
         return net, net.out_dim
+    if name == "vggface":  # its own preprocessing: a model built here should use vggface_normalize()
+        if in_channels != 3:
+            raise UserInputError("model.backbone: vggface takes 3-channel images only.")
+        vgg = VGGFace()
+        if pretrained:
+            load_vggface_weights(vgg, pretrained)
+        return vgg, vgg.out_dim
     import torchvision
 
     if name not in backbone_names():

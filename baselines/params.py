@@ -127,6 +127,40 @@ class DlibResNetParams(BaselineParams):
     normalize: bool = Field(True, description="L2-normalise the descriptors (cosine comparison)")
 
 
+# ------------------------------------------------------------- seed 001: race transfer (section 2)
+
+
+class RaceTransferParams(BaselineParams):
+    """Seed 001 section 2's classifier: a backbone's features into the MLP of section 2.1, "tuned" (backbone frozen)
+    and optionally "fine-tuned" (section 2.2: the last layers unfrozen, from the tuned weights, at a lower rate)."""
+
+    backbone: str | None = Field(None, description="resnet50, vgg16, vgg19 (torchvision), vggface (the VGG-Face "
+                                 "network, weights from a local file) or small_cnn; None: the protocol's model.backbone")
+    weights: str | None = Field("protocol", description="'protocol': model.pretrained; null: random weights (the "
+                                "quick profile, a stated deviation); a torchvision weights name (IMAGENET1K_V1); or a "
+                                "path to a local state dict (vggface: the vgg_face_dag port's .pth, see "
+                                "facebench.baselines.race_transfer)")
+    vggface_weights: str = Field("~/.cache/facebench/weights/vgg_face_dag.pth", description="backbone vggface with "
+                                 "weights 'protocol' and model.pretrained set: the VGG-Face state dict to load (format: "
+                                 "facebench.baselines.nets.VGGFace); absent: one sentence")
+    hidden: tuple[int, ...] = Field((64, 64, 64), description="section 2.1: 3 dense layers of 64")
+    dropout: float = Field(0.5, ge=0, lt=1, description="section 2.1: dropout 0.5")
+    finetune: bool = Field(False, description="section 2.2: after tuning, unfreeze the last layers and train again")
+    unfreeze: int = Field(5, ge=1, description="section 2.2: 'the last 5 layers' (units: a conv layer of VGG, a "
+                          "residual block of ResNet, a conv-BN-ReLU of small_cnn)")
+    tune_optimizer: Literal["adam", "sgd", "rmsprop"] = Field("adam", description="Table 3's first optimiser (tuning)")
+    finetune_optimizer: Literal["adam", "sgd", "rmsprop"] = Field("adam", description="Table 3's second optimiser")
+    finetune_lr: float | None = Field(None, gt=0, description="section 2.2 'a lower learning rate'; None: lr / 10")
+    finetune_epochs: int | None = Field(None, ge=1, description="None: training.epochs")
+    augment: bool = Field(False, description="section 2.2: random zoom and shear of the source images (Table 2)")
+    zoom: float = Field(0.2, ge=0, lt=1, description="largest zoom in or out (Keras zoom_range)")
+    shear: float = Field(0.2, ge=0, lt=1, description="largest shear (Keras shear_range, radians)")
+    face_crop: float = Field(1.0, gt=0, le=1, description="share of the image side kept around the centre before "
+                             "resizing (section 2.2's face crop without landmark alignment); 1: none")
+    train_on: Literal["source", "target"] = Field("source", description="target: seed 001's in-domain benchmark, "
+                                                  "trained on the test dataset's labelled train images")
+
+
 # ------------------------------------------------------------------------------------------ backbones
 
 #: torchvision's classification models (``torchvision.models.list_models(module=torchvision.models)`` of
@@ -148,4 +182,4 @@ TORCHVISION_BACKBONES: tuple[str, ...] = (
 )
 
 #: Every name ``model.backbone`` accepts: the CPU-sized ``small_cnn`` and the torchvision models.
-BACKBONE_NAMES: tuple[str, ...] = ("small_cnn", *TORCHVISION_BACKBONES)
+BACKBONE_NAMES: tuple[str, ...] = ("small_cnn", "vggface", *TORCHVISION_BACKBONES)

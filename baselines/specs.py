@@ -22,6 +22,7 @@ from facebench.baselines.params import (
     MMDParams,
     MTMIMParams,
     PairwiseParams,
+    RaceTransferParams,
     SourceOnlyParams,
 )
 
@@ -74,3 +75,5 @@ MTMIM = BaselineSpec(implementation="facebench.baselines.face_recognition:MTMIM"
                      params=MTMIMParams, leave_one_out_finetune=True)
 DLIB_RESNET = BaselineSpec(implementation="facebench.baselines.dlib_embedder:DlibResNet", task="face_recognition",
                            params=DlibResNetParams)
+RACE_TRANSFER = BaselineSpec(implementation="facebench.baselines.race_transfer:RaceTransfer",
+                             task="race_classification", params=RaceTransferParams)

@@ -81,7 +81,7 @@ class LoopConfig:
     epochs: int
     batch_size: int
     seed: int
-    optimizer: str = "adam"  # of the method's main network: "adam", "adamw" or "sgd" (momentum 0.9)
+    optimizer: str = "adam"  # of the method's main network: "adam", "adamw", "rmsprop" or "sgd" (momentum 0.9)
     lr: float = 1e-3
     weight_decay: float = 0.0
     loss: str = "l1"  # the regression loss of the age methods: "l1" or "l2"
@@ -104,8 +104,9 @@ class LoopConfig:
 
 
 def make_optimizer(parameters, config: LoopConfig) -> torch.optim.Optimizer:
-    """The optimiser of a method's main network, as ``config`` names it (SGD with momentum 0.9 for "sgd")."""
-    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    """The optimiser of a method's main network, as ``config`` names it: "adam", "adamw", "rmsprop" (torch's
+    defaults besides the rate) or "sgd" (momentum 0.9)."""
+    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}
     if config.optimizer in optimizers:
         return optimizers[config.optimizer](parameters, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
@@ -219,10 +220,11 @@ class TrainHistory:
 
 def _prepare(batch: dict[str, torch.Tensor], *, device: torch.device, config: LoopConfig,
              generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """uint8 images → float [0, 1] on the device (channels_last on CUDA), random horizontal flips."""
+    """uint8 images → float [0, 1] on the device (channels_last on CUDA), random horizontal flips. A float
+    "image" store (a frozen backbone's cached features, seed 001's tuned classifier) passes unchanged."""
     out = {}
     for name, value in batch.items():
-        if name == "image":
+        if name == "image" and value.dtype == torch.uint8:
             x = value.to(device, non_blocking=True).float().div_(255.0)
             if config.hflip:
                 flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
@@ -458,7 +460,10 @@ def predict_batches(model: nn.Module, images: np.ndarray, *, device: torch.devic
     use_amp = amp and device.type == "cuda"
 
     def prepare(store: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(store)).to(device).float().div_(255.0)
+        x = torch.from_numpy(np.ascontiguousarray(store)).to(device)
+        if x.dtype != torch.uint8:  # a float store of features (cached by a frozen backbone) is used as it is
+            return x.float()
+        x = x.float().div_(255.0)
         if channels_last and device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         return x

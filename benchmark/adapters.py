@@ -18,7 +18,8 @@ The adapter contract (also in ``docs/submissions.md``):
   (:func:`facebench.baselines.training.predict_batches` prepares it, for baselines and models alike). Any
   normalisation belongs in the model. Batches hold up to 256 images, in the test split's order.
 * It returns a ``torch.Tensor`` or ``numpy.ndarray`` of real numbers: for ``age_regression`` ages in years,
-  shape ``(N,)`` or ``(N, 1)``; for face-recognition tasks (``face_identification``, ``face_retrieval``, ...)
+  shape ``(N,)`` or ``(N, 1)``; for ``race_classification`` the probability of ``white`` (in [0, 1]), shape
+  ``(N,)`` or ``(N, 1)``; for face-recognition tasks (``face_identification``, ``face_retrieval``, ...)
   embeddings of shape ``(N, D)``, ``D >= 1`` and the same for every batch. Outputs are stored as float32 and
   must be finite there.
 * If the model is a ``torch.nn.Module`` facebench moves it to the device (CUDA when present, else Apple MPS,
@@ -61,10 +62,11 @@ if TYPE_CHECKING:  # torch is imported when a model runs, so that scoring a pred
     from facebench.protocol import Protocol
     from facebench.tasks import Task
 
-Output = Literal["age", "embedding"]
+Output = Literal["age", "embedding", "probability"]
 
 #: What a model returns, by the ``baseline_kind`` of the protocol's task.
-OUTPUTS: dict[str, Output] = {"age_regression": "age", "face_recognition": "embedding"}
+OUTPUTS: dict[str, Output] = {"age_regression": "age", "face_recognition": "embedding",
+                               "race_classification": "probability"}
 
 #: Images per model call (the batch size of :func:`facebench.baselines.training.predict_batches`).
 BATCH_SIZE = 256
@@ -215,8 +217,9 @@ def check_output(output: Any, *, model: UserModel, batch: int, start: int, sampl
                              "torch.Tensor or numpy array.")
     if not real:
         raise UserInputError(f"--model {model.spec}: the model returned dtype {dtype} for {where}, not real numbers.")
-    if model.output == "age" and shape not in ((n,), (n, 1)):
-        raise UserInputError(f"--model {model.spec}: the model returned shape {shape} for {where}; ages must have "
+    if model.output in ("age", "probability") and shape not in ((n,), (n, 1)):
+        what = "ages" if model.output == "age" else "probabilities"
+        raise UserInputError(f"--model {model.spec}: the model returned shape {shape} for {where}; {what} must have "
                              f"shape ({n},) or ({n}, 1).")
     if model.output == "embedding" and (len(shape) != 2 or shape[0] != n or shape[1] < 1):
         raise UserInputError(f"--model {model.spec}: the model returned shape {shape} for {where}; embeddings must "
@@ -229,12 +232,16 @@ def check_output(output: Any, *, model: UserModel, batch: int, start: int, sampl
     else:
         with np.errstate(over="ignore"):
             values = output.astype(np.float32)
-    values = values.reshape(n) if model.output == "age" else values
+    values = values.reshape(n) if model.output in ("age", "probability") else values
     bad = ~np.isfinite(values.reshape(n, -1)).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise UserInputError(f"--model {model.spec}: batch {batch} has a NaN or infinite output (as float32) for "
                              f"sample {start + i} ({str(sample_ids[i])!r}).")
+    if model.output == "probability" and ((values < 0) | (values > 1)).any():
+        i = int(np.flatnonzero((values < 0) | (values > 1))[0])
+        raise UserInputError(f"--model {model.spec}: batch {batch} has output {float(values[i]):.4g} for sample "
+                             f"{start + i} ({str(sample_ids[i])!r}), which is not a probability in [0, 1].")
     return values
 
 
@@ -288,7 +295,7 @@ def predict(model: UserModel, images: np.ndarray, *, sample_ids: Sequence[str], 
             checked.advance = lambda n: bar.advance(task, n)
         outputs = predict_batches(checked, images, device=device, batch_size=batch_size, amp=False,
                                   channels_last=False)
-    return outputs.reshape(-1) if model.output == "age" else outputs
+    return outputs.reshape(-1) if model.output in ("age", "probability") else outputs
 
 
 def submission_dir(out: Path, protocol_name: str, name: str) -> Path:

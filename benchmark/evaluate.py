@@ -149,13 +149,16 @@ def score_predictions_file(
     *, protocol: Protocol, dataset: LoadedDataset, split: Split, predictions: Path, out_dir: Path, seed: int,
     baseline: dict[str, Any], training: dict[str, Any] | None = None, extra_splits: dict[str, Path] | None = None,
     started: float | None = None, device: str = "cpu", leakage_checks: dict[str, Any] | None = None,
+    train_data: tuple[LoadedDataset, Split] | None = None,
 ) -> Results:
     """Validate ``predictions`` against the test split, score it, and write the run directory atomically.
 
     ``extra_splits`` maps the label of one of the task's :attr:`~facebench.tasks.base.Task.extra_splits`
     (``"source_val"``) to the predictions file of its split part, scored overall only. ``leakage_checks``
     (the runner's ``n_excluded_anchors`` and ``identity_overlap``; see :mod:`facebench.results`) joins the
-    ``data`` block. Nothing is written if the predictions file is invalid.
+    ``data`` block. An extra split on the training data (``ExtraSplit.dataset == "train"``, seed 001's source
+    accuracy) is read against ``train_data`` (the training dataset and its split; default: the test dataset's).
+    Nothing is written if the predictions file is invalid.
     """
     started = time.perf_counter() if started is None else started
     task = TASKS.get(protocol.task)
@@ -178,12 +181,14 @@ def score_predictions_file(
                             score_oracle=score_oracle)
 
     splits: dict[str, dict[str, Any]] = {}
-    parts = dict(task.extra_splits)  # label -> split part
+    parts = {extra.label: extra for extra in task.extra_splits}
     for label, path in (extra_splits or {}).items():
         if label not in parts:
             raise ValueError(f"Task {task.name} scores no extra split {label!r} (it has: {', '.join(parts) or 'none'}).")
-        part = parts[label]
-        extra = task.outcomes(dataset.table, task.read_predictions(path, split[part]), protocol=protocol, split=split)
+        on_train = parts[label].dataset == "train" and train_data is not None
+        table, part_split = (train_data[0].table, train_data[1]) if on_train else (dataset.table, split)
+        predicted = task.read_predictions(path, part_split[parts[label].part])
+        extra = task.outcomes(table, predicted, protocol=protocol, split=part_split)
         extra_scored = score_outcomes(protocol, extra, seed=seed, attributes=())
         splits[label] = metrics_section(extra_scored)["overall"]
 
@@ -208,7 +213,8 @@ def score_predictions_file(
                  "split_fingerprint": split.fingerprint(), "split": split.description,
                  "pair_source": split.pair_source,
                  "n_samples": len(outcomes), "split_sizes": split.sizes(), "n_rejected": len(dataset.rejected),
-                 "rejected": rejected_section(dataset), **(leakage_checks or {})},
+                 "rejected": rejected_section(dataset), **(leakage_checks or {}),
+                 **({"annotations": dataset.annotations} if dataset.annotations is not None else {})},
         "provenance": {**environment(), "device": device, "seed": seed,
                        "duration_s": round(time.perf_counter() - started, 3),
                        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},

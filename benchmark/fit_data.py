@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FitData", "FaceFitData"]
+__all__ = ["FitData", "FaceFitData", "LabelFitData"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,3 +47,13 @@ class FaceFitData(FitData):
 
     train_subjects: np.ndarray
     val_subjects: np.ndarray | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelFitData(FitData):
+    """:class:`FitData` for a binary classifier (seed 001's White-vs-Other race classifier): ``train_labels`` and
+    ``val_labels`` are 0/1 (1 = the positive class, ``white``). There are no ages: ``train_ages`` and
+    ``val_ages`` hold NaN."""
+
+    train_labels: np.ndarray
+    val_labels: np.ndarray

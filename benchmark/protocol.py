@@ -68,6 +68,15 @@ class DatasetSection(_Spec):
     name: str
     variant: str = "aligned"
     synthetic: SyntheticData = SyntheticData()
+    options: dict[str, Any] = Field(
+        {}, description="keyword options of the dataset's reader (DatasetSpec.read_options), e.g. CelebA's "
+                        "{race_annotations: race_annotations.csv, race_categories: [white, black, ...]}; "
+                        "left out of the fingerprint when empty, so protocols without it keep their run hashes")
+
+    def fingerprint_dump(self) -> dict[str, Any]:
+        """The section as the run hashes see it: ``options`` only when set (protocols written before the key
+        existed keep their fingerprints, run folders and shared models)."""
+        return self.model_dump(mode="json", exclude=None if self.options else {"options"})
 
 
 class TrainingDataSection(DatasetSection):
@@ -124,7 +133,7 @@ class TrainingSection(_Spec):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0)
-    optimizer: Literal["adam", "sgd", "adamw"] = "adam"
+    optimizer: Literal["adam", "sgd", "adamw", "rmsprop"] = "adam"
     weight_decay: float = Field(0.0, ge=0)
     loss: Literal["l1", "l2"] = "l1"
     lr_schedule: Literal["constant", "cosine", "plateau"] = Field(
@@ -253,6 +262,10 @@ class Protocol(_Spec):
     comparability: ComparabilityConditions | None = Field(
         None, description="the paper's conditions a run must meet for its reference numbers to be comparable; "
                           "None: the protocol states none, so no reference number is ever comparable")
+    repeats: int | None = Field(
+        None, ge=1, le=100, description="train and score every baseline this many times, with seeds --seed, --seed+1, "
+        "...; the report gives the mean over repeats with its t interval beside each run's bootstrap interval "
+        "(seed 001 section 2.3: n = 5); None: once. Left out of the fingerprint when None")
     profile: str = Field(description="the profile applied (set by the loader)")
     overrides: tuple[str, ...] = Field((), description="the --set overrides applied, as given (set by the loader)")
 
@@ -272,6 +285,13 @@ class Protocol(_Spec):
         left out: its effect is in the resolved values, and a value set by ``--set`` or written in the file is
         the same protocol."""
         resolved = self.model_dump(mode="json", exclude={"overrides"})
+        # Keys added after protocols were published enter the hash only when set, so that a protocol without
+        # them keeps its fingerprint (and its run folders): dataset options, repeats.
+        resolved["dataset"] = self.dataset.fingerprint_dump()
+        if self.train_dataset is not None:
+            resolved["train_dataset"] = self.train_dataset.fingerprint_dump()
+        if self.repeats is None:
+            del resolved["repeats"]
         return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
 
 
@@ -447,6 +467,9 @@ def _check_names(protocol: Protocol, where: str) -> None:
     DATASETS.check(protocol.dataset.name, where=f"{where}: key 'dataset.name'")
     if protocol.train_dataset is not None:
         DATASETS.check(protocol.train_dataset.name, where=f"{where}: key 'train_dataset.name'")
+    for key, section in (("dataset", protocol.dataset), ("train_dataset", protocol.train_dataset)):
+        if section is not None and section.options:  # the reader's own options only (one sentence otherwise)
+            DATASETS.get(section.name).check_read_options(section.options, where=f"{where}: key '{key}.options'")
     SPLITS.check(protocol.split.name, where=f"{where}: key 'split.name'")
     if protocol.comparability is not None and protocol.comparability.training_data is not None:
         DATASETS.check(protocol.comparability.training_data.dataset,

@@ -47,7 +47,7 @@ def prepare_data(protocol: Protocol, *, data_root: Path | None, cache_dir: Path,
                  ) -> tuple[LoadedDataset, Split]:
     spec = DATASETS.get(protocol.dataset.name)
     dataset = load_dataset(spec, variant=protocol.dataset.variant, synthetic_settings=protocol.dataset.synthetic,
-                           data_root=data_root, cache_dir=cache_dir, progress=progress)
+                           data_root=data_root, cache_dir=cache_dir, progress=progress, options=protocol.dataset.options)
     split_fn = SPLITS.get(protocol.split.name)
     split = split_fn(dataset.table, **{"seed": 0, **protocol.split.params})
     return dataset, split
@@ -72,7 +72,7 @@ def prepare_training_data(protocol: Protocol, dataset: LoadedDataset, split: Spl
         raise UserInputError(f"Protocol {protocol.name} trains on {source.name}: pass --train-data-root DIR for your copy "
                              "of it (or run without --data-root to use synthetic data for both).")
     train = load_dataset(DATASETS.get(source.name), variant=source.variant, synthetic_settings=source.synthetic,
-                         data_root=train_data_root, cache_dir=cache_dir, progress=progress)
+                         data_root=train_data_root, cache_dir=cache_dir, progress=progress, options=source.options)
     return train, subject_holdout_split(train.table, seed=source.seed, val_fraction=source.val_fraction)
 
 
@@ -82,7 +82,7 @@ def training_id(protocol: Protocol, baseline_name: str, params: dict, seed: int,
     # Per-image fine-tuning happens after (and apart from) this training, so it does not address the model.
     training = protocol.training.model_dump(mode="json", exclude={"leave_one_out_finetune"})
     payload = json.dumps([baseline_name, params, seed, protocol.model.model_dump(mode="json"),
-                          training, protocol.train_dataset.model_dump(mode="json"),
+                          training, protocol.train_dataset.fingerprint_dump(),
                           train.fingerprint(), train_split.fingerprint()], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -106,10 +106,8 @@ def draw_anchors(split: Split, count: int, *, seed: int) -> list[str]:
 
 
 def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
-    """Run every baseline of ``protocol``; return the run directories (with results.json each)."""
-    from facebench.baselines.specs import as_baseline_spec
-    from facebench.baselines.training import LoopConfig, resolve_device
-
+    """Run every baseline of ``protocol`` (``protocol.repeats`` times each, seeds ``--seed`` + k); return the run
+    directories (with results.json each)."""
     started_all = time.perf_counter()
     cache_dir = options.cache_dir or default_cache_dir()
     dataset, split = prepare_data(protocol, data_root=options.data_root, cache_dir=cache_dir, progress=options.progress)
@@ -138,81 +136,110 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
                            key=train_dataset.fingerprint())
 
     wanted = options.baselines or tuple(b.display_name for b in protocol.baselines)
+    # Seed 001 section 2.3 repeats every experiment (n = 5): repeat k trains and scores with seed --seed + k.
+    seeds = [options.seed + k for k in range(protocol.repeats or 1)]
     run_dirs: list[Path] = []
     for baseline_spec in protocol.baselines:
         if baseline_spec.name not in wanted and baseline_spec.display_name not in wanted:
             continue
-        started = time.perf_counter()
-        cls = as_baseline_spec(BASELINES.get(baseline_spec.name)).load()
-        params = cls.Params.model_validate(baseline_spec.params)
-        rid = run_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed, dataset, split,
-                     (train_dataset, train_split))
-        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in baseline_spec.display_name)
-        run_dir = Path(options.out_dir) / protocol.name / f"{slug}-{rid}"
-        # One writer per run folder: an identical run started meanwhile waits here, then finds results.json.
-        with run_folder_lock(run_dir, on_wait=console.print):
-            if (run_dir / "results.json").is_file():
-                console.print(f"{baseline_spec.display_name}: already done in {run_dir} (delete it to run again)")
-                run_dirs.append(run_dir)
-                continue
-            console.print(f"[bold]{baseline_spec.display_name}[/] → {run_dir}")
-            baseline = cls(protocol=protocol, params=params)
-            fit_data = task.fit_data(train_dataset.table, train_split, train_images)
-            t = protocol.training
-            checkpoint_dir, fingerprint = run_dir / "checkpoints", rid
-            shared_model = train_dataset is not dataset  # trained once for several protocols: one trainer at a time
-            if shared_model:
-                # Training does not depend on the test dataset: protocols that train the same baseline the same way
-                # on the same data (FG-NET and AgeDB-30 both train on CACD) share one model, trained once.
-                fingerprint = training_id(protocol, baseline_spec.name, params.model_dump(mode="json"), options.seed,
-                                          train_dataset, train_split)
-                checkpoint_dir = Path(options.out_dir) / "_trained" / f"{slug}-{fingerprint}"
-            loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=options.seed, optimizer=t.optimizer, lr=t.lr,
-                              weight_decay=t.weight_decay, loss=t.loss, device=t.device, amp=t.amp,
-                              channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule,
-                              plateau_metric=t.plateau_metric, plateau_mode=t.plateau_mode,
-                              plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
-                              checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint,
-                              restart=options.restart)
-            with run_folder_lock(checkpoint_dir, on_wait=console.print) if shared_model else contextlib.nullcontext():
-                history = baseline.fit(fit_data, loop)
-            anchors = draw_anchors(split, cls.target_anchors, seed=options.seed)
-            scored = split
-            if anchors:
-                baseline.set_anchors(images(anchors), table.loc[anchors, "age"].to_numpy(dtype=np.float64))
-                # The method was handed these images' ages: scoring them would grade it against its own input.
-                scored = split.exclude_from_test(anchors, reason=f"{len(anchors)} labelled target anchors not scored")
-            predictions = run_dir / task.predictions_file
-            finetune = t.leave_one_out_finetune
-            if finetune is not None:  # FG-NET's per-image scheme: one fine-tuned model per left-out test image
-                test_ids = list(scored["test"])
-                scores = baseline.leave_one_out_scores(
-                    images(test_ids), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
-                    table.loc[test_ids, "age"].to_numpy(dtype=np.float64), loop=loop, epochs=finetune.epochs,
-                    batch_size=finetune.batch_size, lr=finetune.lr, work_dir=run_dir / "checkpoints")
-                task.write_similarity(predictions, test_ids, scores)
-            else:
-                task.write_predictions(predictions, scored["test"], baseline.predict(images(scored["test"])))
-            extra_splits = {}
-            for label, part in task.extra_splits:  # e.g. the source validation MAE of seed 000's tables
-                extra_splits[label] = run_dir / f"predictions_{part}{predictions.suffix}"
-                task.write_predictions(extra_splits[label], scored[part], baseline.predict(images(scored[part])))
-            score_predictions_file(
-                protocol=protocol, dataset=dataset, split=scored, predictions=predictions, out_dir=run_dir,
-                seed=options.seed, started=started, device=str(resolve_device(t.device)),
-                baseline={"name": baseline_spec.name, "label": baseline_spec.display_name, "params": params.model_dump(mode="json"), "kind": "baseline",
-                          "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json"),
-                          "labelled_target_anchors": anchors, "pretrained_on": cls.pretrained_on,
-                          **({"train_data": {"dataset": train_dataset.name, "model_dir": f"_trained/{checkpoint_dir.name}",
-                                             "synthetic": train_dataset.synthetic,
-                                             "fingerprint": train_dataset.fingerprint(),
-                                             "split_fingerprint": train_split.fingerprint(),
-                                             "split": train_split.description}} if train_dataset is not dataset else {})},
-                training={"epochs": history.epochs, "resumed_from_epoch": history.resumed_from_epoch},
-                extra_splits=extra_splits,
-                leakage_checks={"n_excluded_anchors": len(split["test"]) - len(scored["test"]),
-                                "identity_overlap": identities.as_json()},
-            )
-            run_dirs.append(run_dir)
+        for seed in seeds:
+            run_dirs.append(_run_baseline(
+                protocol, baseline_spec, seed=seed, options=options, task=task, dataset=dataset, split=split,
+                train_dataset=train_dataset, train_split=train_split, table=table, images=images,
+                train_images=train_images, identities=identities))
     console.print(f"done in {time.perf_counter() - started_all:.1f} s")
     return run_dirs
+
+
+def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunOptions, task, dataset: LoadedDataset,
+                  split: Split, train_dataset: LoadedDataset, train_split: Split, table, images, train_images,
+                  identities) -> Path:
+    """Train, predict and score one baseline with one seed; return its run directory."""
+    from facebench.baselines.specs import as_baseline_spec
+    from facebench.baselines.training import LoopConfig, resolve_device
+
+    started = time.perf_counter()
+    cls = as_baseline_spec(BASELINES.get(baseline_spec.name)).load()
+    params = cls.Params.model_validate(baseline_spec.params)
+    rid = run_id(protocol, baseline_spec.name, params.model_dump(mode="json"), seed, dataset, split,
+                 (train_dataset, train_split))
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in baseline_spec.display_name)
+    run_dir = Path(options.out_dir) / protocol.name / f"{slug}-{rid}"
+    # One writer per run folder: an identical run started meanwhile waits here, then finds results.json.
+    with run_folder_lock(run_dir, on_wait=console.print):
+        if (run_dir / "results.json").is_file():
+            console.print(f"{baseline_spec.display_name}: already done in {run_dir} (delete it to run again)")
+            return run_dir
+        console.print(f"[bold]{baseline_spec.display_name}[/] → {run_dir}")
+        baseline = cls(protocol=protocol, params=params)
+        in_domain = baseline.trains_on_test_dataset
+        if in_domain:  # seed 001's in-domain benchmark: the test dataset's own labelled train (and val) images
+            fit_data = task.fit_data(dataset.table, split, lambda part: images(split[part]))
+        else:
+            fit_data = task.fit_data(train_dataset.table, train_split, train_images)
+        t = protocol.training
+        checkpoint_dir, fingerprint = run_dir / "checkpoints", rid
+        # trained once for several protocols: one trainer at a time
+        shared_model = train_dataset is not dataset and not in_domain
+        if shared_model:
+            # Training does not depend on the test dataset: protocols that train the same baseline the same way
+            # on the same data (FG-NET and AgeDB-30 both train on CACD) share one model, trained once.
+            fingerprint = training_id(protocol, baseline_spec.name, params.model_dump(mode="json"), seed,
+                                      train_dataset, train_split)
+            checkpoint_dir = Path(options.out_dir) / "_trained" / f"{slug}-{fingerprint}"
+        loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=seed, optimizer=t.optimizer, lr=t.lr,
+                          weight_decay=t.weight_decay, loss=t.loss, device=t.device, amp=t.amp,
+                          channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule,
+                          plateau_metric=t.plateau_metric, plateau_mode=t.plateau_mode,
+                          plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
+                          checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint,
+                          restart=options.restart)
+        with run_folder_lock(checkpoint_dir, on_wait=console.print) if shared_model else contextlib.nullcontext():
+            history = baseline.fit(fit_data, loop)
+        anchors = draw_anchors(split, cls.target_anchors, seed=seed)
+        scored = split
+        if anchors:
+            baseline.set_anchors(images(anchors), table.loc[anchors, "age"].to_numpy(dtype=np.float64))
+            # The method was handed these images' ages: scoring them would grade it against its own input.
+            scored = split.exclude_from_test(anchors, reason=f"{len(anchors)} labelled target anchors not scored")
+        predictions = run_dir / task.predictions_file
+        finetune = t.leave_one_out_finetune
+        if finetune is not None:  # FG-NET's per-image scheme: one fine-tuned model per left-out test image
+            test_ids = list(scored["test"])
+            scores = baseline.leave_one_out_scores(
+                images(test_ids), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
+                table.loc[test_ids, "age"].to_numpy(dtype=np.float64), loop=loop, epochs=finetune.epochs,
+                batch_size=finetune.batch_size, lr=finetune.lr, work_dir=run_dir / "checkpoints")
+            task.write_similarity(predictions, test_ids, scores)
+        else:
+            task.write_predictions(predictions, scored["test"], baseline.predict(images(scored["test"])))
+        extra_splits = {}
+        for extra in task.extra_splits:  # e.g. the source validation MAE of seed 000's tables
+            name = extra.part if extra.dataset == "test" else f"{extra.dataset}_{extra.part}"
+            extra_splits[extra.label] = run_dir / f"predictions_{name}{predictions.suffix}"
+            if extra.dataset == "train":  # a part of the training data's split (seed 001's source accuracy)
+                ids, pixels = train_split[extra.part], train_images(extra.part)
+            else:
+                ids, pixels = scored[extra.part], images(scored[extra.part])
+            task.write_predictions(extra_splits[extra.label], ids, baseline.predict(pixels))
+        score_predictions_file(
+            protocol=protocol, dataset=dataset, split=scored, predictions=predictions, out_dir=run_dir,
+            seed=seed, started=started, device=str(resolve_device(t.device)),
+            baseline={"name": baseline_spec.name, "label": baseline_spec.display_name, "params": params.model_dump(mode="json"), "kind": "baseline",
+                      "model": protocol.model.model_dump(mode="json"), "training": t.model_dump(mode="json"),
+                      "labelled_target_anchors": anchors, "pretrained_on": cls.pretrained_on,
+                      **({"train_data": {"dataset": train_dataset.name, "model_dir": f"_trained/{checkpoint_dir.name}",
+                                         "synthetic": train_dataset.synthetic,
+                                         "fingerprint": train_dataset.fingerprint(),
+                                         "split_fingerprint": train_split.fingerprint(),
+                                         "split": train_split.description}} if shared_model else {}),
+                      **({"train_data": {"dataset": dataset.name, "in_domain": True, "synthetic": dataset.synthetic,
+                                         "fingerprint": dataset.fingerprint(), "split_fingerprint": split.fingerprint(),
+                                         "split": f"the {len(split['train'])} labelled train images of the test dataset's "
+                                                  "split"}} if in_domain and train_dataset is not dataset else {})},
+            training={"epochs": history.epochs, "resumed_from_epoch": history.resumed_from_epoch},
+            extra_splits=extra_splits, train_data=(train_dataset, train_split),
+            leakage_checks={"n_excluded_anchors": len(split["test"]) - len(scored["test"]),
+                            "identity_overlap": identities.as_json()},
+        )
+        return run_dir

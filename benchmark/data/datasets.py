@@ -126,6 +126,9 @@ class LoadedDataset:
     manifest: dict[str, Any] | None = None
     #: The dataset's extra label columns (:attr:`DatasetSpec.label_columns`) that the fingerprint covers.
     label_columns: tuple[str, ...] = ()
+    #: Annotators' labels a reader option supplied (CelebA's ``race_annotations``): file, categories and the
+    #: annotators' agreement (:mod:`facebench.metrics.agreement`); results.json copies it to ``data.annotations``.
+    annotations: dict[str, Any] | None = None
 
     def fingerprint(self) -> str:
         """sha256 over the labels and the content hash of every accepted image: two runs scored the same data iff
@@ -274,6 +277,12 @@ def load_dataset(spec: DatasetSpec, *, variant: str, synthetic_settings, data_ro
     except (OSError, ValueError) as exc:
         raise UserInputError(f"{root / 'SYNTHETIC.json'} cannot be read as a synthetic-data manifest "
                              f"({exc.__class__.__name__}).") from None
+    annotations = getattr(result, "annotations", None)
+    described = None if annotations is None else {
+        "file": Path(annotations.path).name, "categories": list(annotations.categories),
+        "n_labels": int(len(annotations.frame)), "agreement": annotations.agreement().to_dict(),
+        "agreement_line": annotations.agreement().line(),
+        "what": "labels assigned by annotators from the photo, not how the people pictured identify themselves"}
     return LoadedDataset(name=spec.name, root=root, table=result.table, rejected=result.rejected,
                          synthetic=manifest is not None, manifest=manifest, content_digest=checked.content_digest,
-                         label_columns=spec.label_columns)
+                         label_columns=spec.label_columns, annotations=described)

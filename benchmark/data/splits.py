@@ -243,18 +243,21 @@ def cacd_retrieval_split(
 
 def subject_holdout_split(table: pd.DataFrame, *, seed: int, val_fraction: float = 0.05) -> Split:
     """A training dataset used whole (FG-NET, AgeDB and CACD-VS protocols train on another dataset):
-    every subject trains, except a ``val_fraction`` of subjects drawn with ``seed`` for validation.
+    every subject trains, except a ``val_fraction`` of subjects drawn with ``seed`` for validation. A dataset
+    without identities (UTKFace: ``subject_id`` all missing) holds out images instead.
 
     >>> t = pd.DataFrame({"sample_id": [f"{s}{i}.jpg" for s in "abcd" for i in (1, 2)],
     ...                   "subject_id": [s for s in "abcd" for _ in (1, 2)], "age": [20, 30] * 4})
     >>> subject_holdout_split(t, seed=0, val_fraction=0.25).sizes()
     {'train': 6, 'val': 2}
     """
+    if table["subject_id"].isna().all():  # no identities at all (UTKFace, FairFace): every image is its own subject
+        table = table.assign(subject_id=table["sample_id"])
     usable = table[table["subject_id"].notna()]
     subjects = np.sort(usable["subject_id"].unique().astype(str))
     subjects = subjects[np.random.default_rng(seed).permutation(len(subjects))]
     val_subjects = set(subjects[: round(val_fraction * len(subjects))])
-    in_val = usable["subject_id"].isin(val_subjects)
+    in_val = usable["subject_id"].astype(str).isin(val_subjects)
     return Split(
         parts={"train": tuple(sorted(usable.loc[~in_val, "sample_id"])), "val": tuple(sorted(usable.loc[in_val, "sample_id"]))},
         description=f"all {len(subjects) - len(val_subjects)} subjects train; {len(val_subjects)} subjects validate",
@@ -327,3 +330,67 @@ def listed_pairs_split(table: pd.DataFrame, *, seed: int) -> Split:
                          same=tuple(bool(x) for x in info["issame"]), fold=tuple(int(x) for x in info["fold"]))
     return Split(parts={"test": pair_list.images()}, pairs=pair_list, pair_source="listed",
                  description=f"{len(pair_list)} pairs listed by the dataset in {pair_list.n_folds} folds")
+
+
+def race_label_column(table: pd.DataFrame) -> str:
+    """Where a FaceTable keeps the race label seed 001 classifies: ``race`` (the dataset's own label: UTKFace,
+    FairFace) or, for a dataset without one, ``annotated_race`` (annotators' labels supplied with the reader's
+    ``race_annotations`` option: CelebA).
+
+    >>> race_label_column(pd.DataFrame({"race": [pd.NA], "annotated_race": ["white"]}))
+    'annotated_race'
+    """
+    if "race" in table.columns and table["race"].notna().any():
+        return "race"
+    if "annotated_race" in table.columns:
+        return "annotated_race"
+    from facebench.errors import UserInputError
+
+    raise UserInputError("This dataset has no race label: CelebA needs annotators' labels (dataset.options "
+                         "race_annotations and race_categories).")
+
+
+def labelled_subset_split(table: pd.DataFrame, *, seed: int, n_train: int = 2000, n_val: int = 0,
+                          n_test: int = 500) -> Split:
+    """Seed 001's target data (section 2.1): of the images with a race label (:func:`race_label_column`), ``n_test``
+    are the test set every model is scored on and ``n_train`` (+ ``n_val``) the labelled images the in-domain
+    benchmark trains on ("Train: 2,000, Valid: 500"). People are kept on one side (whole subjects are drawn, with
+    ``seed``; images without a subject are their own); the parts are cut at the first subject past each size, so
+    sizes can exceed the request by a few images. Fewer labelled images than requested: one sentence.
+
+    >>> t = pd.DataFrame({"sample_id": [f"{i}.jpg" for i in range(10)], "subject_id": [pd.NA] * 10,
+    ...                   "race": ["white", "black"] * 5})
+    >>> labelled_subset_split(t, seed=0, n_train=6, n_test=4).sizes()
+    {'train': 6, 'val': 0, 'test': 4}
+    """
+    from facebench.errors import UserInputError
+
+    if min(n_train, n_test) < 1 or n_val < 0:
+        raise UserInputError("split.params: n_train and n_test must be at least 1 and n_val at least 0.")
+    column = race_label_column(table)
+    labelled = table[table[column].notna()]
+    subjects = labelled["subject_id"].astype("string").fillna(labelled["sample_id"].astype("string")).astype(str)
+    if len(labelled) < n_train + n_val + n_test:
+        raise UserInputError(f"split.params: {len(labelled)} images have a {column} label, fewer than n_train + n_val + "
+                             f"n_test = {n_train + n_val + n_test}.")
+    unique = np.sort(subjects.unique())
+    order = unique[np.random.default_rng(seed).permutation(len(unique))]
+    counts = subjects.value_counts()
+    parts: dict[str, list[str]] = {"test": [], "train": [], "val": []}
+    sizes = {"test": n_test, "train": n_train, "val": n_val}
+    filled = {name: 0 for name in parts}
+    names = [name for name in ("test", "train", "val") if sizes[name] > 0]
+    k = 0
+    assignment: dict[str, str] = {}
+    for subject in order:
+        while k < len(names) and filled[names[k]] >= sizes[names[k]]:
+            k += 1
+        if k == len(names):
+            break
+        assignment[subject] = names[k]
+        filled[names[k]] += int(counts[subject])
+    part_of = subjects.map(assignment)
+    ids = labelled["sample_id"].astype(str)
+    return Split(parts={name: tuple(sorted(ids[part_of == name])) for name in ("train", "val", "test")},
+                 description=f"{column}-labelled images: {filled['train']} train, {filled['val']} val, {filled['test']} "
+                             f"test, disjoint in people (seed {seed})")

@@ -10,7 +10,7 @@ hook that reads labels takes the **FaceTable as read** (:mod:`facebench.data.tab
 >>> isinstance(AGE_REGRESSION, Task), AGE_REGRESSION.baseline_kind, AGE_REGRESSION.predictions_file
 (True, 'age_regression', 'predictions.csv')
 >>> AGE_REGRESSION.extra_splits              # scored overall besides the test split
-(ExtraSplit(label='source_val', part='val'),)
+(ExtraSplit(label='source_val', part='val', dataset='test'),)
 >>> FACE_RETRIEVAL.outcome_columns           # metric -> outcome column the task computed itself
 (('map', 'ap'), ('p_at_1', 'hit1'))
 >>> AGE_REGRESSION.outcome_columns, FACE_VERIFICATION.extra_splits   # the defaults
@@ -42,10 +42,13 @@ __all__ = ["ExtraSplit", "Task"]
 
 class ExtraSplit(NamedTuple):
     """A split scored overall besides the test split: its key under ``splits`` in results.json and the
-    split part whose images are predicted (``ExtraSplit("source_val", "val")``)."""
+    split part whose images are predicted (``ExtraSplit("source_val", "val")``); ``dataset`` says whose split:
+    ``"test"`` (the protocol's dataset, the default) or ``"train"`` (the protocol's ``train_dataset`` and its
+    subject hold-out, e.g. seed 001's source accuracy on held-out UTKFace images when the test set is CelebA)."""
 
     label: str
     part: str
+    dataset: str = "test"
 
 
 @dataclass(frozen=True, kw_only=True)
