@@ -151,6 +151,7 @@ class RaceTransferParams(BaselineParams):
     tune_optimizer: Literal["adam", "sgd", "rmsprop"] = Field("adam", description="Table 3's first optimiser (tuning)")
     finetune_optimizer: Literal["adam", "sgd", "rmsprop"] = Field("adam", description="Table 3's second optimiser")
     finetune_lr: float | None = Field(None, gt=0, description="section 2.2 'a lower learning rate'; None: lr / 10")
+    tune_epochs: int | None = Field(None, ge=1, description="epochs of the tuning stage; None: training.epochs")
     finetune_epochs: int | None = Field(None, ge=1, description="None: training.epochs")
     augment: bool = Field(False, description="section 2.2: random zoom and shear of the source images (Table 2)")
     zoom: float = Field(0.2, ge=0, lt=1, description="largest zoom in or out (Keras zoom_range)")

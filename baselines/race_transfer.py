@@ -116,6 +116,10 @@ class MLPHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden: tuple[int, ...], dropout: float) -> None:
         super().__init__()
+        # Features are standardised with the training images' mean and sd (set by RaceTransfer.fit): a random
+        # backbone's features have arbitrary scales (the quick profile); a stated deviation.
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
         layers: list[nn.Module] = []
         for a, b in zip((in_dim, *hidden[:-1]), hidden, strict=True):
             layers += [nn.Linear(a, b), nn.ReLU(inplace=True), nn.Dropout(dropout)]
@@ -123,7 +127,7 @@ class MLPHead(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x).squeeze(1)
+        return self.layers((x - self.mean) / self.std).squeeze(1)
 
 
 class RaceNet(nn.Module):
@@ -303,7 +307,8 @@ class RaceTransfer(Baseline):
         self.loop = loop
         p = self.params
         device = resolve_device(loop.device)
-        stages = [("tune", 0, dataclasses.replace(loop, optimizer=p.tune_optimizer, hflip=False))]
+        stages = [("tune", 0, dataclasses.replace(loop, optimizer=p.tune_optimizer, epochs=p.tune_epochs or loop.epochs,
+                                                  hflip=False))]
         if p.finetune:
             stages.append(("finetune", p.unfreeze, dataclasses.replace(
                 loop, optimizer=p.finetune_optimizer, lr=p.finetune_lr or loop.lr / 10,
@@ -315,6 +320,11 @@ class RaceTransfer(Baseline):
             if previous is not None:  # section 2.2: "initialised from the values obtained from initial training"
                 net.head.load_state_dict(previous.head.state_dict())
             frozen = FrozenPart(net)
+            if previous is None:  # the MLP's input standardisation, from the (un-augmented) training features
+                full = _cached_features(frozen, data.train_images, device=device, key=self._key(0))
+                pooled = full.reshape(len(full), full.shape[1], -1).mean(-1)
+                net.head.mean.copy_(torch.from_numpy(pooled.mean(0)))
+                net.head.std.copy_(torch.from_numpy(pooled.std(0) + 1e-6))
             val = (_cached_features(frozen, data.val_images, device=device, key=self._key(n_trainable))
                    if len(data.val_images) else None)
             method = ClassifierMethod(net=net, loop=config, params=p, val=val, val_labels=data.val_labels)

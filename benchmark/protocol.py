@@ -68,10 +68,11 @@ class DatasetSection(_Spec):
     name: str
     variant: str = "aligned"
     synthetic: SyntheticData = SyntheticData()
-    options: dict[str, Any] = Field(
+    options: dict[str, Any] | None = Field(
         {}, description="keyword options of the dataset's reader (DatasetSpec.read_options), e.g. CelebA's "
-                        "{race_annotations: race_annotations.csv, race_categories: [white, black, ...]}; "
-                        "left out of the fingerprint when empty, so protocols without it keep their run hashes")
+                        "{race_annotations: race_annotations.csv, race_categories: [white, black, ...]}; null or {}: "
+                        "none (null also clears an included file's options); left out of the fingerprint when empty, "
+                        "so protocols without it keep their run hashes")
 
     def fingerprint_dump(self) -> dict[str, Any]:
         """The section as the run hashes see it: ``options`` only when set (protocols written before the key

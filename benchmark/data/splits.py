@@ -344,26 +344,26 @@ def race_label_column(table: pd.DataFrame) -> str:
         return "race"
     if "annotated_race" in table.columns:
         return "annotated_race"
-    from facebench.errors import UserInputError
 
     raise UserInputError("This dataset has no race label: CelebA needs annotators' labels (dataset.options "
                          "race_annotations and race_categories).")
 
 
 def labelled_subset_split(table: pd.DataFrame, *, seed: int, n_train: int = 2000, n_val: int = 0,
-                          n_test: int = 500) -> Split:
+                          n_test: int = 500, balanced_test: bool = False) -> Split:
     """Seed 001's target data (section 2.1): of the images with a race label (:func:`race_label_column`), ``n_test``
     are the test set every model is scored on and ``n_train`` (+ ``n_val``) the labelled images the in-domain
     benchmark trains on ("Train: 2,000, Valid: 500"). People are kept on one side (whole subjects are drawn, with
     ``seed``; images without a subject are their own); the parts are cut at the first subject past each size, so
     sizes can exceed the request by a few images. Fewer labelled images than requested: one sentence.
+    ``balanced_test``: the test set holds as many ``white`` as ``other`` images (seed 001's two classes; a subject
+    counts in its first image's class), so that accuracy there is not the majority class's share.
 
     >>> t = pd.DataFrame({"sample_id": [f"{i}.jpg" for i in range(10)], "subject_id": [pd.NA] * 10,
     ...                   "race": ["white", "black"] * 5})
     >>> labelled_subset_split(t, seed=0, n_train=6, n_test=4).sizes()
     {'train': 6, 'val': 0, 'test': 4}
     """
-    from facebench.errors import UserInputError
 
     if min(n_train, n_test) < 1 or n_val < 0:
         raise UserInputError("split.params: n_train and n_test must be at least 1 and n_val at least 0.")
@@ -382,6 +382,20 @@ def labelled_subset_split(table: pd.DataFrame, *, seed: int, n_train: int = 2000
     names = [name for name in ("test", "train", "val") if sizes[name] > 0]
     k = 0
     assignment: dict[str, str] = {}
+    if balanced_test:
+        white = labelled.assign(_s=subjects.to_numpy()).groupby("_s")[column].first() == "white"
+        quota = {True: n_test - n_test // 2, False: n_test // 2}
+        taken = {True: 0, False: 0}
+        for subject in order:
+            kind = bool(white[subject])
+            if taken[kind] < quota[kind]:
+                assignment[subject] = "test"
+                taken[kind] += int(counts[subject])
+        if min(taken[c] - quota[c] for c in quota) < 0:
+            raise UserInputError(f"split.params: too few images of one class for a balanced test set of {n_test}.")
+        filled["test"] = sum(taken.values())
+        order = np.array([s for s in order if s not in assignment])
+        names = [name for name in names if name != "test"]
     for subject in order:
         while k < len(names) and filled[names[k]] >= sizes[names[k]]:
             k += 1
