@@ -449,8 +449,8 @@ def paper_table(runs: list[Run], reference: list[dict[str, Any]]) -> dict[str, A
             columns.append(key)
 
     def ours(results: dict[str, Any], metric: str, split: str, group: str | None) -> dict[str, Any] | None:
-        if split == "source_val":
-            return (results.get("splits") or {}).get("source_val", {}).get(metric)
+        if split not in ("test", "target"):  # an extra split: seed 000's source_val, seed 001's source
+            return (results.get("splits") or {}).get(split, {}).get(metric)
         if group is None:
             return results["metrics"]["overall"].get(metric)
         attribute, _, label = group.partition("=")
@@ -475,9 +475,125 @@ def paper_table(runs: list[Run], reference: list[dict[str, Any]]) -> dict[str, A
         measured.append({"name": run.name, "matches": {baseline["name"], run.name},
                          "synthetic": run.synthetic, "verdict": verdict.line, "comparable": verdict.comparable,
                          "cells": [ours(run.results, *c) for c in columns]})
-    headers = [" ".join(x for x in (metric, "(source val)" if split == "source_val" else "",
+    # Repeats (protocol.repeats, seed 001's n = 5): one more row per baseline, the mean over its runs with a t
+    # interval over the repeats, beside each run's own bootstrap interval.
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for row in measured:
+        by_name.setdefault(row["name"], []).append(row)
+    for name, rows in by_name.items():
+        if len(rows) > 1:
+            cells = [repeat_interval([r["cells"][k]["value"] for r in rows if r["cells"][k]]) for k in range(len(columns))]
+            measured.append({**rows[0], "name": f"{name}: mean of {len(rows)} repeats (t interval over repeats)",
+                             "cells": cells})
+    measured.sort(key=lambda r: r["name"])
+    headers = [" ".join(x for x in (metric, "(source val)" if split == "source_val" else
+                                   "(source)" if split == "source" else "",
                                    group.partition("=")[2] if group else "overall") if x) for metric, split, group in columns]
     return {"headers": headers, "published": published, "measured": measured}
+
+
+def repeat_interval(values: list[float | None], confidence: float = 0.95) -> dict[str, Any] | None:
+    """Mean of a run's repeats with the t interval over them (Student's t, n − 1 degrees of freedom); the interval
+    is missing with one repeat.
+
+    >>> r = repeat_interval([0.6, 0.7, 0.8]); round(r["value"], 3), round(r["ci_low"], 3), round(r["ci_high"], 3)
+    (0.7, 0.452, 0.948)
+    """
+    from scipy import stats
+
+    finite = [float(v) for v in values if v is not None]
+    if not finite:
+        return None
+    mean = sum(finite) / len(finite)
+    if len(finite) < 2:
+        return {"value": mean, "ci_low": None, "ci_high": None, "n": 1}
+    sd = (sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)) ** 0.5
+    half = stats.t.ppf(0.5 + confidence / 2, len(finite) - 1) * sd / len(finite) ** 0.5
+    return {"value": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(finite)}
+
+
+def _difference(a: dict[str, Any] | None, b: dict[str, Any] | None, z: float = 1.959964) -> dict[str, Any] | None:
+    """``a − b`` of two independent scores (source and target images), with a normal interval whose standard
+    errors are read off each score's own 95 % interval (half-width / z)."""
+    if not a or not b or a.get("value") is None or b.get("value") is None:
+        return None
+    def se(v: dict[str, Any]) -> float | None:
+        return None if v.get("ci_low") is None or v.get("ci_high") is None else (v["ci_high"] - v["ci_low"]) / (2 * z)
+    value = a["value"] - b["value"]
+    sa, sb = se(a), se(b)
+    if sa is None or sb is None:
+        return {"value": value, "ci_low": None, "ci_high": None}
+    half = z * (sa**2 + sb**2) ** 0.5
+    return {"value": value, "ci_low": value - half, "ci_high": value + half}
+
+
+#: What the race-transfer report says about its labels and why the protocol exists (seed 001 section 2).
+RACE_TRANSFER_STATEMENT = (
+    "What the labels are: race labels that annotators assigned from the photo (UTKFace's and FairFace's labels; for "
+    "CelebA, which has none, the annotation file named in the protocol's dataset options), not how the people "
+    "pictured identify themselves. The two classes, White against every other category, are the paper's grouping "
+    "(seed 001 section 2.1), not a claim that the categories are natural kinds. Why the protocol exists: seed 001 asks "
+    "whether a classifier trained on one dataset learns a concept of race that holds on another, since such "
+    "classifiers are used to pick 'racially diverse' subsets of unlabelled data; a large drop from source to target "
+    "accuracy, and who it falls on, is the measurement.")
+
+
+def transfer_view(runs: list[Run]) -> dict[str, Any] | None:
+    """Seed 001's view of a race_classification protocol: per baseline, source and target accuracy (mean over
+    repeats with the t interval over repeats, and each run's own bootstrap interval), source − target, the epochs
+    to convergence of each training stage, and whether the paper's direction holds (target below source by an
+    interval that excludes zero; the in-domain benchmark between them). None for other tasks."""
+    from facebench.tasks.race_classification import epochs_to_convergence
+
+    if not runs or runs[0].protocol.get("task") != "race_classification":
+        return None
+    rows: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        results = run.results
+        source = (results.get("splits") or {}).get("source", {}).get("accuracy")
+        target = results["metrics"]["overall"].get("accuracy")
+        epochs = (results.get("training") or {}).get("epochs") or []
+        convergence = {stage: epochs_to_convergence([e.get("train_loss") for e in epochs if e.get("stage") == stage])
+                       for stage in dict.fromkeys(e.get("stage") for e in epochs if e.get("stage"))}
+        row = rows.setdefault(run.name, {"name": run.name, "runs": [], "in_domain": bool(
+            (results["baseline"].get("train_data") or {}).get("in_domain"))})
+        row["runs"].append({"seed": (results.get("provenance") or {}).get("seed"), "source": source, "target": target,
+                            "difference": _difference(source, target), "convergence": convergence,
+                            "fairness": ((results["metrics"].get("differentials") or {}).get("fairness") or {}),
+                            "confusion": ((results["metrics"].get("differentials") or {}).get("confusion") or {})})
+    for row in rows.values():
+        for key in ("source", "target"):
+            row[key] = repeat_interval([(r[key] or {}).get("value") for r in row["runs"]])
+        row["difference"] = repeat_interval([(r["difference"] or {}).get("value") for r in row["runs"]])
+        stages = dict.fromkeys(s for r in row["runs"] for s in r["convergence"])
+        row["convergence"] = {s: repeat_interval([r["convergence"].get(s) for r in row["runs"]]) for s in stages}
+        d = row["difference"]
+        if d and d.get("ci_low") is not None:
+            row["direction"] = ("target below source (interval over repeats excludes 0)" if d["ci_low"] > 0 else
+                                "target above source (interval excludes 0)" if d["ci_high"] < 0 else
+                                "no clear difference (interval over repeats includes 0)")
+        else:
+            per_run = [r["difference"] for r in row["runs"] if r["difference"] and r["difference"]["ci_low"] is not None]
+            row["direction"] = ("target below source (the run's interval excludes 0)" if per_run and
+                                all(x["ci_low"] > 0 for x in per_run) else "not settled by one run")
+    benchmark = next((r for r in rows.values() if r["in_domain"]), None)
+    between = None
+    if benchmark and benchmark["target"]:
+        lines = []
+        for row in rows.values():
+            if row is benchmark or not row["source"] or not row["target"]:
+                continue
+            inside = row["target"]["value"] < benchmark["target"]["value"] < row["source"]["value"]
+            lines.append(f"{row['name']}: target {row['target']['value']:.3f} "
+                         f"{'<' if benchmark['target']['value'] > row['target']['value'] else '≥'} in-domain "
+                         f"{benchmark['target']['value']:.3f} "
+                         f"{'<' if benchmark['target']['value'] < row['source']['value'] else '≥'} source "
+                         f"{row['source']['value']:.3f}{' (the paper direction)' if inside else ''}")
+        between = lines
+    annotations = runs[0].results["data"].get("annotations")
+    return {"rows": list(rows.values()), "benchmark": benchmark["name"] if benchmark else None, "between": between,
+            "statement": RACE_TRANSFER_STATEMENT, "annotations": annotations,
+            "synthetic": any(r.synthetic for r in runs)}
 
 
 def render_report(runs: list[Run]) -> str:
@@ -490,6 +606,7 @@ def render_report(runs: list[Run]) -> str:
         protocol=first["protocol"], data=first["data"], synthetic=any(r.synthetic for r in runs),
         runs=views, races=races, reference=reference_rows(runs, first.get("reference", [])),
         changes=changes_against_reference(runs), paper=paper_table(runs, first.get("reference", [])),
+        transfer=transfer_view(runs),
         csp=content_security_policy(), script=None,
     )
 
