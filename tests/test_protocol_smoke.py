@@ -14,7 +14,7 @@ from facebench.protocol import builtin_protocols, load_protocol, validate_all_pr
 
 TINY = ["--set", "dataset.synthetic.n=200", "--set", "dataset.synthetic.image_size=48",
         "--set", "dataset.synthetic.render_size=48", "--set", "model.image_size=32",
-        "--set", "training.epochs=2", "--set", "evaluation.n_boot=50", "--no-progress"]
+        "--set", "training.epochs=2", "--set", "evaluation.n_boot=50", "--set", "repeats=1", "--no-progress"]
 
 
 @pytest.mark.parametrize("path", builtin_protocols(), ids=lambda p: p.stem)
