@@ -92,7 +92,7 @@ def test_fingerprint_changes_with_settings() -> None:
         ("training.epoch=3", "unknown key 'training.epoch' (did you mean 'epochs'?)"),
         ("trainng.epochs=3", "unknown key 'trainng' (did you mean 'training'?)"),
         ("training.epochs=many", "key 'training.epochs'"),
-        ("training.optimizer=rmsprop", "key 'training.optimizer'"),
+        ("training.optimizer=lbfgs", "key 'training.optimizer'"),
         ("baselines.0.name=source_onyl", "(did you mean 'source_only'?)"),
         ("baselines.0.params.gamma=1", "unknown key 'baselines[0].params.gamma'"),
         ("baselines.0.name=arcface", "baseline 'arcface' is a face_recognition method and cannot run task 'age_regression'"),
