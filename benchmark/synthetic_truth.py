@@ -48,6 +48,11 @@ SHIFT_MEANINGS: dict[str, str] = {
                   "the same rate, so feature alignment (DANN, MMD) is expected to reduce target error"),
     "concept": ("concept shift: groups look alike and age at different rates, so no feature-alignment method can "
                 "help"),
+    # The longitudinal (AIFR) generators' setting (facebench.data.synth.longitudinal.AIFR_SHIFTS).
+    "age_entangled": ("age-entangled identity: every person's identity parameters move along one shared age "
+                      "direction as they age, so an embedding that keeps it confuses a person's young and old photos "
+                      "with other people; an age-invariant representation (MT-MIM) is expected to beat ArcFace at "
+                      "the largest age gap"),
 }
 LABELS = "exact: every face's age, gender and group are the generator's own (no label noise)"
 
