@@ -1,6 +1,10 @@
 """Run source-only, DANN and MMD on the covariate- and concept-shift known-answer data and print a table.
 
-Usage: ``python scripts/method_checks.py [--size quick|toy] [--seed N] [--out DIR] [--cache-dir DIR]``
+Usage: ``python scripts/method_checks.py [--family age|aifr] [--size quick|toy] [--seed N] [--out DIR] [--cache-dir DIR]``
+
+``--family aifr`` runs ArcFace, ArcFace + Age and MT-MIM of ``aifr_morph`` on the ``age_entangled`` synthetic MORPH
+instead (:mod:`facebench.known_answers.aifr`): rank-1 at the largest age gap and its change against ArcFace with a
+95% person-bootstrap interval (:func:`facebench.known_answers.aifr.table_rows`).
 
 ``quick`` is the protocol's quick profile (8000 synthetic images, small CNN at 64 px, 10 epochs: CPU minutes
 per run, six runs); ``toy`` is tests/test_known_answers.py's size. For each method and setting the table gives
@@ -28,8 +32,24 @@ from facebench.known_answers.age import (
 SIZES: dict[str, tuple[str, ...]] = {"quick": ("training.device=cpu",), "toy": TOY_OVERRIDES}
 
 
+def aifr_table(size: str, seed: int, out: Path, cache: Path) -> None:
+    """The AIFR family's table (``--family aifr``)."""
+    from facebench.known_answers import aifr
+
+    overrides = {"quick": ("training.device=cpu",), "toy": aifr.TOY_OVERRIDES}[size]
+    outcomes = aifr.run_setting(overrides=overrides, out_dir=out / aifr.SHIFT, cache_dir=cache, seed=seed)
+    print(f"| method | setting | expected | rank-1 (largest age gap) | change vs {aifr.REFERENCE_METHOD} "
+          "[95% person interval] | n people |")
+    print("|---|---|---|---|---|---|")
+    for row in aifr.table_rows(outcomes):
+        print(f"| {row['method']} | {row['setting']} | {row['expected']} | {row['rank1']:.3f} | "
+              f"{row['change']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] | {row['n_people']} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", choices=("age", "aifr"), default="age",
+                        help="age: DANN/MMD on UTKFace (default); aifr: ArcFace, +Age, MT-MIM on age_entangled MORPH")
     parser.add_argument("--size", choices=sorted(SIZES), default="quick")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="run folders (default: a temporary folder)")
@@ -37,6 +57,9 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="method-checks-"))
     cache = args.cache_dir or out / "cache"
+    if args.family == "aifr":
+        aifr_table(args.size, args.seed, out, cache)
+        return
     print(f"| method | setting | expected | {TARGET_GROUP} MAE | change vs {REFERENCE_METHOD} [95% interval] | "
           f"change vs {CONTROL_METHOD} [95% interval] | n |")
     print("|---|---|---|---|---|---|---|")
