@@ -129,6 +129,42 @@ def mi_history(out_dir: Path, label: str = MTMIM_METHOD) -> pd.DataFrame:
     return epochs[[c for c in ("epoch", "mi_club", "val_mi_club") if c in epochs.columns]]
 
 
+def dataset_table(*, overrides: Sequence[str], cache_dir: Path, seed: int = 0, shift: str = SHIFT) -> pd.DataFrame:
+    """The FaceTable (``sample_id``, ``subject_id``, ``age``, ...) of the data :func:`run_setting` ran on, read from
+    the synthetic cache (written there by the run; written now if it is not)."""
+    from facebench.registry import DATASETS
+
+    sized = [*overrides, f"dataset.synthetic.seed={seed}", f"dataset.synthetic.options={json.dumps({'shift': shift})}"]
+    protocol = load_protocol(PROTOCOL, overrides=sized)
+    spec = DATASETS.get(protocol.dataset.name)
+    root = spec.synthesize(protocol.dataset.synthetic, cache_dir)
+    return spec.read(root, variant=protocol.dataset.variant).table
+
+
+def embedding_age_r2(out_dir: Path, table: pd.DataFrame, *, folds: int = 5, ridge: float = 1.0) -> dict[str, float]:
+    """How much age each run's test embeddings carry: the cross-validated R² of a ridge regression of the true age
+    on the embedding (folds by person, so a person's photos are never both fitted and predicted). The mechanism
+    behind the known answer: an age-invariant x_id should carry less age than ArcFace's embedding."""
+    ages = table.set_index("sample_id")["age"]
+    people = table.set_index("sample_id")["subject_id"]
+    r2 = {}
+    for label, results in _results(out_dir).items():
+        stored = np.load(results.parent / "predictions.npz", allow_pickle=False)
+        ids = [str(s) for s in stored["sample_id"]]
+        x, y = stored["embedding"].astype(float), ages.loc[ids].to_numpy(float)
+        units = np.unique(people.loc[ids].to_numpy(dtype=str), return_inverse=True)[1]
+        fold = np.random.default_rng(0).integers(0, folds, units.max() + 1)[units]
+        predicted = np.empty_like(y)
+        for k in range(folds):
+            fit = fold != k
+            mean_x, mean_y = x[fit].mean(axis=0), y[fit].mean()
+            centred = x[fit] - mean_x
+            weights = np.linalg.solve(centred.T @ centred + ridge * np.eye(x.shape[1]), centred.T @ (y[fit] - mean_y))
+            predicted[~fit] = (x[~fit] - mean_x) @ weights + mean_y
+        r2[label] = float(1.0 - ((predicted - y) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+    return r2
+
+
 def rank1_changes(outcomes: dict[str, pd.DataFrame], *, setting: str = SHIFT, reference: str = REFERENCE_METHOD,
                   n_boot: int = 1000) -> list[Rank1Change]:
     """Each method's rank-1 on the largest-gap probes and its paired change against ``reference``: the bootstrap
