@@ -10,8 +10,9 @@ lives in a subspace that MT-MIM's factorisation can strip: x_age = φ(x) (sec. 3
 and x_id = x − x_age, from which CLUB's bound of I(x_id; x_age) (eq. 2-3, weighted by λ_MIM in eq. 7) pushes what is
 left of age. Expected (:data:`EXPECTED`): MT-MIM beats ArcFace at the largest age gap; ArcFace+Age, whose age loss
 acts on the identity embedding itself, is no better than ArcFace; and CLUB's estimate of I(x_id; x_age) falls over
-training. Measured at toy size (seeds 0-2): the last two hold, the first does not (numbers in
-``tests/test_known_answers_aifr.py``).
+training. Measured at toy size (seeds 0-2): the last two hold, the first does not, and neither does its mechanism:
+MT-MIM's x_id carries as much age as ArcFace's embedding (:func:`embedding_age_r2`), so CLUB's falling estimate is
+not evidence that age left x_id (numbers in ``tests/test_known_answers_aifr.py``).
 
 :func:`run_setting` runs the three baselines of ``aifr_morph`` through the real runner; :func:`rank1_changes`
 measures each method's rank-1 on the largest-gap probes and its paired change against ArcFace with a cluster
