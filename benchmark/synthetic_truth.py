@@ -52,6 +52,11 @@ SHIFT_MEANINGS: dict[str, str] = {
                "a constant number of extra years, so age differences are intact and absolute ages are not: a direct "
                "regressor is biased by about the offset, and differences plus labelled target anchors (pairwise + "
                "MDS) are expected to remove the bias; feature alignment cannot (the features already match)"),
+    # The longitudinal (AIFR) generators' setting (facebench.data.synth.longitudinal.AIFR_SHIFTS).
+    "age_entangled": ("age-entangled identity: every person's identity parameters move along one shared age "
+                      "direction as they age, so an embedding that keeps it confuses a person's young and old photos "
+                      "with other people; an age-invariant representation (MT-MIM) is expected to beat ArcFace at "
+                      "the largest age gap"),
 }
 LABELS = "exact: every face's age, gender and group are the generator's own (no label noise)"
 

@@ -5,7 +5,10 @@ beat and a function that measures the change with its interval:
 
 - :mod:`facebench.known_answers.age` — DANN and MMD on covariate- and concept-shift UTKFace-format data
   (seed 000 section 3.6);
+- :mod:`facebench.known_answers.aifr` — ArcFace, ArcFace + Age and MT-MIM on synthetic MORPH whose identities drift
+  along one shared age direction (``shift: age_entangled``; seed 002 sec. 3.3, eq. 2-3, 7): rank-1 at the largest age
+  gap with a person bootstrap, and CLUB's MI estimate over training;
 
-``scripts/method_checks.py`` prints the table at quick size; ``tests/test_known_answers.py`` asserts the directions
-at toy size.
+``scripts/method_checks.py [--family age|aifr]`` prints the table at quick size; ``tests/test_known_answers.py`` and
+``tests/test_known_answers_aifr.py`` assert the directions at toy size.
 """

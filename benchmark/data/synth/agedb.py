@@ -72,7 +72,7 @@ class AgedbSettings(_Settings):
 
     def config(self) -> LongitudinalConfig:
         return agedb_like(self.n_people, self.seed, groups=self.groups, male_share=self.male_share,
-                          photos_mean=self.photos_mean)
+                          photos_mean=self.photos_mean, shift=self.shift)
 
 
 # --- records and writer -------------------------------------------------------------------------------------

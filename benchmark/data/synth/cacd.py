@@ -77,7 +77,7 @@ class CacdSettings(_Settings):
 
     def config(self) -> LongitudinalConfig:
         return LongitudinalConfig(n_people=self.n_people, seed=self.seed, groups=self.groups,
-                                  male_share=self.male_share, min_age=CACD_MIN_AGE, max_age=62)
+                                  male_share=self.male_share, min_age=CACD_MIN_AGE, max_age=62, shift=self.shift)
 
 
 # --- records and writer -------------------------------------------------------------------------------------

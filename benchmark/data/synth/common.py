@@ -43,6 +43,7 @@ import pandas as pd
 from PIL import Image
 
 from facebench.data.synth.longitudinal import (
+    AIFR_SHIFTS,
     LONGITUDINAL_VERSION,
     fingerprint_of,
     sub_seed,
@@ -68,16 +69,25 @@ class _Settings:
     image_size: int = 200
     #: internal render resolution; ``None`` renders at ``image_size`` (else rendered, then bilinear-resized)
     render_size: int | None = None
+    #: known-answer setting of the longitudinal people (:data:`facebench.data.synth.longitudinal.AIFR_SHIFTS`),
+    #: passed to :meth:`config`; left out of :meth:`to_dict` when ``default`` (fingerprints unchanged)
+    shift: str = "default"
 
     def __post_init__(self) -> None:
+        if self.shift not in AIFR_SHIFTS:
+            raise ValueError(f"shift must be one of {list(AIFR_SHIFTS)}, got {self.shift!r}")
         if self.n_people < 1:
             raise ValueError(f"{type(self).__name__}.n_people must be at least 1, got {self.n_people}")
         if self.image_size < 8 or (self.render_size is not None and self.render_size < 8):
             raise ValueError(f"{type(self).__name__} image_size and render_size must be at least 8 pixels")
 
     def to_dict(self) -> dict:
-        """The settings as plain JSON-able data (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The settings as plain JSON-able data (tuples become lists); ``shift`` only when not ``default``, so
+        settings, fingerprints and cache folders from before the setting existed are unchanged."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        if data["shift"] == "default":
+            del data["shift"]
+        return data
 
     def fingerprint(self) -> str:
         """SHA-256 over the format, every setting, :data:`GENERATOR_VERSION` and the longitudinal version."""
@@ -191,6 +201,8 @@ def _manifest(settings: _Settings, photos: pd.DataFrame, subjects: list[dict], *
         "n_people": int(photos["person"].nunique()),
         "n_images": int(len(photos)),
         "subjects": subjects,
+        # the known-answer setting (longitudinal.AIFR_SHIFTS), only when not default: default manifests keep their bytes
+        **({"shift": settings.shift} if settings.shift != "default" else {}),
         **extra,
     }
 

@@ -55,7 +55,7 @@ class FgnetSettings(_Settings):
             raise ValueError("FgnetSettings.n_people must be at most 999 (three-digit subject numbers)")
 
     def config(self) -> LongitudinalConfig:
-        return fgnet_like(self.n_people, self.seed, groups=self.groups, male_share=self.male_share)
+        return fgnet_like(self.n_people, self.seed, groups=self.groups, male_share=self.male_share, shift=self.shift)
 
 
 # --- records and writer -------------------------------------------------------------------------------------

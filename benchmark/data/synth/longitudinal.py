@@ -20,6 +20,32 @@ single-face sampler rather than re-implementing it:
 
 Writers with their own age schedule (CACD's years 2004-2013 and birth years) call steps 1 and 3 directly.
 Everything is deterministic for ``config.seed``.
+
+Known-answer setting ``shift: age_entangled`` (:attr:`LongitudinalConfig.shift`; in a protocol
+``dataset.synthetic.options: {shift: age_entangled}``, issue 13). The per-person Brownian drift is switched off and
+replaced by **one shared age direction** u (:data:`AGE_DIRECTION`, a fixed unit vector over the 21 drifting
+geometry and colour columns, in population standard deviations): every photo's identity parameters are
+
+    θ_photo = θ_person + r · (age − c) · u + jitter,     r = :data:`AGE_DIRECTION_RATE` = 0.4 sd/year, c = 40 years
+
+(clipped to the population's range), and each person's photos span at least :data:`AGE_ENTANGLED_SPAN` (4-12
+years; MORPH's own 0-5 are too short for the drift to matter). Across a person's largest gap (median ~8 years) θ
+moves ~3 sd along u, while another person is typically ~6.5 sd away in all 21 dimensions. Why it is a known answer:
+
+* an embedding that keeps u confuses a person's young and old photos with other people: a nearest-neighbour on
+  the parameters themselves identifies 76 % of 150 synthetic MORPH people (seed 0) at rank 1 across their largest
+  gap, against 100 % on the same data with u projected out (``tests/test_known_answers_aifr.py``);
+* u is the same for everyone and linear in age, so the age information sits in a subspace separable from identity:
+  removing the component along u is what x_id = x − φ(x) with a linear φ can do (seed 002 sec. 3.3), once L_AGE
+  puts age into x_age = φ(x) and CLUB's bound of I(x_id; x_age) (eq. 2-3, weighted by λ_MIM in eq. 7) pushes it out
+  of x_id;
+* across *training* people u varies with their ages far more than within one person's few photos, so an identity
+  loss alone can learn u as a discriminative identity feature: ArcFace is expected to lose rank-1 at the largest
+  gap, MT-MIM to keep more of it, and ArcFace+Age (the age loss on the *same* embedding, which pulls u in) to be no
+  better than ArcFace.
+
+The default (``shift: default``) is untouched: the field is left out of :meth:`LongitudinalConfig.to_dict`
+(and of every writer's settings), so fingerprints, cache folders and files are the same as before it existed.
 """
 
 from __future__ import annotations
@@ -64,6 +90,34 @@ DRIFT_WEIGHTS: dict[str, float] = {
 
 #: Render columns that stay fixed for a person (apart from the drift above); ``age`` is set per photo.
 IDENTITY_COLUMNS: tuple[str, ...] = tuple(c for c in RENDER_COLUMNS if c not in CAPTURE_COLUMNS and c != "age")
+
+#: The longitudinal known-answer settings (module docstring): ``default`` and ``age_entangled``.
+AIFR_SHIFTS: tuple[str, ...] = ("default", "age_entangled")
+#: ``age_entangled``: the shared age direction u over drifting columns (signs; normalised to unit length by
+#: :func:`age_direction`). Geometry and hair colour only: visible at 32 px, and skin is left alone so that the
+#: groups' looks stay as they are.
+AGE_DIRECTION: dict[str, float] = {
+    "face_width": 1.0, "face_height": -1.0, "jaw": 1.0, "eye_spacing": 1.0, "eye_size": -1.0, "nose_length": 1.0,
+    "nose_width": 1.0, "mouth_width": -1.0, "lip_thickness": -1.0, "brow_thickness": 1.0, "brow_arch": -1.0,
+    "lip_redness": -1.0, "hair_length": -1.0, "hair_volume": 1.0, "fringe": -1.0, "skin_r": 1.0, "skin_g": -1.0,
+    "skin_b": 1.0, "hair_r": 1.0, "hair_g": 1.0, "hair_b": 1.0,
+}
+#: ``age_entangled``: population standard deviations moved along u per year of age (r of the module docstring).
+AGE_DIRECTION_RATE = 0.4
+#: ``age_entangled``: the age (years) at which the age-direction offset is zero (c of the module docstring).
+AGE_DIRECTION_CENTRE = 40.0
+#: ``age_entangled``: each person's photo span (triangular low, mode, high, years) is at least this, element-wise.
+AGE_ENTANGLED_SPAN: tuple[float, float, float] = (4.0, 8.0, 12.0)
+
+
+def age_direction() -> dict[str, float]:
+    """u of the ``age_entangled`` setting: :data:`AGE_DIRECTION` scaled to unit length (population-sd units).
+
+    >>> round(sum(v * v for v in age_direction().values()), 12)
+    1.0
+    """
+    norm = float(np.sqrt(sum(v * v for v in AGE_DIRECTION.values())))
+    return {col: v / norm for col, v in AGE_DIRECTION.items()}
 
 
 def _groups_with(proportions: dict[str, float], extra: tuple[GroupAppearance, ...] = ()) -> tuple[GroupAppearance, ...]:
@@ -123,8 +177,18 @@ class LongitudinalConfig:
     photo_jitter: float = 0.04
     #: per-photo JPEG quality, inclusive range
     jpeg_quality: tuple[int, int] = (70, 95)
+    #: known-answer setting (:data:`AIFR_SHIFTS`, module docstring). ``age_entangled`` widens ``age_span`` to at
+    #: least :data:`AGE_ENTANGLED_SPAN` on construction (recorded, so a config rebuilt from its dict is the same)
+    shift: str = "default"
 
     def __post_init__(self) -> None:
+        if self.shift not in AIFR_SHIFTS:
+            raise ValueError(f"shift must be one of {list(AIFR_SHIFTS)}, got {self.shift!r}")
+        if self.shift == "age_entangled":  # idempotent: applying it to its own output changes nothing
+            object.__setattr__(self, "age_span", tuple(max(float(a), b) for a, b in
+                                                      zip(self.age_span, AGE_ENTANGLED_SPAN, strict=True)))
+            # the shared direction replaces the per-person random drift: age moves identity along u only
+            object.__setattr__(self, "identity_drift", 0.0)
         if self.n_people < 1:
             raise ValueError(f"LongitudinalConfig.n_people must be at least 1, got {self.n_people}")
         if not 0.0 <= self.male_share <= 1.0:
@@ -146,8 +210,12 @@ class LongitudinalConfig:
         SynthConfig(n=1, groups=self.groups, jpeg_quality=self.jpeg_quality)
 
     def to_dict(self) -> dict:
-        """The config as plain JSON-able data (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The config as plain JSON-able data (tuples become lists). ``shift`` is left out when ``default``, so
+        fingerprints from before the setting existed are unchanged."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        if data["shift"] == "default":
+            del data["shift"]
+        return data
 
     def fingerprint(self) -> str:
         """SHA-256 hex digest of a canonical JSON of every field plus both generator versions."""
@@ -293,6 +361,12 @@ def expand_photos(people: pd.DataFrame, photos: pd.DataFrame, config: Longitudin
         jitter = rng.standard_normal(n) * config.photo_jitter
         delta = (config.identity_drift * walk + jitter) * weight * ref.at[col, "sd"]
         base[col] = np.clip(base[col].to_numpy(float) + delta, ref.at[col, "lo"], ref.at[col, "hi"])
+    if config.shift == "age_entangled":
+        # θ += r·(age − c)·u (module docstring): deterministic, no draw, so the streams above are untouched.
+        offset = AGE_DIRECTION_RATE * (age_exact - AGE_DIRECTION_CENTRE)
+        for col, component in age_direction().items():
+            base[col] = np.clip(base[col].to_numpy(float) + offset * component * ref.at[col, "sd"],
+                                ref.at[col, "lo"], ref.at[col, "hi"])
 
     base["age"] = age
     base["cue_age"] = cue_age(age, base["aging_rate"].to_numpy(float))

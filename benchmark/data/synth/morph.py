@@ -68,7 +68,7 @@ class MorphSettings(_Settings):
             raise ValueError(f"MORPH has no race code for synthetic group(s) {unknown}; use {sorted(MORPH_RACE_CODES)}")
 
     def config(self) -> LongitudinalConfig:
-        return morph_like(self.n_people, self.seed, groups=self.groups, male_share=self.male_share)
+        return morph_like(self.n_people, self.seed, groups=self.groups, male_share=self.male_share, shift=self.shift)
 
 
 # --- records and writer -------------------------------------------------------------------------------------
