@@ -30,6 +30,7 @@ from facebench.data.table import RACES
 from facebench.errors import UserInputError
 from facebench.io import write_text
 from facebench.metrics import get_metric
+from facebench.metrics.intervals import t_interval
 from facebench.registry import TASKS
 from facebench.reports import plots
 from facebench.results import Run, load_run
@@ -493,23 +494,19 @@ def paper_table(runs: list[Run], reference: list[dict[str, Any]]) -> dict[str, A
 
 
 def repeat_interval(values: list[float | None], confidence: float = 0.95) -> dict[str, Any] | None:
-    """Mean of a run's repeats with the t interval over them (Student's t, n − 1 degrees of freedom); the interval
-    is missing with one repeat.
+    """Mean of a run's repeats with the t interval over them (:func:`facebench.metrics.intervals.t_interval`); the
+    interval is missing with one repeat.
 
     >>> r = repeat_interval([0.6, 0.7, 0.8]); round(r["value"], 3), round(r["ci_low"], 3), round(r["ci_high"], 3)
     (0.7, 0.452, 0.948)
     """
-    from scipy import stats
-
     finite = [float(v) for v in values if v is not None]
     if not finite:
         return None
-    mean = sum(finite) / len(finite)
+    mean, low, high = t_interval(finite, confidence=confidence)
     if len(finite) < 2:
         return {"value": mean, "ci_low": None, "ci_high": None, "n": 1}
-    sd = (sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)) ** 0.5
-    half = stats.t.ppf(0.5 + confidence / 2, len(finite) - 1) * sd / len(finite) ** 0.5
-    return {"value": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(finite)}
+    return {"value": mean, "ci_low": low, "ci_high": high, "n": len(finite)}
 
 
 def _difference(a: dict[str, Any] | None, b: dict[str, Any] | None, z: float = 1.959964) -> dict[str, Any] | None:

@@ -23,15 +23,13 @@ directions at toy size; ``scripts/method_checks.py`` prints the table at quick s
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
+from facebench.metrics.intervals import t_interval
 from facebench.metrics.paired import paired_difference
 from facebench.protocol import PROTOCOL_DIR, load_protocol
 from facebench.run import RunOptions, run_protocol
@@ -175,8 +173,6 @@ def over_seeds(changes: Sequence[GroupChange], *, confidence: float = 0.95) -> S
     >>> s = over_seeds(rows); (s.mean, round(s.ci_low, 2), round(s.ci_high, 2), s.n_below, s.n_above)
     (-2.0, -4.48, 0.48, 3, 0)
     """
-    values = np.array([c.change for c in changes], dtype=float)
-    n = len(values)
-    half = (stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return SeedSummary(mean=float(values.mean()), ci_low=float(values.mean() - half), ci_high=float(values.mean() + half),
-                       n_seeds=n, n_below=sum(c.ci_high < 0 for c in changes), n_above=sum(c.ci_low > 0 for c in changes))
+    mean, low, high = t_interval([c.change for c in changes], confidence=confidence)
+    return SeedSummary(mean=mean, ci_low=low, ci_high=high, n_seeds=len(changes),
+                       n_below=sum(c.ci_high < 0 for c in changes), n_above=sum(c.ci_low > 0 for c in changes))

@@ -1,16 +1,17 @@
 """Confidence intervals of the disaggregation engine: Wilson score intervals for rates and bootstrap
-percentile intervals for everything else (:class:`~facebench.metrics.groups.Disaggregation`)."""
+percentile intervals for everything else (:class:`~facebench.metrics.groups.Disaggregation`); and the t
+interval over repeated training runs (:func:`t_interval`), whose unit is the run."""
 
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import norm, t
 
 from .base import check_confidence
 
-__all__ = ["DETECTION_POWER", "minimum_detectable_difference", "percentile_interval", "wilson_interval"]
+__all__ = ["DETECTION_POWER", "minimum_detectable_difference", "percentile_interval", "t_interval", "wilson_interval"]
 
 #: Power at which :func:`minimum_detectable_difference` sizes the smallest detectable gap.
 DETECTION_POWER = 0.80
@@ -86,3 +87,20 @@ def minimum_detectable_difference(std_err, *, confidence: float = 0.95, power: f
     """
     check_confidence(confidence)
     return (norm.ppf(0.5 + confidence / 2.0) + norm.ppf(power)) * np.asarray(std_err, dtype=float)
+
+
+def t_interval(values, *, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` (one number per repeated run: a training seed, a data draw) with Student's t interval
+    over them (n − 1 degrees of freedom): the variation a new run brings, which a bootstrap over one run's test
+    images does not see. NaN bounds with fewer than two values.
+
+    >>> tuple(round(v, 3) for v in t_interval([0.6, 0.7, 0.8]))
+    (0.7, 0.452, 0.948)
+    """
+    check_confidence(confidence)
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean()) if len(values) else float("nan")
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    return mean, mean - half, mean + half

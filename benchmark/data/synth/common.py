@@ -48,7 +48,7 @@ from facebench.data.synth.longitudinal import (
     fingerprint_of,
     sub_seed,
 )
-from facebench.data.synth.population import GENERATOR_VERSION
+from facebench.data.synth.population import GENERATOR_VERSION, without_default_offsets
 from facebench.errors import UserInputError
 from facebench.io import partial_folder, remove_stale_partials
 
@@ -87,7 +87,7 @@ class _Settings:
         data = json.loads(json.dumps(dataclasses.asdict(self)))
         if data["shift"] == "default":
             del data["shift"]
-        return data
+        return without_default_offsets(data)
 
     def fingerprint(self) -> str:
         """SHA-256 over the format, every setting, :data:`GENERATOR_VERSION` and the longitudinal version."""

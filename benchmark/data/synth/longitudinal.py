@@ -65,6 +65,7 @@ from facebench.data.synth.population import (
     GroupAppearance,
     SynthConfig,
     sample_population,
+    without_default_offsets,
 )
 from facebench.data.synth.render import RENDER_COLUMNS, cue_age
 
@@ -215,7 +216,7 @@ class LongitudinalConfig:
         data = json.loads(json.dumps(dataclasses.asdict(self)))
         if data["shift"] == "default":
             del data["shift"]
-        return data
+        return without_default_offsets(data)
 
     def fingerprint(self) -> str:
         """SHA-256 hex digest of a canonical JSON of every field plus both generator versions."""

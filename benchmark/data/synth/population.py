@@ -218,16 +218,31 @@ class SynthConfig:
         data = json.loads(json.dumps(dataclasses.asdict(self)))
         if data["shift"] == "default":
             del data["shift"]
-        for group in data["groups"]:  # likewise a zero cue-age offset (every group of every other shift)
-            if group["cue_age_offset"] == 0.0:
-                del group["cue_age_offset"]
-        return data
+        return without_default_offsets(data)
 
     def fingerprint(self) -> str:
         """SHA-256 hex digest of a canonical JSON of every field plus :data:`GENERATOR_VERSION`."""
         canonical = json.dumps({"generator_version": GENERATOR_VERSION, "config": self.to_dict()},
                                sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def without_default_offsets(data: dict) -> dict:
+    """``data`` (a config's ``asdict``) with every zero :attr:`GroupAppearance.cue_age_offset` left out of its
+    ``groups``, wherever it nests: the field came with the ``offset`` shift, and configs without it (every other
+    shift, every generator that embeds groups) keep the fingerprints and cache folders they had before it.
+
+    >>> without_default_offsets({"groups": [{"name": "a", "cue_age_offset": 0.0}, {"cue_age_offset": 10.0}]})
+    {'groups': [{'name': 'a'}, {'cue_age_offset': 10.0}]}
+    """
+    for key, value in data.items():
+        if key == "groups" and isinstance(value, list):
+            for group in value:
+                if isinstance(group, dict) and group.get("cue_age_offset") == 0.0:
+                    del group["cue_age_offset"]
+        elif isinstance(value, dict):
+            without_default_offsets(value)
+    return data
 
 
 def age_distribution() -> np.ndarray:
