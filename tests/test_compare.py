@@ -28,6 +28,7 @@ from facebench.compare import (
     load_run,
     render_markdown,
 )
+from facebench.comparison.markdown import GROUP_LABELS
 from facebench.evaluate import score_predictions_file
 from facebench.metrics import holm
 from facebench.metrics.paired import bootstrap_p_value, paired_difference, paired_group_changes
@@ -164,6 +165,7 @@ def test_the_report_and_compare_give_the_same_numbers_and_verdict(runs) -> None:
 def test_same_seed_same_numbers(runs) -> None:
     candidate, reference = load_run(runs["shifted"]), load_run(runs["clean"])
     first = render_markdown(compare(candidate, reference, n_boot=400, seed=3))
+    assert GROUP_LABELS in first  # whose labels the groups are, once, above the group tables
     assert render_markdown(compare(candidate, reference, n_boot=400, seed=3)) == first
     assert render_markdown(compare(candidate, reference, n_boot=400, seed=4)) != first
 

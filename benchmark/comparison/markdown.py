@@ -64,6 +64,11 @@ def _reasons(c: Comparison) -> list[str]:
     return out
 
 
+#: Whose labels the groups are: the reports' glossary says the same (facebench.reports.bias_report.GLOSSARY).
+GROUP_LABELS = ("Groups are each dataset's own categories (`race = black`: the images the dataset's annotators "
+                "labelled Black), not how the people pictured identify themselves.")
+
+
 def render_markdown(comparison: Comparison) -> str:
     """The summary for a pull-request comment: verdict, reasons, tables, gates, method and notes."""
     c, cand, ref = comparison, comparison.candidate, comparison.reference
@@ -99,7 +104,7 @@ def render_markdown(comparison: Comparison) -> str:
 
     attributes = [(m, a) for m in c.metrics for a in m.attributes]
     if attributes:
-        lines += ["### Worst-vs-best gaps", "",
+        lines += ["### Worst-vs-best gaps", "", GROUP_LABELS, "",
                   "| metric | attribute | reference gap (worst vs best) | candidate gap (worst vs best) "
                   "| change (95% CI) | p (Holm) | verdict |", "|---|---|---|---|---|---:|---|"]
         for m, a in attributes:
