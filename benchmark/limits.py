@@ -1,4 +1,5 @@
-"""Bounded parsing of the YAML and JSON files facebench reads: size, depth and alias expansion.
+"""Bounded reading of the files facebench parses: size, depth and alias expansion of YAML and JSON, and
+:func:`read_text` for the text files of dataset readers and predictions (size, binary content, encoding).
 
 A 417-byte YAML file whose anchors refer to anchors expands to billions of nodes ("billion laughs"); a file of
 200,000 nested brackets overflows the parser's recursion. Both must end in one sentence within a second, not in
@@ -22,13 +23,15 @@ facebench.errors.UserInputError: r.json: nested more than 100 levels deep, more 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from facebench.errors import UserInputError
 
-__all__ = ["MAX_DEPTH", "MAX_EXPANDED_NODES", "MAX_JSON_BYTES", "MAX_YAML_BYTES", "load_json", "load_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_EXPANDED_NODES", "MAX_JSON_BYTES", "MAX_YAML_BYTES", "load_json", "load_yaml", "read_text"]
 
 #: Largest YAML file read (protocols and gate files are a few kB).
 MAX_YAML_BYTES = 1 << 20
@@ -38,6 +41,37 @@ MAX_JSON_BYTES = 256 << 20
 MAX_DEPTH = 100
 #: Most values a YAML document may hold once its aliases are expanded.
 MAX_EXPANDED_NODES = 100_000
+
+
+def read_text(path: str | os.PathLike, *, what: str, max_bytes: int) -> str:
+    """The text of ``path`` (UTF-8, a byte-order mark dropped), or one sentence naming ``what`` and the path: a
+    missing file, a folder, an unreadable file, more than ``max_bytes`` bytes, NUL bytes (a binary file), or bytes
+    that are not UTF-8 (with their line).
+
+    >>> read_text("/nonexistent.csv", what="FairFace label file", max_bytes=10)
+    Traceback (most recent call last):
+    ...
+    facebench.errors.UserInputError: FairFace label file /nonexistent.csv does not exist.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise UserInputError(f"{what} {path} is not a file.")
+        if size > max_bytes:
+            raise UserInputError(f"{what} {path} is {size:,} bytes, more than the {max_bytes:,} facebench reads as one.")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserInputError(f"{what} {path} does not exist.") from None
+    except OSError as error:
+        raise UserInputError(f"{what} {path} cannot be read: {error.strerror or error}.") from None
+    if b"\0" in data:
+        raise UserInputError(f"{what} {path} is not a text file (it contains NUL bytes, so it is a binary file).")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise UserInputError(f"{what} {path}: line {line} is not UTF-8 text.") from None
 
 
 def _depth_of_brackets(text: str) -> int:

@@ -39,6 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from facebench.errors import UserInputError, did_you_mean, shorten
+from facebench.limits import read_text
 from facebench.metrics.agreement import Agreement, annotation_agreement
 
 #: The two accepted headers, exactly.
@@ -94,33 +95,12 @@ def check_categories(categories, *, what: str) -> tuple[str, ...]:
     return names  # type: ignore[return-value]
 
 
-def _text(path: Path, what: str) -> str:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise UserInputError(f"{what} {path} does not exist.") from None
-    except OSError as error:
-        raise UserInputError(f"{what} {path} cannot be read: {error.strerror or error}.") from None
-    if not path.is_file():
-        raise UserInputError(f"{what} {path} is not a file.")
-    if size > MAX_BYTES:
-        raise UserInputError(f"{what} {path} is {size:,} bytes, more than the {MAX_BYTES:,} an annotation file needs.")
-    data = path.read_bytes()
-    if b"\0" in data:
-        raise UserInputError(f"{what} {path} is not a CSV text file (it contains NUL bytes).")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise UserInputError(f"{what} {path}: line {line} is not UTF-8 text.") from None
-
-
 def read_annotations(path: str | os.PathLike, *, categories: Sequence[str], known_ids: Collection[str],
                      dataset: str = "the dataset", what: str = "Annotation file") -> Annotations:
     """Read an annotation file strictly (module docstring); ``known_ids`` are the image ids the dataset lists."""
     path = Path(path)
     categories = check_categories(categories, what="The declared categories")
-    text = _text(path, what)
+    text = read_text(path, what=what, max_bytes=MAX_BYTES)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     known = known_ids if isinstance(known_ids, (set, frozenset, dict)) else set(known_ids)
     try:

@@ -73,6 +73,7 @@ from facebench.data.table import (
     vocabulary_counts,
 )
 from facebench.errors import UserInputError, did_you_mean, shorten
+from facebench.limits import read_text
 
 #: The 40 attribute names of ``list_attr_celeba.txt``, in file order.
 ATTRIBUTES: tuple[str, ...] = (
@@ -160,20 +161,7 @@ def _relative(layout: str, name: str) -> str:
 
 def _lines(path: Path) -> list[str]:
     """The file's lines without their CRLF or LF (a final line ending adds no empty line)."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise UserInputError(f"CelebA file {path} is {size:,} bytes, more than any CelebA label file.")
-        data = path.read_bytes()
-    except OSError as error:
-        raise UserInputError(f"CelebA file {path} cannot be read: {error.strerror or error}.") from None
-    if b"\0" in data:
-        raise UserInputError(f"CelebA file {path} is not a text file (it contains NUL bytes).")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise UserInputError(f"CelebA file {path}: line {line} is not text (not ASCII or UTF-8).") from None
+    text = read_text(path, what="CelebA file", max_bytes=MAX_BYTES)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

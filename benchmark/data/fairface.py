@@ -56,6 +56,7 @@ from facebench.data.table import (
 )
 from facebench.data.table import RACES as TABLE_RACES
 from facebench.errors import UserInputError, did_you_mean, shorten
+from facebench.limits import read_text
 
 HEADER: tuple[str, ...] = ("file", "age", "gender", "race", "service_test")
 #: Age bins as written in the CSV, in order.
@@ -97,17 +98,7 @@ def _rows(path: Path, part: str) -> list[tuple[int, list[str]]]:
     if not path.is_file():
         raise UserInputError(f"FairFace root {path.parent} has no {path.name}; download the {part} labels "
                              "(github.com/joojs/fairface) and put them beside train/ and val/.")
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise UserInputError(f"FairFace label file {path} is {size:,} bytes, more than any FairFace label file.")
-    data = path.read_bytes()
-    if b"\0" in data:
-        raise UserInputError(f"FairFace label file {path} is not a CSV text file (it contains NUL bytes).")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise UserInputError(f"FairFace label file {path}: line {line} is not UTF-8 text.") from None
+    text = read_text(path, what="FairFace label file", max_bytes=MAX_BYTES)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[tuple[int, list[str]]] = []
     seen: dict[str, int] = {}

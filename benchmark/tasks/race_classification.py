@@ -37,6 +37,7 @@ from facebench.data.splits import race_label_column
 from facebench.data.table import age_band
 from facebench.errors import UserInputError, shorten
 from facebench.fit_data import LabelFitData
+from facebench.limits import read_text
 from facebench.tasks.base import ExtraSplit, Task
 
 __all__ = ["CELEBA_ATTRIBUTE_GROUPS", "RACE_CLASSIFICATION", "RaceClassificationTask", "binary_race",
@@ -127,17 +128,7 @@ class RaceClassificationTask(Task):
         """Validate a predictions CSV against the test ids: ``sample_id, label, p_white`` in test order (``p_white``
         NaN for a label file). Every problem is one sentence naming the file and line."""
         path = Path(path)
-        if not path.is_file():
-            raise UserInputError(f"Predictions file {path} {'is not a file' if path.exists() else 'does not exist'}.")
-        if path.stat().st_size > MAX_BYTES:
-            raise UserInputError(f"{path}: larger than the {MAX_BYTES:,} bytes facebench reads as predictions.")
-        raw = path.read_bytes()
-        if b"\x00" in raw:
-            raise UserInputError(f"{path}: not a readable CSV (it contains NUL bytes, so it is a binary file).")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise UserInputError(f"{path}: not a readable CSV (it is not UTF-8 text).") from None
+        text = read_text(path, what="Predictions file", max_bytes=MAX_BYTES)
         try:
             rows = list(csv.reader(text.splitlines()))
         except csv.Error as error:
