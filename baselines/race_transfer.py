@@ -29,6 +29,7 @@ layers) only, as they do with real pre-trained weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 
 import numpy as np
@@ -99,6 +100,12 @@ def backbone_units(name: str, weights: str | None) -> tuple[nn.Module, list[nn.M
     stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
     blocks = [block for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for block in layer]
     return Normalize(), [stem, *blocks], model.fc.in_features
+
+
+@functools.lru_cache(maxsize=None)
+def _check_weights(name: str, weights: str) -> None:
+    """:func:`backbone_units` with these weights, once per process (several baselines share a backbone)."""
+    backbone_units(name, weights)
 
 
 def _conv_units(layers: nn.Sequential) -> list[nn.Module]:
@@ -290,6 +297,14 @@ class RaceTransfer(Baseline):
             return self.params.vggface_weights
         return self.protocol.model.pretrained
 
+    @classmethod
+    def preflight(cls, *, protocol: Protocol, params: RaceTransferParams) -> None:
+        """Load the backbone's weights once before any data (the same code path as training): missing ImageNet
+        weights (not in the torch cache and no network) or a missing VGG-Face file are one sentence up front."""
+        baseline = cls(protocol=protocol, params=params)
+        if baseline.weights:
+            _check_weights(baseline.backbone, baseline.weights)
+
     def _build(self, n_trainable: int, seed: int) -> RaceNet:
         normalize, units, width = backbone_units(self.backbone, self.weights)
         torch.manual_seed(seed)  # the MLP's initial weights are part of the run's seed
@@ -348,9 +363,14 @@ class RaceTransfer(Baseline):
         return f"{self.backbone}|{self.weights}|{n_trainable}|{self.params.face_crop}"
 
     def predict(self, images: np.ndarray) -> np.ndarray:
+        """P(white) per image. The frozen part's outputs are the feature cache's (the same for every repeat and
+        every model with this backbone and cut), so only the trained units and the MLP run per model."""
         if self.net is None or self.loop is None:
             raise RuntimeError("predict() before fit()")
-        return predict_batches(self.net, images, device=resolve_device(self.loop.device), amp=self.loop.amp)
+        device = resolve_device(self.loop.device)
+        n_trainable = self.params.unfreeze if self.params.finetune else 0
+        frozen = _cached_features(FrozenPart(self.net), images, device=device, key=self._key(n_trainable))
+        return predict_batches(FromFrozen(self.net), frozen, device=device, amp=self.loop.amp)
 
 
 # ------------------------------------------------------------------------------------------ feature cache
