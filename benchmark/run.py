@@ -207,7 +207,7 @@ def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunO
                           plateau_metric=t.plateau_metric, plateau_mode=t.plateau_mode,
                           plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
                           checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint,
-                          restart=options.restart)
+                          restart=options.restart, cache_dir=options.cache_dir or default_cache_dir())
         with run_folder_lock(checkpoint_dir, on_wait=console.print) if shared_model else contextlib.nullcontext():
             history = baseline.fit(fit_data, loop)
         anchors = draw_anchors(split, cls.target_anchors, seed=seed)
