@@ -7,8 +7,9 @@ single output neuron", ReLU, dropout 0.5, a sigmoid output and binary cross-entr
 mean and std; VGG-Face's 0..255 mean subtraction).
 
 * **Tuned** (Table 1): the backbone is frozen and only the MLP trains. Its features do not change during
-  training, so they are computed once per image (and cached on disk under ``$FACEBENCH_CACHE/features``, keyed by
-  the backbone, its weights, the layer and the images' bytes), and the MLP trains on them in the shared loop.
+  training, so they are computed once per image (and cached on disk under the run's ``--cache-dir``/features,
+  keyed by a hash of the frozen part's tensors, the face crop and the images' bytes), and the MLP trains on them in
+  the shared loop; predictions read the same cache, so only the trained units and the MLP run per model.
 * **Fine-tuned** (section 2.2, Table 1): from the tuned weights, the backbone's last ``unfreeze`` units ("the last
   5 layers") are unfrozen and train with the MLP at a lower learning rate (``finetune_lr``, default lr / 10).
   The frozen part's outputs are again computed once.
