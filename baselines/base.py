@@ -41,6 +41,12 @@ class Baseline(ABC):
         tested purely on the annotated CelebA dataset"). Default False; a baseline decides from its params."""
         return False
 
+    @classmethod
+    def preflight(cls, *, protocol, params: BaselineParams) -> None:
+        """Refuse, in one sentence (:class:`UserInputError`), what would otherwise fail only after the data are
+        synthesised or read and the run folder is made: pre-trained weights that cannot be had. The runner calls
+        it for every baseline it will run, before touching any data. Default: nothing to check."""
+
     def set_anchors(self, images: np.ndarray, ages: np.ndarray) -> None:
         raise NotImplementedError(f"{type(self).__name__} takes no labelled anchors")
 

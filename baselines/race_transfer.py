@@ -7,8 +7,9 @@ single output neuron", ReLU, dropout 0.5, a sigmoid output and binary cross-entr
 mean and std; VGG-Face's 0..255 mean subtraction).
 
 * **Tuned** (Table 1): the backbone is frozen and only the MLP trains. Its features do not change during
-  training, so they are computed once per image (and cached on disk under ``$FACEBENCH_CACHE/features``, keyed by
-  the backbone, its weights, the layer and the images' bytes), and the MLP trains on them in the shared loop.
+  training, so they are computed once per image (and cached on disk under the run's ``--cache-dir``/features,
+  keyed by a hash of the frozen part's tensors, the face crop and the images' bytes), and the MLP trains on them in
+  the shared loop; predictions read the same cache, so only the trained units and the MLP run per model.
 * **Fine-tuned** (section 2.2, Table 1): from the tuned weights, the backbone's last ``unfreeze`` units ("the last
   5 layers") are unfrozen and train with the MLP at a lower learning rate (``finetune_lr``, default lr / 10).
   The frozen part's outputs are again computed once.
@@ -28,8 +29,11 @@ layers) only, as they do with real pre-trained weights.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,7 +76,40 @@ __all__ = ["MLPHead", "RaceNet", "RaceTransfer", "augment", "backbone_units"]
 def backbone_units(name: str, weights: str | None) -> tuple[nn.Module, list[nn.Module], int]:
     """(normalisation, the backbone as an ordered list of units, feature width): units run one after the other
     end in the spatial features; global average pooling follows. A unit is a conv layer with its ReLU (and pool)
-    for VGG and VGG-Face, a residual block for ResNet (its stem is one unit), a conv-BN-ReLU for small_cnn."""
+    for VGG and VGG-Face, a residual block for ResNet (its stem is one unit), a conv-BN-ReLU for small_cnn.
+
+    Each call returns a fresh copy of one network built (or loaded) once per process: building torchvision's
+    ResNet-50 or VGG with random weights takes seconds (VGG's 120 M classifier weights are initialised only to be
+    dropped), and a protocol builds its backbones once per stage, repeat and baseline."""
+    normalize, units, width, _ = _built_backbone(name, weights)
+    return copy.deepcopy(normalize), copy.deepcopy(units), width
+
+
+def module_digest(module: nn.Module) -> str:
+    """A hash of what a module computes: its architecture (repr) and its tensors (names, shapes, dtypes, values)."""
+    digest = hashlib.sha256(repr(module).encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(f"|{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def frozen_key(name: str, weights: str | None, cut: int, face_crop: float) -> str:
+    """What the frozen part of a :class:`RaceNet` computes, for the feature cache: the hashes of the normalisation
+    and of the first ``cut`` units of the backbone as built (another initialisation, other weights or another cut
+    is another key, so a cached store never outlives the network that made it), and the face crop."""
+    digests = _built_backbone(name, weights)[3]
+    return hashlib.sha256("|".join([repr(face_crop), *digests[:cut + 1]]).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _built_backbone(name: str, weights: str | None) -> tuple[nn.Module, list[nn.Module], int, tuple[str, ...]]:
+    """The backbone built once per process, with the hashes of its normalisation and of each unit."""
+    normalize, units, width = _make_backbone(name, weights)
+    return normalize, units, width, tuple(module_digest(m) for m in (normalize, *units))
+
+
+def _make_backbone(name: str, weights: str | None) -> tuple[nn.Module, list[nn.Module], int]:
     torch.manual_seed(seed_for("race_transfer", "backbone", name))  # a fixed network when weights are random
     if name == "vggface":
         net = VGGFace()
@@ -137,8 +174,9 @@ class RaceNet(nn.Module):
     (what the training steps use on cached or freshly computed frozen outputs)."""
 
     def __init__(self, *, normalize: nn.Module, frozen: list[nn.Module], trainable: list[nn.Module], width: int,
-                 head: MLPHead, face_crop: float = 1.0) -> None:
+                 head: MLPHead, face_crop: float = 1.0, frozen_key: str = "") -> None:
         super().__init__()
+        self.frozen_key = frozen_key  # the feature cache's key of what the frozen part computes (frozen_key())
         self.normalize = normalize
         self.frozen = nn.Sequential(*frozen)
         self.trainable = nn.Sequential(*trainable)
@@ -290,6 +328,14 @@ class RaceTransfer(Baseline):
             return self.params.vggface_weights
         return self.protocol.model.pretrained
 
+    @classmethod
+    def preflight(cls, *, protocol: Protocol, params: RaceTransferParams) -> None:
+        """Load the backbone's weights once before any data (the same code path as training): missing ImageNet
+        weights (not in the torch cache and no network) or a missing VGG-Face file are one sentence up front."""
+        baseline = cls(protocol=protocol, params=params)
+        if baseline.weights:
+            _built_backbone(baseline.backbone, baseline.weights)  # kept for the runs
+
     def _build(self, n_trainable: int, seed: int) -> RaceNet:
         normalize, units, width = backbone_units(self.backbone, self.weights)
         torch.manual_seed(seed)  # the MLP's initial weights are part of the run's seed
@@ -299,7 +345,8 @@ class RaceTransfer(Baseline):
             raise UserInputError(f"baseline race_transfer: unfreeze={n_trainable} leaves no frozen layer of "
                                  f"{self.backbone}'s {len(units)} units; unfreeze at most {len(units) - 1}.")
         return RaceNet(normalize=normalize, frozen=units[:cut], trainable=units[cut:], width=width, head=head,
-                       face_crop=self.params.face_crop)
+                       face_crop=self.params.face_crop,
+                       frozen_key=frozen_key(self.backbone, self.weights, cut, self.params.face_crop))
 
     def fit(self, data: FitData, loop: LoopConfig) -> TrainHistory:
         if not isinstance(data, LabelFitData):
@@ -321,17 +368,17 @@ class RaceTransfer(Baseline):
                 net.head.load_state_dict(previous.head.state_dict())
             frozen = FrozenPart(net)
             if previous is None:  # the MLP's input standardisation, from the (un-augmented) training features
-                full = _cached_features(frozen, data.train_images, device=device, key=self._key(0))
+                full = _cached_features(frozen, data.train_images, device=device, cache_dir=loop.cache_dir)
                 pooled = full.reshape(len(full), full.shape[1], -1).mean(-1)
                 net.head.mean.copy_(torch.from_numpy(pooled.mean(0)))
                 net.head.std.copy_(torch.from_numpy(pooled.std(0) + 1e-6))
-            val = (_cached_features(frozen, data.val_images, device=device, key=self._key(n_trainable))
+            val = (_cached_features(frozen, data.val_images, device=device, cache_dir=loop.cache_dir)
                    if len(data.val_images) else None)
             method = ClassifierMethod(net=net, loop=config, params=p, val=val, val_labels=data.val_labels)
             if p.augment:  # new zooms and shears every batch: the frozen part runs on every batch
                 store = data.train_images
             else:  # the frozen part's outputs never change: computed once
-                store = _cached_features(frozen, data.train_images, device=device, key=self._key(n_trainable))
+                store = _cached_features(frozen, data.train_images, device=device, cache_dir=loop.cache_dir)
                 method._features_cached = True
             config = dataclasses.replace(config, checkpoint_dir=(loop.checkpoint_dir / name if loop.checkpoint_dir
                                                                  else None))
@@ -344,13 +391,14 @@ class RaceTransfer(Baseline):
         self.net = previous
         return history
 
-    def _key(self, n_trainable: int) -> str:
-        return f"{self.backbone}|{self.weights}|{n_trainable}|{self.params.face_crop}"
-
     def predict(self, images: np.ndarray) -> np.ndarray:
+        """P(white) per image. The frozen part's outputs are the feature cache's (the same for every repeat and
+        every model with this backbone and cut), so only the trained units and the MLP run per model."""
         if self.net is None or self.loop is None:
             raise RuntimeError("predict() before fit()")
-        return predict_batches(self.net, images, device=resolve_device(self.loop.device), amp=self.loop.amp)
+        device = resolve_device(self.loop.device)
+        frozen = _cached_features(FrozenPart(self.net), images, device=device, cache_dir=self.loop.cache_dir)
+        return predict_batches(FromFrozen(self.net), frozen, device=device, amp=self.loop.amp)
 
 
 # ------------------------------------------------------------------------------------------ feature cache
@@ -361,17 +409,20 @@ _MEMORY: dict[str, np.ndarray] = {}
 MAX_CACHED_BYTES = 2 * 1024**3
 
 
-def _cached_features(frozen: FrozenPart, images: np.ndarray, *, device: torch.device, key: str) -> np.ndarray:
-    """The frozen part's outputs (float32) for a uint8 image store, computed once per (backbone, weights, cut,
-    images) and kept in memory and under ``$FACEBENCH_CACHE/features``."""
+def _cached_features(frozen: FrozenPart, images: np.ndarray, *, device: torch.device,
+                     cache_dir: Path | None) -> np.ndarray:
+    """The frozen part's outputs (float32) for a uint8 image store, computed once per (frozen part, images) and
+    kept in memory and under ``CACHE/features`` (the run's ``--cache-dir``; default ``$FACEBENCH_CACHE``)."""
     from facebench.data.datasets import default_cache_dir
 
-    digest = hashlib.sha256(key.encode() + b"\0" + str(images.shape).encode())
+    if not frozen.net.frozen_key:
+        raise ValueError("a RaceNet without frozen_key cannot use the feature cache")
+    digest = hashlib.sha256(frozen.net.frozen_key.encode() + b"\0" + str(images.shape).encode())
     digest.update(np.ascontiguousarray(images).data)
     name = digest.hexdigest()[:24]
     if name in _MEMORY:
         return _MEMORY[name]
-    path = default_cache_dir() / "features" / f"{name}.npy"
+    path = Path(cache_dir or default_cache_dir()) / "features" / f"{name}.npy"
     if path.is_file():
         try:
             features = np.load(path, allow_pickle=False)
@@ -386,4 +437,3 @@ def _cached_features(frozen: FrozenPart, images: np.ndarray, *, device: torch.de
             np.save(handle, features, allow_pickle=False)
         _MEMORY[name] = features
     return features
-

@@ -101,6 +101,7 @@ class LoopConfig:
     progress: bool = True
     fingerprint: str = ""  # what is being trained; a checkpoint of something else is never resumed
     restart: bool = False  # delete the checkpoint (`facebench run --restart`) and train from scratch
+    cache_dir: Path | None = None  # where a method may keep data derived from images (`--cache-dir`); None: default
 
 
 def make_optimizer(parameters, config: LoopConfig) -> torch.optim.Optimizer:

@@ -109,6 +109,7 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     """Run every baseline of ``protocol`` (``protocol.repeats`` times each, seeds ``--seed`` + k); return the run
     directories (with results.json each)."""
     started_all = time.perf_counter()
+    _preflight(protocol, options)
     cache_dir = options.cache_dir or default_cache_dir()
     dataset, split = prepare_data(protocol, data_root=options.data_root, cache_dir=cache_dir, progress=options.progress)
     if dataset.synthetic:
@@ -151,6 +152,18 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     return run_dirs
 
 
+def _preflight(protocol: Protocol, options: RunOptions) -> None:
+    """Each baseline to run checks what it needs before any data is read or written (missing weights: one
+    sentence, and nothing synthesised or written)."""
+    from facebench.baselines.specs import as_baseline_spec
+
+    wanted = options.baselines or tuple(b.display_name for b in protocol.baselines)
+    for spec in protocol.baselines:
+        if spec.name in wanted or spec.display_name in wanted:
+            cls = as_baseline_spec(BASELINES.get(spec.name)).load()
+            cls.preflight(protocol=protocol, params=cls.Params.model_validate(spec.params))
+
+
 def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunOptions, task, dataset: LoadedDataset,
                   split: Split, train_dataset: LoadedDataset, train_split: Split, table, images, train_images,
                   identities) -> Path:
@@ -186,14 +199,15 @@ def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunO
             # on the same data (FG-NET and AgeDB-30 both train on CACD) share one model, trained once.
             fingerprint = training_id(protocol, baseline_spec.name, params.model_dump(mode="json"), seed,
                                       train_dataset, train_split)
-            checkpoint_dir = Path(options.out_dir) / "_trained" / f"{slug}-{fingerprint}"
+            # Named after the baseline, not its label: tables that label one training differently share it too.
+            checkpoint_dir = Path(options.out_dir) / "_trained" / f"{baseline_spec.name}-{fingerprint}"
         loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=seed, optimizer=t.optimizer, lr=t.lr,
                           weight_decay=t.weight_decay, loss=t.loss, device=t.device, amp=t.amp,
                           channels_last=t.channels_last, hflip=t.hflip, lr_schedule=t.lr_schedule,
                           plateau_metric=t.plateau_metric, plateau_mode=t.plateau_mode,
                           plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
                           checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint,
-                          restart=options.restart)
+                          restart=options.restart, cache_dir=options.cache_dir or default_cache_dir())
         with run_folder_lock(checkpoint_dir, on_wait=console.print) if shared_model else contextlib.nullcontext():
             history = baseline.fit(fit_data, loop)
         anchors = draw_anchors(split, cls.target_anchors, seed=seed)

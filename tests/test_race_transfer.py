@@ -148,3 +148,83 @@ def test_evaluate_predictions_and_model(run: tuple[Path, Path], tmp_path: Path) 
     assert main(["evaluate", PROTOCOL, "--model", f"{model}:build", "--name", "half", *common]) == 0
     results = json.loads((out / PROTOCOL / "submission-half" / "results.json").read_text())
     assert results["metrics"]["overall"]["selection_rate@white"]["value"] == 1.0
+
+
+def test_balanced_test_leaves_both_classes_to_train() -> None:
+    """The balanced test set takes 'other' people from the front of the random order; train is then drawn in a
+    fresh order, so it holds about the remaining share of 'other' (it used to draw White people only)."""
+    from facebench.data.splits import labelled_subset_split
+
+    rng = np.random.default_rng(0)
+    subjects = np.repeat(np.arange(400), 5)
+    race = np.where(rng.random(400) < 0.2, "black", "white")[subjects]
+    table = pd.DataFrame({"sample_id": [f"{i}.jpg" for i in range(len(subjects))], "subject_id": subjects.astype(str),
+                          "race": race})
+    split = labelled_subset_split(table, seed=0, n_train=400, n_test=300, balanced_test=True)
+    label = table.set_index("sample_id")["race"]
+    test, train = label.loc[list(split["test"])], label.loc[list(split["train"])]
+    assert abs((test == "white").mean() - 0.5) < 0.02
+    rest = label.drop(list(split["test"]))
+    assert abs((train != "white").mean() - (rest != "white").mean()) < 0.08
+
+
+def test_vggface_random_init_keeps_image_dependent_features() -> None:
+    """torch's default conv init shrank the signal through VGG-Face's 13 layers: its features were 99 % constant
+    and fine-tuning it fell to chance. Initialised as torchvision's VGG, they vary across images as VGG16's do."""
+    import torch
+
+    from facebench.baselines.race_transfer import backbone_units
+
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    normalize, units, _ = backbone_units("vggface", None)
+    with torch.no_grad():
+        h = normalize(x)
+        for unit in units:
+            h = unit(h)
+    features = h.mean((2, 3))
+    assert float(features.std(0).mean() / features.abs().mean()) > 0.05
+
+
+def test_feature_cache_key_follows_the_frozen_weights(tmp_path: Path) -> None:
+    """The cache key hashes the frozen part's tensors: other weights (or another cut) are another entry, which
+    lives under the run's cache folder."""
+    import torch
+
+    from facebench.baselines.race_transfer import FrozenPart, MLPHead, RaceNet, _cached_features, frozen_key
+
+    assert frozen_key("small_cnn", None, 2, 1.0) != frozen_key("small_cnn", None, 3, 1.0)
+    assert frozen_key("small_cnn", None, 2, 1.0) != frozen_key("small_cnn", None, 2, 0.8)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    net = RaceNet(normalize=torch.nn.Identity(), frozen=[conv], trainable=[], width=4, head=MLPHead(4, (8,), 0.0),
+                  frozen_key="k1")
+    images = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8).transpose(0, 3, 1, 2).copy()
+    first = _cached_features(FrozenPart(net), images, device=torch.device("cpu"), cache_dir=tmp_path)
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 1
+    torch.nn.init.zeros_(conv.weight)
+    net.frozen_key = "k2"
+    second = _cached_features(FrozenPart(net), images, device=torch.device("cpu"), cache_dir=tmp_path)
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 2 and not np.allclose(first, second)
+
+
+def test_tables_share_one_training_of_the_same_model(run: tuple[Path, Path]) -> None:
+    """Table 1's "vggface tuned" is Table 4's "Baseline" (same params, other label, other protocol): its runs
+    reuse the model trained for Table 4 (OUT/_trained/race_transfer-<hash>), nothing is trained again."""
+    out, cache = run
+    assert main(["run", "race_utk_celeba", "--baseline", "vggface tuned", "--out", str(out), "--cache-dir", str(cache),
+                 *TINY]) == 0
+    table1 = [json.loads(p.read_text()) for p in (out / "race_utk_celeba").glob("*/results.json")]
+    table4 = [json.loads(p.read_text()) for p in (out / PROTOCOL).glob("Baseline-*/results.json")]
+    assert len(table1) == 2
+    assert {r["baseline"]["train_data"]["model_dir"] for r in table1} == \
+        {r["baseline"]["train_data"]["model_dir"] for r in table4}
+    assert all(r["training"]["resumed_from_epoch"] == 2 for r in table1)
+
+
+def test_missing_weights_are_one_sentence_before_any_data(tmp_path: Path, capsys) -> None:
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    code = main(["run", PROTOCOL, "--profile", "paper", "--baseline", "Benchmark", "--out", str(out),
+                 "--cache-dir", str(cache), "--set", f"baselines.0.params.vggface_weights={tmp_path / 'none.pth'}"])
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert "none.pth does not exist" in error and "\n" not in error
+    assert not out.exists() and not cache.exists()

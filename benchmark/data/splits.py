@@ -394,7 +394,10 @@ def labelled_subset_split(table: pd.DataFrame, *, seed: int, n_train: int = 2000
         if min(taken[c] - quota[c] for c in quota) < 0:
             raise UserInputError(f"split.params: too few images of one class for a balanced test set of {n_test}.")
         filled["test"] = sum(taken.values())
-        order = np.array([s for s in order if s not in assignment])
+        # The rest in a fresh random order: the test set took every 'other' subject from the front of `order`
+        # until its quota, so filling train from that front again would draw White people only.
+        rest = np.array([s for s in order if s not in assignment])
+        order = rest[np.random.default_rng([seed, 1]).permutation(len(rest))]
         names = [name for name in names if name != "test"]
     for subject in order:
         while k < len(names) and filled[names[k]] >= sizes[names[k]]:
