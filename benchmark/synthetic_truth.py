@@ -48,8 +48,8 @@ SHIFT_MEANINGS: dict[str, str] = {
                   "the same rate, so feature alignment (DANN, MMD) is expected to reduce target error"),
     "concept": ("concept shift: groups look alike and age at different rates, so no feature-alignment method can "
                 "help"),
-    "offset": ("offset shift: groups look alike and age at the same rate, but the non-training groups' age cues show "
-               "a constant number of extra years, so age differences are intact and absolute ages are not: a direct "
+    "offset": ("offset shift: groups look alike and age at the same rate, but the age cues of the groups not trained "
+               "on show a constant number of extra years, so age differences are intact and absolute ages are not: a direct "
                "regressor is biased by about the offset, and differences plus labelled target anchors (pairwise + "
                "MDS) are expected to remove the bias; feature alignment cannot (the features already match)"),
     # The longitudinal (AIFR) generators' setting (facebench.data.synth.longitudinal.AIFR_SHIFTS).

@@ -18,6 +18,16 @@ def running_in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (the README's ``-n 2``) each worker gets one of the machine's cores: one intra-op torch
+    thread per worker, so two workers do not fight over the cores with four threads."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -1,11 +1,13 @@
-"""Every age-adaptation method proven on a known answer (issue 13, age part).
+"""Seed 000's age methods on known answers (issue 13, age part), at toy size.
 
 The generator's ``covariate`` setting makes the Black faces differ from the White ones only in age-free
-appearance (skin), with the same ageing rate; its ``concept`` setting makes them look alike and age at another
-rate. Source-only, DANN (fc1), MMD (fc1) and the adapted loop with alignment off (DANN at gamma 0, the control)
-run through the real runner at toy size on both; the assertions are directions measured on seeds 0-2 (numbers in
-the docstrings); the covariate one does not hold at toy size and is marked xfail with the numbers.
-"""
+appearance (skin), with the same ageing rate; ``concept`` makes them look alike and age at another rate;
+``offset`` makes their age cues show ten extra years with differences intact. Source-only, DANN (fc1), MMD (fc1)
+and the adapted loop with alignment off (DANN at gamma 0, the control) run through the real runner on covariate
+data, and the pairwise model (rank + regression) beside direct regression on offset data. The alignment checks do
+not hold at toy size and are marked xfail (strict) with the numbers and the evidence; the offset check asserts its
+mechanism. Whether each claim holds at quick size, over seeds, is scripts/method_checks.py's table
+(docs/architecture.md, "Known answers of the methods"), which also measures the concept control."""
 
 from __future__ import annotations
 
@@ -120,10 +122,12 @@ def test_shift_is_validated_and_recorded() -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """Each setting's run folder (holding the protocol's folder of runs), seed 0. The pairwise check runs its
-    rank + regression model only (the regression-only variant adds a minute and nothing to the known answer)."""
+    rank + regression model only (the regression-only variant adds a minute and nothing to the known answer). The
+    concept setting, the negative control, is measured where it can be, over five seeds at quick size
+    (scripts/method_checks.py; docs/architecture.md): at toy size it only costs a minute of suite time."""
     cache = tmp_path_factory.mktemp("known-answer-cache")
     folders = {}
-    for name, shift in (("alignment", "covariate"), ("alignment", "concept"), ("pairwise", "offset")):
+    for name, shift in (("alignment", "covariate"), ("pairwise", "offset")):
         folders[shift] = tmp_path_factory.mktemp(shift)
         run_check(check(name, shift), overrides=TOY_OVERRIDES, out_dir=folders[shift], cache_dir=cache,
                   only=None if name == "alignment" else ("rank + regression",))
@@ -133,8 +137,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def measured(runs) -> dict[tuple[str, str], dict[str, GroupChange]]:
     """(setting, reference) -> method -> its Black-face MAE change against the reference on the same images."""
-    references = {"covariate": (SOURCE_ONLY, CONTROL_METHOD), "concept": (SOURCE_ONLY, CONTROL_METHOD),
-                  "offset": (DIRECT_METHOD,)}
+    references = {"covariate": (SOURCE_ONLY, CONTROL_METHOD), "offset": (DIRECT_METHOD,)}
     return {(shift, reference): {row.method: row for row in group_changes(read_outcomes(out), shift=shift,
                                                                           reference=reference)}
             for shift, out in runs.items() for reference in references[shift]}
@@ -149,11 +152,12 @@ def test_report_names_the_shift_kind(runs) -> None:
 
 
 @pytest.mark.slow
-def test_covariate_shift_hurts_source_only_and_concept_shift_barely(measured) -> None:
-    """The settings do what they say: the age-free looks shift doubles source-only's target MAE (seed 0: 9.91
-    against 4.94 on concept data, whose Black faces age at 0.95; White test faces 4.99 on both)."""
-    covariate, concept = (measured[shift, SOURCE_ONLY][SOURCE_ONLY].mae for shift in ("covariate", "concept"))
-    assert covariate > 1.5 * concept
+def test_covariate_shift_hurts_source_only(runs) -> None:
+    """The setting does what it says: the age-free looks shift doubles source-only's MAE on the target group
+    against the training group's (seed 0: Black 9.91, White 4.99; on concept data, where the Black faces look
+    White and age at 0.95, source-only's Black MAE was 4.94)."""
+    errors = read_outcomes(runs["covariate"])[SOURCE_ONLY].groupby("race")["abs_error"].mean()
+    assert errors["black"] > 1.5 * errors["white"], errors
 
 
 @pytest.mark.slow
@@ -171,16 +175,6 @@ def test_alignment_lowers_target_mae_under_covariate_shift(measured, method: str
     training loop without the alignment term."""
     change = measured["covariate", CONTROL_METHOD][method]
     assert change.ci_high < 0, change
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ADAPTED)
-def test_alignment_does_not_help_under_concept_shift(measured, method: str) -> None:
-    """Alignment on vs off is not significantly better on concept data. Measured at toy size (Black-face MAE,
-    years): DANN +0.00 [-0.05, +0.05], -0.01 [-0.07, +0.06], +0.04 [-0.01, +0.10] on seeds 0-2; MMD +0.05
-    [-0.00, +0.11], -0.01 [-0.08, +0.05], +0.06 [-0.00, +0.12]."""
-    change = measured["concept", CONTROL_METHOD][method]
-    assert change.ci_high > 0, change
 
 
 def _adult_bias(out: Path, method: str) -> pd.DataFrame:

@@ -246,6 +246,9 @@ SYNTHETIC_OVERLAP: dict[str, int | None] = {
     "age_utk_dann_pretrained": None, "age_utk_dann_vs_mmd": None, "age_utk_pairwise_mds": None,
     "aifr_agedb30_bin": None, "aifr_cacd_vs": None, "aifr_fgnet": None,
     "aifr_cacd": 0, "aifr_morph": 0, "aifr_morph_dlib": 0, "aifr_agedb30": 0,
+    # seed 001's family trains on UTKFace, which names no one
+    **{f"race_utk_{target}{table}": None for target in ("celeba", "fairface")
+       for table in ("", "_augmentation", "_optimisers", "_summary")},
 }
 
 
@@ -260,6 +263,8 @@ def test_builtin_protocols_on_small_synthetic_data(path: Path, cache: Path) -> N
         small += ["dataset.synthetic.options={n_folds: 2, pairs_per_fold: 10}"]
     if protocol.split.name == "age_gap_pairs":
         small += ["split.params.n_folds=2", "split.params.pairs_per_fold=10"]
+    if protocol.split.name == "labelled_subset":  # seed 001's 2,000 + 500 labelled target images
+        small += ["split.params.n_train=6", "split.params.n_test=4", "split.params.balanced_test=false"]
     protocol = load_protocol(path, overrides=small)
     dataset, split = prepare_data(protocol, data_root=None, cache_dir=cache, progress=False)
     train, train_split = prepare_training_data(protocol, dataset, split, data_root=None, train_data_root=None,
