@@ -245,8 +245,12 @@ def test_killed_run_resumes_and_ends_with_the_same_metrics(run_dir: Path, cache:
 @pytest.mark.slow
 def test_default_quick_run_shows_the_known_shift_at_a_realistic_size(tmp_path_factory) -> None:
     """The demo itself (quick profile, default synthetic data, seed 0): the training group (white) has the
-    lowest MAE, lower than every other group's by more than the intervals, and by a realistic 5-30 %
-    (seed 000 reports 5-20 % gaps on real UTKFace), not a collapse."""
+    lowest MAE, lower than every other group's by more than the intervals and by at least 5 % (seed 000 reports
+    5-20 % gaps on real UTKFace), and no group's gap exceeds the known answer's by more than a year: the oracle
+    that reads every age cue exactly is off by (age − 18) × (1 − rate), 2.0 years more for Indian faces (rate
+    0.88) than for White ones, so a model whose gap went far beyond that would be failing for another reason.
+    (Measured: Indian 5.04 against White 3.81 with one torch thread; the exact numbers move with the thread
+    count, which changes the order of float sums.)"""
     out = tmp_path_factory.mktemp("demo")
     assert main(["run", str(AGE), "--out", str(out), "--cache-dir", str(tmp_path_factory.mktemp("democache")),
                  "--no-progress"]) == 0
@@ -255,12 +259,14 @@ def test_default_quick_run_shows_the_known_shift_at_a_realistic_size(tmp_path_fa
     races = results["metrics"]["by_group"]["race"]
     # The known answer agrees on who fares best: the training group, whose cues the model learnt to read.
     assert results["synthetic_truth"]["implied"]["best_group"] == results["synthetic_truth"]["measured"]["best_group"]
+    implied = {group: v["value"] for group, v in results["synthetic_truth"]["implied"]["by_group"].items()}
     white = races.pop("white")["mae"]
     assert white["n"] > 500
     for race, values in races.items():
         mae = values["mae"]
         assert white["ci_high"] < mae["ci_low"], race
-        assert 1.05 < mae["value"] / white["value"] < 1.3, race
+        assert mae["value"] / white["value"] > 1.05, race
+        assert mae["value"] - white["value"] < implied[race] - implied["white"] + 1.0, race
 
 
 def test_data_synth_writes_the_utkface_format_and_refuses_to_overwrite(tmp_path: Path, capsys) -> None:
