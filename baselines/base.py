@@ -46,6 +46,7 @@ class Baseline(ABC):
         """Refuse, in one sentence (:class:`UserInputError`), what would otherwise fail only after the data are
         synthesised or read and the run folder is made: pre-trained weights that cannot be had. The runner calls
         it for every baseline it will run, before touching any data. Default: nothing to check."""
+        return None  # a hook with a default, not an abstract method
 
     def set_anchors(self, images: np.ndarray, ages: np.ndarray) -> None:
         raise NotImplementedError(f"{type(self).__name__} takes no labelled anchors")
