@@ -68,7 +68,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from facebench.baselines.base import Baseline, FitData
-from facebench.baselines.nets import IMAGENET_MEAN, IMAGENET_STD, Normalize, build_backbone
+from facebench.baselines.nets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Normalize,
+    build_backbone,
+    load_state_dict_file,
+)
 from facebench.baselines.params import ArcFaceAgeParams, ArcFaceParams, MTMIMParams
 from facebench.baselines.training import (
     ImageBatches,
@@ -664,14 +670,7 @@ def _load_embedder(embedder: FaceEmbedder, path: str, *, where: str) -> None:
     file = Path(path).expanduser()
     if not file.is_file():
         raise UserInputError(f"{where}: weights file {file} does not exist.")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file means the same thing to the user
-        raise UserInputError(f"{where}: {file} is not a readable torch state dict ({type(exc).__name__}).") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise UserInputError(f"{where}: {file} holds a {type(state).__name__}, not a state dict.")
+    state = load_state_dict_file(file, where=f"{where}:")
     if state and all(k.startswith("embedder.") for k in state):
         state = {k[len("embedder."):]: v for k, v in state.items()}
     try:

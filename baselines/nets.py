@@ -110,6 +110,22 @@ def vggface_normalize() -> Normalize:
     return Normalize(mean=tuple(m / 255.0 for m in VGGFACE_MEAN_255), std=(1 / 255.0,) * 3)
 
 
+def load_state_dict_file(path: Path, *, where: str) -> dict[str, torch.Tensor]:
+    """The state dict in the weights file ``path`` (at its top level or under ``"state_dict"``), read with
+    ``weights_only=True``: a weights file is data, never code (a pickled object in it is refused, not run). One
+    sentence starting with ``where`` for a file torch cannot read that way or one that holds no dict."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, not torch, or refused: the same to the user
+        raise UserInputError(f"{where} {path} is not a readable torch state dict of tensors "
+                             f"({type(exc).__name__}).") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserInputError(f"{where} {path} holds a {type(state).__name__}, not a state dict.")
+    return state
+
+
 def load_vggface_weights(model: VGGFace, path: str | Path) -> None:
     """Load the vgg_face_dag port's conv weights (format in :class:`VGGFace`); one sentence for a missing file,
     an unreadable one or missing keys."""
@@ -117,14 +133,7 @@ def load_vggface_weights(model: VGGFace, path: str | Path) -> None:
     if not path.is_file():
         raise UserInputError(f"VGGFace weights file {path} does not exist; put the vgg_face_dag port's state dict "
                              "there (see facebench.baselines.nets.VGGFace) or set the baseline's weights to null.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated, not torch, or refused: the same to the user
-        raise UserInputError(f"VGGFace weights file {path} is not a readable torch state dict of tensors "
-                             f"({type(exc).__name__}).") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise UserInputError(f"VGGFace weights file {path} holds a {type(state).__name__}, not a state dict.")
+    state = load_state_dict_file(path, where="VGGFace weights file")
     wanted = {f"{name}.{kind}" for name, _, _ in VGGFACE_CONVS for kind in ("weight", "bias")}
     missing = sorted(wanted - set(state))
     if missing:
@@ -228,15 +237,7 @@ def _pretrained_state_dict(name: str, pretrained: str) -> dict[str, torch.Tensor
     if path.suffix in {".pth", ".pt", ".bin"} or path.exists():
         if not path.is_file():
             raise UserInputError(f"model.pretrained: weights file {path} does not exist.")
-        try:  # weights_only: a weights file is data, never code (a pickled object in it is refused, not run)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - truncated, not torch, or refused: the same to the user
-            raise UserInputError(f"model.pretrained: {path} is not a readable torch state dict of tensors "
-                                 f"({type(exc).__name__}).") from None
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        if not isinstance(state, dict):
-            raise UserInputError(f"model.pretrained: {path} holds a {type(state).__name__}, not a state dict.")
-        return state
+        return load_state_dict_file(path, where="model.pretrained:")
     import torchvision
 
     try:

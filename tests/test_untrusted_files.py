@@ -126,8 +126,8 @@ def test_init_weights_never_run_a_planted_pickle(tmp_path: Path) -> None:
     with pytest.raises(UserInputError) as error:
         _load_embedder(embedder, str(path), where="baseline arcface: params.init")
     assert not marker.exists()
-    assert str(error.value) == (f"baseline arcface: params.init: {path} is not a readable torch state dict "
-                                "(UnpicklingError).")
+    assert str(error.value) == (f"baseline arcface: params.init: {path} is not a readable torch state dict of "
+                                "tensors (UnpicklingError).")
 
 
 # ------------------------------------------------------------------------------------------- predictions .npz
