@@ -11,10 +11,5 @@ if [[ "${1:-}" == "--all" ]]; then
   protocols+=(aifr_cacd_vs aifr_morph_dlib)
   shift
 fi
-start=$(date +%s)
-for protocol in "${protocols[@]}"; do
-  t0=$(date +%s)
-  facebench run "protocols/${protocol}.yaml" --out "$out" "$@"
-  echo "${protocol}: $(( $(date +%s) - t0 )) s"
-done
-echo "AIFR family (${protocols[*]}): $(( $(date +%s) - start )) s"
+source "$(dirname "$0")/timed_runs.sh"
+timed_runs "AIFR family" "$out" "${protocols[@]}" -- "$@"

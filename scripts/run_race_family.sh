@@ -9,10 +9,5 @@ out=${1:-runs}
 shift || true
 protocols=(race_utk_celeba race_utk_celeba_augmentation race_utk_celeba_optimisers race_utk_celeba_summary
            race_utk_fairface race_utk_fairface_augmentation race_utk_fairface_optimisers race_utk_fairface_summary)
-start=$(date +%s)
-for protocol in "${protocols[@]}"; do
-  t0=$(date +%s)
-  facebench run "protocols/${protocol}.yaml" --out "$out" "$@"
-  echo "${protocol}: $(( $(date +%s) - t0 )) s"
-done
-echo "race-transfer family (${#protocols[@]} protocols): $(( $(date +%s) - start )) s"
+source "$(dirname "$0")/timed_runs.sh"
+timed_runs "race-transfer family" "$out" "${protocols[@]}" -- "$@"

@@ -11,7 +11,7 @@ import pandas as pd
 from facebench.data.table import age_band
 from facebench.errors import UserInputError, shorten
 from facebench.fit_data import FitData
-from facebench.tasks.base import ExtraSplit, Task
+from facebench.tasks.base import ExtraSplit, Task, check_sample_ids
 
 __all__ = ["AGE_REGRESSION", "AgeRegressionTask"]
 
@@ -67,32 +67,14 @@ class AgeRegressionTask(Task):
                 f"expected exactly {','.join(self.prediction_columns)}."
             )
         # Row numbers in messages are file lines (the header is line 1).
-        missing_id = frame["sample_id"].isna()
-        if missing_id.any():
-            raise UserInputError(f"{path}: line {int(np.flatnonzero(missing_id)[0]) + 2} has an empty sample_id.")
-        duplicated = frame["sample_id"].duplicated()
-        if duplicated.any():
-            line = int(np.flatnonzero(duplicated)[0]) + 2
-            raise UserInputError(f"{path}: line {line} repeats sample_id {shorten(str(frame['sample_id'][duplicated].iloc[0]))}.")
+        check_sample_ids(path, frame["sample_id"].tolist(), expected_ids)
         ages = pd.to_numeric(frame["age"], errors="coerce")
         bad = ages.isna() | ~np.isfinite(ages.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             line = int(np.flatnonzero(bad)[0]) + 2
             raw = frame["age"].iloc[line - 2]
-            shown = "'' (empty)" if not isinstance(raw, str) and pd.isna(raw) else repr(str(raw))
+            shown = "'' (empty)" if not isinstance(raw, str) and pd.isna(raw) else shorten(str(raw))
             raise UserInputError(f"{path}: line {line} has age {shown}, which is not a finite number.")
-        expected = pd.Index(expected_ids)
-        unknown = ~frame["sample_id"].isin(expected)
-        if unknown.any():
-            line = int(np.flatnonzero(unknown)[0]) + 2
-            raise UserInputError(
-                f"{path}: line {line} has sample_id {shorten(str(frame['sample_id'][unknown].iloc[0]))}, which is not in this protocol's test set."
-            )
-        absent = ~expected.isin(frame["sample_id"])
-        if absent.any():
-            raise UserInputError(
-                f"{path}: {int(absent.sum())} test images have no prediction, the first being '{expected[absent][0]}'."
-            )
         frame["age"] = ages.astype(float)
         return frame.set_index("sample_id").loc[list(expected_ids)].reset_index()
 

@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from facebench.errors import UserInputError
+from facebench.errors import UserInputError, shorten
 
 if TYPE_CHECKING:
     from facebench.data.splits import Split
     from facebench.fit_data import FitData
     from facebench.protocol import Protocol
 
-__all__ = ["ExtraSplit", "Task"]
+__all__ = ["ExtraSplit", "Task", "check_sample_ids"]
 
 
 class ExtraSplit(NamedTuple):
@@ -114,3 +114,30 @@ class Task(ABC):
         """Write an N x N similarity matrix as predictions (per-image fine-tuning); only tasks that read
         one accept it (the protocol allows ``training.leave_one_out_finetune`` for those only)."""
         raise UserInputError(f"Task {self.name} does not take a similarity matrix as predictions.")
+
+
+def check_sample_ids(path: str | Path, sample_ids: Sequence[str | None], expected_ids: Sequence[str]) -> None:
+    """The sample_id checks every predictions CSV shares: ``sample_ids`` in file order (the first on line 2, under
+    the header) must be non-empty, unrepeated, all in the test set ``expected_ids``, and cover it. One sentence
+    naming the file and the first offending line, the echoed id cut short.
+
+    >>> check_sample_ids("p.csv", ["a", "b", "a"], ("a", "b"))
+    Traceback (most recent call last):
+    ...
+    facebench.errors.UserInputError: p.csv: line 4 repeats sample_id 'a'.
+    """
+    ids = pd.Series(list(sample_ids), dtype=object)
+    empty = (ids.isna() | (ids == "")).to_numpy()
+    if empty.any():
+        raise UserInputError(f"{path}: line {int(np.flatnonzero(empty)[0]) + 2} has an empty sample_id.")
+    for problem, which in (("repeats sample_id {}.", ids.duplicated().to_numpy()),
+                           ("has sample_id {}, which is not in this protocol's test set.",
+                            (~ids.isin(set(expected_ids))).to_numpy())):
+        if which.any():
+            first = int(np.flatnonzero(which)[0])
+            raise UserInputError(f"{path}: line {first + 2} " + problem.format(shorten(str(ids.iloc[first]))))
+    seen = set(ids)
+    missing = [i for i in expected_ids if i not in seen]
+    if missing:
+        raise UserInputError(f"{path}: {len(missing)} test images have no prediction, the first being "
+                             f"{shorten(str(missing[0]))}.")

@@ -38,7 +38,7 @@ from facebench.data.table import age_band
 from facebench.errors import UserInputError, shorten
 from facebench.fit_data import LabelFitData
 from facebench.limits import read_text
-from facebench.tasks.base import ExtraSplit, Task
+from facebench.tasks.base import ExtraSplit, Task, check_sample_ids
 
 __all__ = ["CELEBA_ATTRIBUTE_GROUPS", "RACE_CLASSIFICATION", "RaceClassificationTask", "binary_race",
            "epochs_to_convergence"]
@@ -107,13 +107,9 @@ class RaceClassificationTask(Task):
             return (values == POSITIVE).to_numpy(dtype=np.float32)
 
         train, val = coded("train"), coded("val") if "val" in split.parts else np.zeros(0, np.float32)
-        val_images = images("val") if "val" in split.parts and len(split["val"]) else None
-        if val_images is None:
-            first = images("train")
-            val_images = first[:0]
-            return LabelFitData(train_images=first, train_ages=np.full(len(train), np.nan), val_images=val_images,
-                                val_ages=np.zeros(0), train_labels=train, val_labels=val)
-        return LabelFitData(train_images=images("train"), train_ages=np.full(len(train), np.nan), val_images=val_images,
+        train_images = images("train")
+        val_images = images("val") if len(val) else train_images[:0]  # no validation part: an empty one
+        return LabelFitData(train_images=train_images, train_ages=np.full(len(train), np.nan), val_images=val_images,
                             val_ages=np.full(len(val), np.nan), train_labels=train, val_labels=val)
 
     def write_predictions(self, path: Path, sample_ids, outputs: np.ndarray) -> None:
@@ -140,23 +136,13 @@ class RaceClassificationTask(Task):
             shown = ",".join(repr(c)[1:-1] for c in header) or "missing"
             raise UserInputError(f"{path}: columns are {shorten(shown)}; expected exactly sample_id,label or "
                                  "sample_id,p_white.")
-        seen: set[str] = set()
-        expected = set(expected_ids)
         ids, labels, probabilities = [], [], []
         for line, row in enumerate(rows[1:], start=2):
             if not row:
                 continue
             if len(row) != 2:
                 raise UserInputError(f"{path}: line {line} has {len(row)} fields; the header has 2.")
-            sample_id, value = row[0], row[1].strip()
-            if not sample_id:
-                raise UserInputError(f"{path}: line {line} has an empty sample_id.")
-            if sample_id in seen:
-                raise UserInputError(f"{path}: line {line} repeats sample_id {shorten(sample_id)}.")
-            if sample_id not in expected:
-                raise UserInputError(f"{path}: line {line} has sample_id {shorten(sample_id)}, which is not in this "
-                                     "protocol's test set.")
-            seen.add(sample_id)
+            value = row[1].strip()
             if header[1] == "label":
                 if value not in (POSITIVE, NEGATIVE):
                     raise UserInputError(f"{path}: line {line} has label {shorten(value)}; a label is white or other.")
@@ -172,11 +158,8 @@ class RaceClassificationTask(Task):
                                          "is not a probability in [0, 1].")
                 labels.append(POSITIVE if p >= 0.5 else NEGATIVE)
                 probabilities.append(p)
-            ids.append(sample_id)
-        missing = [i for i in expected_ids if i not in seen]
-        if missing:
-            raise UserInputError(f"{path}: {len(missing)} test images have no prediction, the first being "
-                                 f"{shorten(missing[0])}.")
+            ids.append(row[0])
+        check_sample_ids(path, ids, expected_ids)
         frame = pd.DataFrame({"sample_id": ids, "label": labels, "p_white": probabilities})
         return frame.set_index("sample_id").loc[list(expected_ids)].reset_index()
 
