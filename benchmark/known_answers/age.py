@@ -22,17 +22,16 @@ directions at toy size; ``scripts/method_checks.py`` prints the table at quick s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from facebench.known_answers.runs import read_outcomes, run_on_shift  # noqa: F401 (read_outcomes: public here too)
 from facebench.metrics.intervals import t_interval
 from facebench.metrics.paired import paired_difference
-from facebench.protocol import PROTOCOL_DIR, load_protocol
-from facebench.run import RunOptions, run_protocol
+from facebench.protocol import PROTOCOL_DIR
 
 TARGET_GROUP = "black"
 #: The adapted training loop with its alignment term switched off (DANN at gamma 0; MMD at gamma 0 gives the same
@@ -113,22 +112,8 @@ def run_check(known: Check, *, overrides: Sequence[str], out_dir: Path, cache_di
     runner's seed, so a seed sweep draws new faces and new initialisations. ``only`` keeps the protocol's
     baselines of those labels (the added ones always run).
     """
-    sized = [*overrides, f"dataset.synthetic.seed={seed}",
-             f"dataset.synthetic.options={json.dumps({'shift': known.shift})}"]
-    own = [b.model_dump(mode="json", exclude_defaults=True) for b in load_protocol(known.protocol, overrides=sized).baselines
-           if only is None or (b.label or b.name) in only]
-    protocol = load_protocol(known.protocol, overrides=[*sized, f"baselines={json.dumps([*own, *known.added])}"])
-    run_protocol(protocol, RunOptions(out_dir=out_dir, cache_dir=cache_dir, progress=False, seed=seed))
-    return read_outcomes(out_dir)
-
-
-def read_outcomes(out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Each baseline label's outcomes.csv among the runs under ``out_dir`` (one protocol's runs)."""
-    outcomes = {}
-    for results in sorted(out_dir.glob("*/*/results.json")):
-        label = json.loads(results.read_text())["baseline"]["label"]
-        outcomes[label] = pd.read_csv(results.parent / "outcomes.csv", dtype={"sample_id": str})
-    return outcomes
+    return run_on_shift(known.protocol, shift=known.shift, overrides=overrides, out_dir=out_dir, cache_dir=cache_dir,
+                        seed=seed, added=known.added, only=only)
 
 
 def group_changes(outcomes: dict[str, pd.DataFrame], *, shift: str, reference: str, group: str = TARGET_GROUP,

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facebench.known_answers.runs import read_outcomes, results_by_label, run_on_shift, shift_overrides  # noqa: F401 (read_outcomes: public here too)
 from facebench.metrics.paired import paired_difference
 from facebench.protocol import PROTOCOL_DIR, load_protocol
-from facebench.run import RunOptions, run_protocol
 
 #: MORPH's largest-age-gap identification (seed 002 Table 1 setting): ArcFace, ArcFace + Age, MT-MIM.
 PROTOCOL = PROTOCOL_DIR / "aifr_morph.yaml"
@@ -102,30 +102,14 @@ def run_setting(*, overrides: Sequence[str], out_dir: Path, cache_dir: Path, see
     ``seed`` is both the data's and the runner's seed, so a seed sweep draws new people and new initialisations
     (the split's seed stays the protocol's).
     """
-    sized = [*overrides, f"dataset.synthetic.seed={seed}", f"dataset.synthetic.options={json.dumps({'shift': shift})}"]
-    run_protocol(load_protocol(PROTOCOL, overrides=sized),
-                 RunOptions(out_dir=out_dir, cache_dir=cache_dir, progress=False, seed=seed))
-    return read_outcomes(out_dir)
-
-
-def _results(out_dir: Path) -> dict[str, Path]:
-    found = {}
-    for results in sorted(out_dir.glob("*/*/results.json")):
-        found[json.loads(results.read_text())["baseline"]["label"]] = results
-    return found
-
-
-def read_outcomes(out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Each baseline label's outcomes.csv among the runs under ``out_dir`` (one protocol's runs)."""
-    return {label: pd.read_csv(results.parent / "outcomes.csv", dtype={"sample_id": str, "subject_id": str})
-            for label, results in _results(out_dir).items()}
+    return run_on_shift(PROTOCOL, shift=shift, overrides=overrides, out_dir=out_dir, cache_dir=cache_dir, seed=seed)
 
 
 def mi_history(out_dir: Path, label: str = MTMIM_METHOD) -> pd.DataFrame:
     """The per-epoch CLUB estimates of I(x_id; x_age) (eq. 3, nats) of run ``label`` under ``out_dir``: columns
     ``epoch``, ``mi_club`` (mean over the epoch's training batches, each after q_σ's 5 updates) and
     ``val_mi_club`` (on the validation images with the epoch's last q_σ)."""
-    document = json.loads(_results(out_dir)[label].read_text())
+    document = json.loads(results_by_label(out_dir)[label].read_text())
     epochs = pd.DataFrame(document["training"]["epochs"])
     return epochs[[c for c in ("epoch", "mi_club", "val_mi_club") if c in epochs.columns]]
 
@@ -135,8 +119,7 @@ def dataset_table(*, overrides: Sequence[str], cache_dir: Path, seed: int = 0, s
     the synthetic cache (written there by the run; written now if it is not)."""
     from facebench.registry import DATASETS
 
-    sized = [*overrides, f"dataset.synthetic.seed={seed}", f"dataset.synthetic.options={json.dumps({'shift': shift})}"]
-    protocol = load_protocol(PROTOCOL, overrides=sized)
+    protocol = load_protocol(PROTOCOL, overrides=shift_overrides(shift, overrides, seed))
     spec = DATASETS.get(protocol.dataset.name)
     root = spec.synthesize(protocol.dataset.synthetic, cache_dir)
     return spec.read(root, variant=protocol.dataset.variant).table
@@ -149,7 +132,7 @@ def embedding_age_r2(out_dir: Path, table: pd.DataFrame, *, folds: int = 5, ridg
     ages = table.set_index("sample_id")["age"]
     people = table.set_index("sample_id")["subject_id"]
     r2 = {}
-    for label, results in _results(out_dir).items():
+    for label, results in results_by_label(out_dir).items():
         stored = np.load(results.parent / "predictions.npz", allow_pickle=False)
         ids = [str(s) for s in stored["sample_id"]]
         x, y = stored["embedding"].astype(float), ages.loc[ids].to_numpy(float)
