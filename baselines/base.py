@@ -41,6 +41,13 @@ class Baseline(ABC):
         tested purely on the annotated CelebA dataset"). Default False; a baseline decides from its params."""
         return False
 
+    @property
+    def input_alignment(self) -> str | None:
+        """How the runner prepares every image this baseline sees, in training and prediction: None (resized whole)
+        or an alignment name of :data:`facebench.data.images.ALIGNERS` (``"openface"``: seed 001's crop aligned on
+        landmarks). Default None; a baseline decides from its params."""
+        return None
+
     @classmethod
     def preflight(cls, *, protocol, params: BaselineParams) -> None:
         """Refuse, in one sentence (:class:`UserInputError`), what would otherwise fail only after the data are

@@ -158,6 +158,14 @@ class RaceTransferParams(BaselineParams):
     shear: float = Field(0.2, ge=0, lt=1, description="largest shear (Keras shear_range, radians)")
     face_crop: float = Field(1.0, gt=0, le=1, description="share of the image side kept around the centre before "
                              "resizing (section 2.2's face crop without landmark alignment); 1: none")
+    alignment: Literal["none", "openface"] = Field(
+        "none", description="section 2.2's pre-processing: openface = every image (training and test) cropped and "
+        "aligned on dlib's 68 landmarks as OpenFace's AlignDlib does (facebench.data.alignment; the dlib extra); "
+        "none = the whole image resized")
+    class_weight: Literal["balanced", "none"] = Field(
+        "balanced", description="balanced: each sample's BCE term is weighted n / (2 n_class), so both classes count "
+        "equally whatever their shares in the training images (scikit-learn's class_weight='balanced'); none: the "
+        "paper's plain BCE")
     train_on: Literal["source", "target"] = Field("source", description="target: seed 001's in-domain benchmark, "
                                                   "trained on the test dataset's labelled train images")
 

@@ -14,8 +14,10 @@ mean and std; VGG-Face's 0..255 mean subtraction).
   5 layers") are unfrozen and train with the MLP at a lower learning rate (``finetune_lr``, default lr / 10).
   The frozen part's outputs are again computed once.
 * **Augmentation** (section 2.2, Table 2): each source batch is zoomed and sheared at random (Keras-style ranges
-  ``zoom`` and ``shear``) before the frozen part, which then runs on every batch; a centre ``face_crop`` stands in
-  for the OpenFace crop aligned on landmarks (not done: a stated deviation).
+  ``zoom`` and ``shear``) before the frozen part, which then runs on every batch. The face crop aligned on
+  landmarks as OpenFace does (``alignment: openface``, :mod:`facebench.data.alignment`) is made by the runner's
+  image store, for every image the model sees (training, source and target); a centre ``face_crop`` is the
+  landmark-free alternative.
 * **Optimisers** (Table 3): ``tune_optimizer`` / ``finetune_optimizer`` name the pair ("Adam/SGD" …); every
   stage's epoch log goes to results.json, from which the report reads the epochs to convergence
   (:func:`facebench.tasks.race_classification.epochs_to_convergence`).
@@ -255,14 +257,30 @@ def augment(x: torch.Tensor, *, zoom: float, shear: float, generator: torch.Gene
 # ------------------------------------------------------------------------------------------ the method
 
 
+def class_weights(labels: np.ndarray, rule: str) -> tuple[float, float]:
+    """The BCE weights (other, white) of ``class_weight`` ``rule``: "balanced" is n / (2 n_class) (scikit-learn's
+    ``compute_class_weight("balanced")``), so each class's terms sum to n / 2; "none" is (1, 1). A class absent
+    from the labels keeps weight 1.
+
+    >>> class_weights(np.array([1, 0, 0, 0]), "balanced")   # 4 / (2 * 3), 4 / (2 * 1)
+    (0.6666666666666666, 2.0)
+    """
+    if rule == "none":
+        return (1.0, 1.0)
+    labels = np.asarray(labels) >= 0.5
+    counts = (int((~labels).sum()), int(labels.sum()))
+    return tuple(len(labels) / (2 * c) if c else 1.0 for c in counts)
+
+
 class ClassifierMethod(TrainableMethod):
     """One training stage: BCE of the MLP's logit (sigmoid output) on source labels, optimising the trainable
     units and the MLP. Batches are either the frozen part's cached outputs (float) or images (uint8 → [0, 1]),
     which are augmented and sent through the frozen part first."""
 
     def __init__(self, *, net: RaceNet, loop: LoopConfig, params: RaceTransferParams, val: np.ndarray | None,
-                 val_labels: np.ndarray) -> None:
+                 val_labels: np.ndarray, class_weights: tuple[float, float] = (1.0, 1.0)) -> None:
         self.net = net
+        self.class_weights = class_weights  # (other, white): each BCE term's weight by its label
         self.loop = loop
         self.params = params
         self.val = val
@@ -286,7 +304,9 @@ class ClassifierMethod(TrainableMethod):
                 with torch.no_grad():
                     x = self.net.frozen_features(x)
             logits = self.net.logits_from_frozen(x)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), source["label"].float())
+            labels = source["label"].float()
+            weights = torch.where(labels >= 0.5, self.class_weights[1], self.class_weights[0])
+            loss = F.binary_cross_entropy_with_logits(logits.float(), labels, weight=weights)
         ctx.optimize("classifier", loss)
         accuracy = ((logits.detach() > 0).float() == source["label"].float()).float().mean()
         return {"loss": loss.detach(), "accuracy": accuracy}
@@ -317,6 +337,10 @@ class RaceTransfer(Baseline):
         return self.params.train_on == "target"
 
     @property
+    def input_alignment(self) -> str | None:
+        return None if self.params.alignment == "none" else self.params.alignment
+
+    @property
     def backbone(self) -> str:
         return self.params.backbone or self.protocol.model.backbone
 
@@ -333,6 +357,10 @@ class RaceTransfer(Baseline):
         """Load the backbone's weights once before any data (the same code path as training): missing ImageNet
         weights (not in the torch cache and no network) or a missing VGG-Face file are one sentence up front."""
         baseline = cls(protocol=protocol, params=params)
+        if baseline.input_alignment == "openface":  # dlib's models, before any data
+            from facebench.data.alignment import load_dlib
+
+            load_dlib(needed_by="race_transfer's alignment 'openface' (seed 001's OpenFace crop)")
         if baseline.weights:
             _built_backbone(baseline.backbone, baseline.weights)  # kept for the runs
 
@@ -374,7 +402,8 @@ class RaceTransfer(Baseline):
                 net.head.std.copy_(torch.from_numpy(pooled.std(0) + 1e-6))
             val = (_cached_features(frozen, data.val_images, device=device, cache_dir=loop.cache_dir)
                    if len(data.val_images) else None)
-            method = ClassifierMethod(net=net, loop=config, params=p, val=val, val_labels=data.val_labels)
+            method = ClassifierMethod(net=net, loop=config, params=p, val=val, val_labels=data.val_labels,
+                                      class_weights=class_weights(data.train_labels, p.class_weight))
             if p.augment:  # new zooms and shears every batch: the frozen part runs on every batch
                 store = data.train_images
             else:  # the frozen part's outputs never change: computed once

@@ -9,6 +9,7 @@ one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import time
@@ -128,13 +129,13 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     table = dataset.table.set_index("sample_id")
     size = protocol.model.image_size
 
-    def images(sample_ids: Sequence[str]) -> np.ndarray:
+    def images(sample_ids: Sequence[str], *, alignment: str | None = None) -> np.ndarray:
         return image_store(dataset.root, list(sample_ids), size, cache_dir, progress=options.progress,
-                           key=dataset.fingerprint())
+                           key=dataset.fingerprint(), alignment=alignment)
 
-    def train_images(part: str) -> np.ndarray:
+    def train_images(part: str, *, alignment: str | None = None) -> np.ndarray:
         return image_store(train_dataset.root, list(train_split[part]), size, cache_dir, progress=options.progress,
-                           key=train_dataset.fingerprint())
+                           key=train_dataset.fingerprint(), alignment=alignment)
 
     wanted = options.baselines or tuple(b.display_name for b in protocol.baselines)
     # Seed 001 section 2.3 repeats every experiment (n = 5): repeat k trains and scores with seed --seed + k.
@@ -185,6 +186,9 @@ def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunO
             return run_dir
         console.print(f"[bold]{baseline_spec.display_name}[/] → {run_dir}")
         baseline = cls(protocol=protocol, params=params)
+        if baseline.input_alignment is not None:  # e.g. seed 001's OpenFace crop: the baseline's every image
+            images = functools.partial(images, alignment=baseline.input_alignment)
+            train_images = functools.partial(train_images, alignment=baseline.input_alignment)
         in_domain = baseline.trains_on_test_dataset
         if in_domain:  # seed 001's in-domain benchmark: the test dataset's own labelled train (and val) images
             fit_data = task.fit_data(dataset.table, split, lambda part: images(split[part]))
