@@ -225,7 +225,8 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     domains = list(dict.fromkeys(frame["domain"]))
     if len(domains) != 2:
         raise UserInputError(f"{what} {path} names {len(domains)} domain{'s' if len(domains) != 1 else ''} "
-                             f"({shorten(', '.join(domains), 120)}); a 2AFC study compares exactly two.")
+                             f"({', '.join(shorten(d, 30) for d in domains[:5])}{', …' if len(domains) > 5 else ''}); "
+                             "a 2AFC study compares exactly two.")
     for group, part in frame.groupby("group", sort=True):
         missing = [d for d in domains if d not in set(part["domain"])]
         if missing:
@@ -478,12 +479,13 @@ def analyse(key: StudyKey, ratings: pd.DataFrame, *, n_boot: int = 2000, seed: i
         members = ratings if row["attribute"] == "overall" else ratings[ratings["group"] == row["group"]]
         boot = (clustered.loc[i, "ci_low"], clustered.loc[i, "ci_high"]) if clustered is not None else (np.nan, np.nan)
         for domain, flip in ((first, False), (second, True)):
-            rate = 1.0 - row["value"] if flip else row["value"]
+            n_chosen = int((members["chosen_domain"] == domain).sum())
+            rate = n_chosen / int(row["n"])  # exactly k/n (1 - k/n may differ from (n-k)/n in the last bit)
             lo, hi = (1.0 - row["ci_high"], 1.0 - row["ci_low"]) if flip else (row["ci_low"], row["ci_high"])
             blo, bhi = (1.0 - boot[1], 1.0 - boot[0]) if flip else boot
             preference.append({
                 "group": "all" if row["attribute"] == "overall" else row["group"], "domain": domain,
-                "rate": float(rate), "n_chosen": int((members["chosen_domain"] == domain).sum()),
+                "rate": rate, "n_chosen": n_chosen,
                 "n_ratings": int(row["n"]), "n_pairs": int(members["pair"].nunique()),
                 "n_raters": int(members["rater"].nunique()), "small": bool(row["flag"]),
                 "wilson": _interval(lo, hi), "rater_bootstrap": _interval(blo, bhi)})
