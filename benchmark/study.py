@@ -417,11 +417,12 @@ def read_ratings(paths: Sequence[str | os.PathLike], key: StudyKey) -> pd.DataFr
                     raise UserInputError(f"{where} rates pair {shorten(pair)}, which the key does not list.")
                 if chosen not in ("left", "right"):
                     raise UserInputError(f"{where} has chosen {shorten(chosen)}; expected left or right.")
-                if not response.isdigit() or int(response) > MAX_RESPONSE_MS:
+                if not re.fullmatch(r"[0-9]{1,9}", response) or int(response) > MAX_RESPONSE_MS:
                     raise UserInputError(f"{where} has response_ms {shorten(response)}; expected whole milliseconds "
                                          f"from 0 to {MAX_RESPONSE_MS}.")
                 try:
-                    when = dt.datetime.fromisoformat(answered)
+                    # The page writes Date.toISOString() ("...Z"); Python 3.10's fromisoformat wants "+00:00".
+                    when = dt.datetime.fromisoformat(answered[:-1] + "+00:00" if answered.endswith("Z") else answered)
                 except ValueError:
                     raise UserInputError(f"{where} has answered_at {shorten(answered)}, which is not an ISO 8601 "
                                          "time.") from None

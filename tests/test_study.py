@@ -193,6 +193,7 @@ BAD_ROWS = [
     ("{study},r1,ffffffffffff,left,10,2025-01-01T00:00:00Z", "rates pair 'ffffffffffff', which the key does not list"),
     ("{study},r1,{pair},middle,10,2025-01-01T00:00:00Z", "has chosen 'middle'; expected left or right"),
     ("{study},r1,{pair},left,-3,2025-01-01T00:00:00Z", "has response_ms '-3'"),
+    ("{study},r1,{pair},left,\u00b2,2025-01-01T00:00:00Z", "has response_ms '\u00b2'"),
     ("{study},r1,{pair},left,10,yesterday", "has answered_at 'yesterday', which is not an ISO 8601 time"),
     ("{study},r1,{pair},left,10", "has 5 fields; expected 6"),
     ("{study},r1,{pair},left,10,2025-01-01T00:00:00Z\n{study},r1,{pair},right,10,2025-01-01T00:00:00Z",
