@@ -221,6 +221,8 @@ def _add_study_commands(commands) -> None:
                         "(default: every pair each group can give)")
     export.add_argument("--seed", type=int, default=0, help="seed of the pairing, order and sides (default 0)")
     export.add_argument("--question", default=None, help="the question shown with every pair")
+    export.add_argument("--group-attribute", default="group", metavar="NAME",
+                        help="what the manifest's groups are, e.g. gender (the results' row label; default: group)")
     export.add_argument("--synthetic", action="store_true", default=None,
                         help="mark the images as synthetic (default: when SYNTHETIC.json lies beside the manifest)")
     export.set_defaults(handler=_cmd_study_export)
@@ -413,7 +415,8 @@ def _cmd_study_export(args) -> int:
     if args.pairs is not None and args.pairs < 1:
         raise UserInputError(f"--pairs {args.pairs} must be at least 1.")
     page, key = export_study(args.manifest, args.out, n_pairs=args.pairs, seed=args.seed,
-                             question=args.question or DEFAULT_QUESTION, synthetic=args.synthetic)
+                             question=args.question or DEFAULT_QUESTION, synthetic=args.synthetic,
+                             group_attribute=args.group_attribute)
     print(f"page: {page} (send this to the raters)")
     print(f"key:  {key} (keep it: it says which image is which; `facebench study import` needs it)")
     return 0

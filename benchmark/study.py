@@ -302,10 +302,12 @@ def _sha256(path: Path) -> str:
 
 
 def export_study(manifest: str | os.PathLike, out: str | os.PathLike, *, n_pairs: int | None = None, seed: int = 0,
-                 question: str = DEFAULT_QUESTION, synthetic: bool | None = None) -> tuple[Path, Path]:
+                 question: str = DEFAULT_QUESTION, synthetic: bool | None = None,
+                 group_attribute: str = "group") -> tuple[Path, Path]:
     """Write the rating page ``out`` and its key ``out`` with ``.key.json`` in place of ``.html``; return both.
 
     ``synthetic`` None: the images are synthetic when a ``SYNTHETIC.json`` marker lies in the manifest's folder.
+    ``group_attribute`` names what the manifest's groups are (e.g. ``gender``, as Table 5's rows) in the results.
     """
     from facebench.reports.bias_report import content_security_policy, environment
 
@@ -314,6 +316,9 @@ def export_study(manifest: str | os.PathLike, out: str | os.PathLike, *, n_pairs
         raise UserInputError(f"--out {shorten(str(out))} must name an .html file (the rating page).")
     if not question.strip() or not question.isprintable() or len(question) > 300:
         raise UserInputError(f"--question {shorten(question)} must be one printable line of at most 300 characters.")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", group_attribute):
+        raise UserInputError(f"--group-attribute {shorten(group_attribute)} must be a short name of letters, digits "
+                             "and _ that starts with a letter, e.g. gender.")
     frame = read_manifest(manifest)
     domains = tuple(dict.fromkeys(frame["domain"]))
     pairs = form_pairs(frame, domains, n_pairs=n_pairs, seed=seed)
@@ -335,7 +340,7 @@ def export_study(manifest: str | os.PathLike, out: str | os.PathLike, *, n_pairs
     key = {"format": KEY_FORMAT, "version": 1, "study": study, "page": out.name,
            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "question": question,
            "seed": int(seed), "manifest": str(manifest), "manifest_sha256": manifest_sha, "synthetic": bool(synthetic),
-           "domains": list(domains), "group_attribute": "group", "pairs": shown}
+           "domains": list(domains), "group_attribute": group_attribute, "pairs": shown}
     StudyKey.model_validate(key)  # what import will read back
     data = {"study": study, "header": ",".join(RATINGS_HEADER), "rater_pattern": RATER_PATTERN.pattern, "pairs": [
         {"pair": s["pair"], "left": _png_data_uri(inside(root, s["left"]["image"], where="image")),

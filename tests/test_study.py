@@ -183,6 +183,7 @@ def test_export_errors_write_nothing(tmp_path: Path, capsys) -> None:
     good = make_manifest(tmp_path / "gen2")
     assert main(["study", "export", str(good), "--out", str(out), "--pairs", "0"]) == 2
     assert main(["study", "export", str(good), "--out", str(tmp_path / "page.txt")]) == 2
+    assert main(["study", "export", str(good), "--out", str(out), "--group-attribute", "<b>"]) == 2
     assert not (tmp_path / "out").exists() and not (tmp_path / "page.txt").exists()
 
 
@@ -379,7 +380,7 @@ SIDE_OF = {"left": "left", "right": "right", "f": "left", "j": "right", "ArrowLe
 
 def test_a_scripted_rater_round_trip_imports_exactly_the_clicked_rates(chromium, tmp_path: Path) -> None:
     manifest = make_manifest(tmp_path / "gen", per_cell=3)
-    page, key_path = export_study(manifest, tmp_path / "page" / "study.html", seed=11)
+    page, key_path = export_study(manifest, tmp_path / "page" / "study.html", seed=11, group_attribute="gender")
     key = read_key(key_path)
     n = len(key.pairs)
     assert n == 6
@@ -432,3 +433,4 @@ def test_a_scripted_rater_round_trip_imports_exactly_the_clicked_rates(chromium,
     chromium.open(out / "study.html")
     assert chromium.problems() == []
     assert chromium.evaluate("document.querySelectorAll('table.study tbody tr').length") == 3
+    assert chromium.evaluate("document.querySelector('table.study thead th').textContent") == "gender"
