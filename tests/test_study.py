@@ -434,3 +434,25 @@ def test_a_scripted_rater_round_trip_imports_exactly_the_clicked_rates(chromium,
     assert chromium.problems() == []
     assert chromium.evaluate("document.querySelectorAll('table.study tbody tr').length") == 3
     assert chromium.evaluate("document.querySelector('table.study thead th').textContent") == "gender"
+
+
+def test_a_damaged_key_is_one_sentence(study, tmp_path: Path) -> None:
+    page, _ = study
+    original = json.loads(key_file_for(page).read_text())
+    bad = tmp_path / "key.json"
+
+    def refused(change, message: str) -> None:
+        doc = json.loads(json.dumps(original))
+        change(doc)
+        bad.write_text(json.dumps(doc))
+        with pytest.raises(UserInputError, match=message):
+            read_key(bad)
+
+    refused(lambda d: d["pairs"][1].update(pair=d["pairs"][0]["pair"]), rf"Study key {bad} lists a pair code twice")
+    refused(lambda d: d.pop("domains"), r"required key 'domains' is missing")
+    refused(lambda d: d.update(extra=1), r"unknown key 'extra'")
+    refused(lambda d: d["pairs"][0]["left"].update(domain=d["pairs"][0]["right"]["domain"]),
+            r"does not show one image of each of CelebC, CelebO")
+    bad.write_text("{")
+    with pytest.raises(UserInputError, match=r"is not valid JSON"):
+        read_key(bad)
