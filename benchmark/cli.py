@@ -37,6 +37,8 @@ examples:
   facebench compare runs/aifr_morph/submission-mine --leaderboard site/ --gate gates.yaml
   facebench protocols validate                                         # every built-in protocol
   facebench data verify utkface --root ~/data/utkface --json
+  facebench study export runs/study/manifest.csv --out study.html --pairs 300      # a 2AFC rating page
+  facebench study import study.key.json ratings-*.csv --out study-results/
 """
 
 
@@ -199,7 +201,43 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--n-boot", type=int, default=2000, help="paired bootstrap resamples (default 2000)")
     compare.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap (default 0)")
     compare.set_defaults(handler=_cmd_compare)
+    _add_study_commands(commands)
     return parser
+
+
+def _add_study_commands(commands) -> None:
+    study = commands.add_parser("study", help="human 2AFC realism studies: export a blinded rating page, import ratings")
+    study_commands = study.add_subparsers(dest="study_command", required=True, metavar="ACTION")
+    export = study_commands.add_parser(
+        "export", help="write a blinded, offline HTML rating page of image pairs and its key file",
+        description="Read a study manifest (CSV image,domain,group,source_id; images relative to its folder, two "
+                    "domains) and write PAGE.html: pairs of one image of each domain within a group, in a seeded random "
+                    "order and on seeded random sides, answered with F/J or the arrow keys, the answers downloaded as "
+                    "a CSV. Which side shows which domain is only in PAGE.key.json, written beside it: keep it; send "
+                    "raters only the page.")
+    export.add_argument("manifest", type=Path, help="the study manifest CSV")
+    export.add_argument("--out", type=Path, required=True, metavar="PAGE.html", help="the rating page to write")
+    export.add_argument("--pairs", type=int, metavar="N", help="number of pairs, split equally between the groups "
+                        "(default: every pair each group can give)")
+    export.add_argument("--seed", type=int, default=0, help="seed of the pairing, order and sides (default 0)")
+    export.add_argument("--question", default=None, help="the question shown with every pair")
+    export.add_argument("--group-attribute", default="group", metavar="NAME",
+                        help="what the manifest's groups are, e.g. gender (the results' row label; default: group)")
+    export.add_argument("--synthetic", action="store_true", default=None,
+                        help="mark the images as synthetic (default: when SYNTHETIC.json lies beside the manifest)")
+    export.set_defaults(handler=_cmd_study_export)
+    imports = study_commands.add_parser(
+        "import", help="unblind ratings CSVs with the key: preference rates per domain and group, agreement",
+        description="Read one or more ratings CSVs downloaded from a rating page (strictly: a bad row is one sentence "
+                    "and nothing is written), unblind them with the page's key and write DIR/study.json, study.md and "
+                    "study.html: preference rates per domain, overall and per group, with Wilson and rater-bootstrap "
+                    "intervals, the gap between groups, and Cohen's/Fleiss' kappa between raters.")
+    imports.add_argument("key", type=Path, metavar="KEY", help="the page's key file (PAGE.key.json)")
+    imports.add_argument("ratings", nargs="+", type=Path, metavar="RATINGS.csv", help="ratings files")
+    imports.add_argument("--out", type=output_folder, required=True, metavar="DIR", help="folder to write the results to")
+    imports.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    imports.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    imports.set_defaults(handler=_cmd_study_import)
 
 
 def _version() -> str:
@@ -369,6 +407,30 @@ def _cmd_compare(args) -> int:
     from facebench.compare import cli_main
 
     return cli_main(args)
+
+
+def _cmd_study_export(args) -> int:
+    from facebench.study import DEFAULT_QUESTION, export_study
+
+    if args.pairs is not None and args.pairs < 1:
+        raise UserInputError(f"--pairs {args.pairs} must be at least 1.")
+    page, key = export_study(args.manifest, args.out, n_pairs=args.pairs, seed=args.seed,
+                             question=args.question or DEFAULT_QUESTION, synthetic=args.synthetic,
+                             group_attribute=args.group_attribute)
+    print(f"page: {page} (send this to the raters)")
+    print(f"key:  {key} (keep it: it says which image is which; `facebench study import` needs it)")
+    return 0
+
+
+def _cmd_study_import(args) -> int:
+    from facebench.study import import_study
+
+    if args.n_boot < 0:
+        raise UserInputError(f"--n-boot {args.n_boot} must be 0 or more.")
+    paths = import_study(args.key, args.ratings, args.out, n_boot=args.n_boot, seed=args.seed)
+    print(paths["markdown"].read_text(encoding="utf-8"), end="")
+    print(f"results: {paths['json']}, {paths['markdown']}, {paths['html']}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
