@@ -6,6 +6,9 @@ images to outputs and every caller â€” training, prediction, a user's adapter â€
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from pathlib import Path
 
 import torch
@@ -245,8 +248,15 @@ def _pretrained_state_dict(name: str, pretrained: str) -> dict[str, torch.Tensor
     except KeyError:
         names = [w.name for w in torchvision.models.get_model_weights(name)] + ["DEFAULT"]
         raise UserInputError(f"model.pretrained: {name} has no weights '{pretrained}'{did_you_mean(pretrained, names)}.") from None
+    # torch.hub writes 'Downloading: "<url>" to <file>' to stderr before it tries the network; without a network
+    # that line would precede the one sentence below, so it is captured and only shown when the download works.
+    hub_lines = io.StringIO()
     try:
-        return weights.get_state_dict(progress=False)
+        with contextlib.redirect_stderr(hub_lines):
+            state = weights.get_state_dict(progress=False)
+        if hub_lines.getvalue():
+            print(hub_lines.getvalue(), end="", file=sys.stderr)
+        return state
     except Exception as exc:  # noqa: BLE001 - any download failure means the same thing to the user
         raise UserInputError(
             f"model.pretrained: could not load {name} weights {weights} ({type(exc).__name__}: no network or no cached copy "

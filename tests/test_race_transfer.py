@@ -228,3 +228,23 @@ def test_missing_weights_are_one_sentence_before_any_data(tmp_path: Path, capsys
     error = capsys.readouterr().err.strip()
     assert "none.pth does not exist" in error and "\n" not in error
     assert not out.exists() and not cache.exists()
+
+
+def test_missing_imagenet_weights_are_one_line_without_torchs_download_notice(monkeypatch, capsys) -> None:
+    """torch.hub announces 'Downloading: ...' on stderr before it tries the network; without one, the user sees
+    only facebench's sentence (the hub call is replaced by one that behaves as torch's does offline)."""
+    import sys
+    import urllib.error
+
+    import torchvision.models._api as weights_api
+
+    from facebench.baselines.nets import _pretrained_state_dict
+
+    def offline(url, *args, **kwargs):
+        sys.stderr.write(f'Downloading: "{url}" to /root/.cache/torch/hub/checkpoints/x.pth\n')
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", offline)   # what Weights.get_state_dict calls
+    with pytest.raises(UserInputError, match="could not load resnet50 weights") as error:
+        _pretrained_state_dict("resnet50", "IMAGENET1K_V1")
+    assert "Downloading" not in capsys.readouterr().err and "\n" not in str(error.value)
