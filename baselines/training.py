@@ -17,7 +17,9 @@ epoch k ends with exactly the numbers of an uninterrupted run. That is also why 
 
 Several processes (``torchrun``, inside :func:`facebench.distributed.session`): ``batch_size`` stays the global
 batch. The epoch's global batches are the one-process ones (a pure function of (seed, epoch)); rank r takes the
-r-th contiguous part of each (:func:`shard_of`), with the flips the one-process run draws for those images. The
+r-th contiguous part of each (:func:`shard_of`), with the flips the one-process run draws for those images; parts
+of unequal size (a batch size that does not divide among the ranks) weigh their loss by their share
+(:attr:`StepContext.batch_weight`), so a mean over the batch's images comes out as one process's. The
 parameters of each optimiser are one :class:`~torch.nn.parallel.DistributedDataParallel` replica
 (:class:`GradientSync`), armed by :meth:`StepContext.optimize` for the optimisers it steps: DDP's reducer then
 averages, bucket by bucket during that backward pass, the gradients that reach those parameters (unreached ones:
@@ -68,12 +70,13 @@ STATUS_EVERY = 25
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA if present, else Apple MPS, else CPU. Under torchrun CUDA is this rank's GPU (``LOCAL_RANK``)."""
+    """``auto`` → CUDA if present, else Apple MPS, else CPU. Under torchrun CUDA is this rank's GPU (``LOCAL_RANK``),
+    and ``auto`` never picks MPS (gloo cannot average its tensors)."""
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         return torch.device("cuda", _local_rank()) if launched()[1] > 1 else torch.device("cuda")
     if name != "auto":
         return torch.device(name)
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if launched()[1] == 1 and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
 
@@ -262,6 +265,11 @@ class StepContext:
         self.epoch = 0
         self.step = 0
         self.total_steps = 0
+        #: This rank's share of the step's global source batch times the number of ranks: 1 when the parts are
+        #: equal (always on one process). ``optimize`` scales the loss by it, so that DDP's plain average of the
+        #: ranks' gradients weighs every image alike when the parts are not equal (a batch size that does not
+        #: divide among the ranks): exact for a loss that is a mean over the batch's source images.
+        self.batch_weight = 1.0
 
     def seed_for(self, *parts: object) -> int:
         """A seed for a method's own random generator: ``seed_for(loop seed, *parts)``, with the rank appended on
@@ -285,6 +293,8 @@ class StepContext:
         optimizers = [self.optimizers[n] for n in names]
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
+        if self.batch_weight != 1.0:
+            loss = loss * self.batch_weight
         scaled = self.scaler.scale(loss)
         for replica in dict.fromkeys(r for n in names for r in self.replicas.get(n, ())):
             scaled = replica(scaled)  # the identity, arming DDP's gradient averaging for this backward pass
@@ -360,15 +370,9 @@ def _prepare(batch: dict[str, torch.Tensor], *, device: torch.device, config: Lo
     return out
 
 
-def _check_layout(config: LoopConfig, device: torch.device, world: int) -> None:
-    """Refuse (one sentence) what several processes cannot train: a batch that does not divide among them (the
-    gradient average would weigh images unequally), or a device DDP does not run on here."""
-    if world == 1:
-        return
-    if config.batch_size % world:
-        raise UserInputError(f"The batch size {config.batch_size} (training.batch_size) does not divide among the "
-                             f"{world} torchrun processes: use a multiple of {world} or another --nproc-per-node.")
-    if device.type not in ("cpu", "cuda"):
+def _check_layout(device: torch.device, world: int) -> None:
+    """Refuse (one sentence) a device DDP does not run on here."""
+    if world > 1 and device.type not in ("cpu", "cuda"):
         raise UserInputError(f"torchrun runs train on CUDA or the CPU, not {device.type}: set training.device.")
 
 
@@ -424,7 +428,7 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
     rank, world = rank_and_world()
     if launched()[1] > 1 and world == 1:
         raise RuntimeError("fit() under torchrun needs the process group: call it inside facebench.distributed.session()")
-    _check_layout(config, device, world)
+    _check_layout(device, world)
     modules = method.modules()
     if world > 1 and device.type == "cuda":  # statistics of the global batch (torch has no SyncBatchNorm on the CPU)
         modules = nn.SyncBatchNorm.convert_sync_batchnorm(modules)  # in place below the top level: the method's own
@@ -492,12 +496,16 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
                     extra, extra_part, extra_size = next(stream)
                     batches[name] = _prepare(extra, device=device, config=config, generator=generator,
                                              part=extra_part, size=extra_size)
+                if world > 1:
+                    ctx.batch_weight = (part.stop - part.start) * world / size
                 logs = method.train_step(batches, ctx)
                 ctx.step += 1
                 for key, value in logs.items():
                     # A tensor log is summed where it lives (in float64, so the sum equals the sum of its
                     # floats): reading it every step would stall the GPU queue on a host sync.
                     value = value.detach().double() if isinstance(value, torch.Tensor) else float(value)
+                    if ctx.batch_weight != 1.0:  # a mean over a larger or smaller part than the others'
+                        value = value * ctx.batch_weight
                     sums[key] = sums.get(key, 0.0) + value
                 if show and (i % STATUS_EVERY == 0 or i + 1 == n_batches):
                     status = " ".join(f"{k} {float(v) / (i + 1):.3f}" for k, v in sums.items())

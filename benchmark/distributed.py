@@ -95,9 +95,17 @@ def main_first() -> Iterator[None]:
         barrier()
 
 
-def main_only(context: contextlib.AbstractContextManager) -> contextlib.AbstractContextManager:
-    """``context`` on rank 0, nothing on the others (a run-folder lock: the ranks of one run are one writer)."""
-    return context if is_main() else contextlib.nullcontext()
+@contextlib.contextmanager
+def main_only(context: contextlib.AbstractContextManager) -> Iterator[None]:
+    """``context`` (a run-folder lock: the ranks of one run are one writer) held by rank 0 alone for the block;
+    the other ranks enter the block only once rank 0 holds it (not while another process still writes there)."""
+    if is_main():
+        with context:
+            barrier()
+            yield
+    else:
+        barrier()
+        yield
 
 
 @contextlib.contextmanager
