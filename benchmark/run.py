@@ -114,9 +114,9 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     """Run every baseline of ``protocol`` (``protocol.repeats`` times each, seeds ``--seed`` + k); return the run
     directories (with results.json each)."""
     started_all = time.perf_counter()
-    _preflight(protocol, options)
     cache_dir = options.cache_dir or default_cache_dir()
-    with main_first():  # under torchrun rank 0 synthesises and hashes; the others find its caches
+    with main_first():  # under torchrun rank 0 fetches weights, synthesises and hashes; the others find its caches
+        _preflight(protocol, options)
         dataset, split = prepare_data(protocol, data_root=options.data_root, cache_dir=cache_dir,
                                       progress=options.progress)
         train_dataset, train_split = prepare_training_data(protocol, dataset, split, data_root=options.data_root,
