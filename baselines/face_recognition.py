@@ -87,6 +87,7 @@ from facebench.baselines.training import (
     predict_batches,
     resolve_device,
 )
+from facebench.distributed import is_main, main_first
 from facebench.errors import UserInputError
 from facebench.fit_data import FaceFitData
 from facebench.metrics.base import l2_normalize
@@ -590,9 +591,11 @@ class ArcFace(Baseline):
         """
         from facebench.progress import track
 
-        work_dir.mkdir(parents=True, exist_ok=True)
         init = work_dir / "trained_encoder.pt"
-        self.save_embedder(init)
+        with main_first():  # under torchrun rank 0 writes the encoder every rank's fine-tunings start from
+            if is_main():
+                work_dir.mkdir(parents=True, exist_ok=True)
+                self.save_embedder(init)
         params = self.params.model_copy(update={"init": str(init)})
         codes = np.unique(np.asarray(subjects), return_inverse=True)[1].astype(np.int64)
         ages = np.asarray(ages, dtype=np.float64)

@@ -24,8 +24,15 @@ __all__ = ["prefetch"]
 _END = object()
 
 
-def prefetch(batches: Iterator[dict[str, torch.Tensor]], *, pin: bool, depth: int = 2
-             ) -> Iterator[dict[str, torch.Tensor]]:
+def _pinned(item):
+    """A batch dict with its tensors in pinned memory; for the loop's ``(batch, part, size)`` shards, the batch."""
+    if isinstance(item, tuple):
+        return (_pinned(item[0]), *item[1:])
+    return {name: value.pin_memory() for name, value in item.items()}
+
+
+def prefetch(batches: Iterator, *, pin: bool, depth: int = 2
+             ) -> Iterator:
     """Yield the batches of ``batches`` in order, each made up to ``depth`` batches ahead in a background thread
     and, with ``pin`` (CUDA only), copied into pinned memory.
 
@@ -48,7 +55,7 @@ def prefetch(batches: Iterator[dict[str, torch.Tensor]], *, pin: bool, depth: in
         try:
             for batch in batches:
                 if pin:
-                    batch = {name: value.pin_memory() for name, value in batch.items()}
+                    batch = _pinned(batch)
                 if not hand_over(batch):
                     return
             hand_over(_END)

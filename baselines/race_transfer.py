@@ -65,7 +65,7 @@ from facebench.baselines.training import (
 )
 from facebench.errors import UserInputError
 from facebench.fit_data import FitData, LabelFitData
-from facebench.io import atomic_write
+from facebench.io import atomic_write, writes_allowed
 from facebench.protocol import Protocol
 from facebench.seeding import seed_for
 
@@ -299,7 +299,8 @@ class ClassifierMethod(TrainableMethod):
         with ctx.autocast():
             if not self._features_cached:  # images: augment, then the frozen part
                 if self.params.augment:
-                    generator = torch.Generator().manual_seed(seed_for(self.loop.seed, "augment", ctx.step))
+                    # per rank under torchrun: the ranks' parts of a batch get different zooms and shears
+                    generator = torch.Generator().manual_seed(ctx.seed_for("augment", ctx.step))
                     x = augment(x, zoom=self.params.zoom, shear=self.params.shear, generator=generator)
                 with torch.no_grad():
                     x = self.net.frozen_features(x)
@@ -461,8 +462,9 @@ def _cached_features(frozen: FrozenPart, images: np.ndarray, *, device: torch.de
             pass  # a damaged cache entry is recomputed and replaced
     features = predict_batches(frozen, images, device=device, batch_size=128).astype(np.float32)
     if features.nbytes <= MAX_CACHED_BYTES:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path, "wb") as handle:
-            np.save(handle, features, allow_pickle=False)
         _MEMORY[name] = features
+        if writes_allowed():  # under torchrun rank 0 alone writes the cache
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path, "wb") as handle:
+                np.save(handle, features, allow_pickle=False)
     return features

@@ -2,7 +2,7 @@
 
 The loop owns what every method needs and none should rewrite: device choice, AMP on CUDA, channels_last,
 seeding, batching with augmentation, a checkpoint every epoch and resume from the last one, progress bars,
-per-epoch logs, and rank-0-only writing under ``torchrun`` (batches are sharded by rank).
+per-epoch logs, and data-parallel training under ``torchrun`` (below).
 
 A method supplies its modules, its optimisers and one ``train_step``. The step receives a dict of batches
 (``"source"`` always; ``"target"`` when the method asked for unlabelled target images) and a
@@ -15,6 +15,26 @@ Determinism: the RNGs are re-seeded from (seed, epoch) at the start of every epo
 flips and dropout masks do not depend on what happened before it — a run resumed from the checkpoint of
 epoch k ends with exactly the numbers of an uninterrupted run. That is also why no RNG state is saved.
 
+Several processes (``torchrun``, inside :func:`facebench.distributed.session`): ``batch_size`` stays the global
+batch. The epoch's global batches are the one-process ones (a pure function of (seed, epoch)); rank r takes the
+r-th contiguous part of each (:func:`shard_of`), with the flips the one-process run draws for those images; parts
+of unequal size (a batch size that does not divide among the ranks) weigh their loss by their share
+(:attr:`StepContext.batch_weight`), so a mean over the batch's images comes out as one process's. The
+parameters of each optimiser are one :class:`~torch.nn.parallel.DistributedDataParallel` replica
+(:class:`GradientSync`), armed by :meth:`StepContext.optimize` for the optimisers it steps: DDP's reducer then
+averages, bucket by bucket during that backward pass, the gradients that reach those parameters (unreached ones:
+``find_unused_parameters``), so several optimisers, several backward passes per step and modules used in steps
+that do not update them all work without a method knowing (a backward that steps nothing else is never synced,
+which is what ``no_sync`` would buy). Because the averaging hangs on ``ctx.optimize`` and not on a module's
+``forward``, methods may call any method of their modules (``forward_features``, a CLUB estimator's
+``log_likelihood``). The contract: every backward pass whose gradients an optimiser steps goes through
+``ctx.optimize``; every rank returns the same log keys. The loop also starts every rank from rank 0's weights,
+re-seeds the global RNGs per rank (dropout masks differ between ranks; rank 0 draws what one process draws), gives
+rank 0's buffers (BatchNorm running statistics) to all ranks at the end of every epoch, averages the epoch's logs
+over the ranks, validates on every rank but logs rank 0's numbers, and lets rank 0 alone write checkpoints.
+BatchNorm becomes :class:`~torch.nn.SyncBatchNorm` on CUDA (statistics of the global batch); on the CPU, where
+torch has no SyncBatchNorm, each rank normalises with its own part's statistics.
+
 Checkpoints hold tensors and plain data only (dicts, lists, tuples, numbers, strings: :func:`_check_plain` refuses
 anything else before writing), so they load with ``torch.load(..., weights_only=True)``, which never unpickles a
 Python object: a checkpoint planted in a run folder cannot run code. A checkpoint that does not load (truncated, not
@@ -25,7 +45,6 @@ a torch file, pickled objects) or that was written for another run is refused in
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import re
 import shutil
@@ -41,6 +60,7 @@ import torch
 from torch import nn
 
 from facebench.baselines.prefetch import prefetch
+from facebench.distributed import barrier, broadcast_from_main, launched, rank_and_world
 from facebench.errors import UserInputError, shorten
 from facebench.io import atomic_write
 from facebench.progress import console, make_progress, progress_enabled
@@ -51,12 +71,13 @@ STATUS_EVERY = 25
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA if present, else Apple MPS, else CPU."""
+    """``auto`` → CUDA if present, else Apple MPS, else CPU. Under torchrun CUDA is this rank's GPU (``LOCAL_RANK``),
+    and ``auto`` never picks MPS (gloo cannot average its tensors)."""
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", _local_rank()) if launched()[1] > 1 else torch.device("cuda")
     if name != "auto":
         return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if launched()[1] == 1 and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
 
@@ -69,9 +90,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def distributed_rank() -> tuple[int, int]:
-    """(rank, world size) from the torchrun environment; (0, 1) otherwise."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+def _local_rank() -> int:
+    import os
+
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def shard_of(size: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous part of a global batch of ``size`` images (numpy's ``array_split`` rule: the first
+    ``size % world_size`` ranks take one more).
+
+    >>> [shard_of(8, r, 2) for r in range(2)]
+    [slice(0, 4, None), slice(4, 8, None)]
+    >>> [(s.start, s.stop) for s in (shard_of(5, r, 3) for r in range(3))]
+    [(0, 2), (2, 4), (4, 5)]
+    """
+    base, extra = divmod(size, world_size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,7 +154,8 @@ class ImageBatches:
     """Shuffled mini-batches over an in-memory uint8 image store and its labels.
 
     ``images`` is (N, 3, S, S) uint8 (a memory-mapped store is fine); ``labels`` maps names to (N,) arrays.
-    Under torchrun each rank takes every ``world``-th sample of the epoch's permutation.
+    The global batches are a pure function of (seed, epoch); with ``world_size`` processes rank r gets the r-th
+    part of each (:func:`shard_of`).
     """
 
     def __init__(self, images: np.ndarray, labels: dict[str, np.ndarray] | None = None, *, drop_last: bool = True):
@@ -132,36 +169,113 @@ class ImageBatches:
     def __len__(self) -> int:
         return len(self.images)
 
-    def epoch(self, *, batch_size: int, seed: int, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-        rank, world = distributed_rank()
-        order = rng_stream(seed, epoch).permutation(len(self.images))[rank::world]
+    def global_batches(self, *, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
+        """The epoch's batches as index arrays, the same whatever the number of processes."""
+        order = rng_stream(seed, epoch).permutation(len(self.images))
         stop = len(order) - len(order) % batch_size if self.drop_last and len(order) >= batch_size else len(order)
         for start in range(0, stop, batch_size):
-            index = np.sort(order[start : start + batch_size])  # sorted reads are faster on a memmap
-            index = index[rng_stream(seed, epoch, start).permutation(len(index))]
-            batch = {"image": torch.from_numpy(np.ascontiguousarray(self.images[index]))}
+            index = np.sort(order[start : start + batch_size])
+            yield index[rng_stream(seed, epoch, start).permutation(len(index))]
+
+    def shards(self, *, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+               ) -> Iterator[tuple[dict[str, torch.Tensor], slice, int]]:
+        """(this rank's part of each global batch, where that part lies in the global batch, the global batch's
+        size). A global batch smaller than the number of processes would leave a rank without images: refused."""
+        for index in self.global_batches(batch_size=batch_size, seed=seed, epoch=epoch):
+            if len(index) < world_size:
+                raise UserInputError(f"A training batch of {len(index)} images cannot be shared by the {world_size} "
+                                     "torchrun processes: use more training images or fewer processes.")
+            part = shard_of(len(index), rank, world_size)
+            mine = index[part]
+            batch = {"image": torch.from_numpy(np.ascontiguousarray(self.images[mine]))}
             for name, values in self.labels.items():
-                batch[name] = torch.as_tensor(values[index])
+                batch[name] = torch.as_tensor(values[mine])
+            yield batch, part, len(index)
+
+    def epoch(self, *, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+              ) -> Iterator[dict[str, torch.Tensor]]:
+        """This rank's part of each of the epoch's batches (all of each batch for one process)."""
+        for batch, _, _ in self.shards(batch_size=batch_size, seed=seed, epoch=epoch, rank=rank,
+                                       world_size=world_size):
             yield batch
 
     def n_batches(self, batch_size: int) -> int:
-        _, world = distributed_rank()
-        n = -(-len(self.images) // world)
+        """Global batches per epoch (every rank takes a part of each, so every rank makes as many steps)."""
+        n = len(self.images)
         return n // batch_size if self.drop_last and n >= batch_size else -(-n // batch_size)
+
+
+class GradientSync(nn.Module):
+    """The parameters one optimiser steps, as a module for :class:`~torch.nn.parallel.DistributedDataParallel`.
+
+    Its ``forward`` passes the loss through unchanged: calling the DDP replica on the loss right before the
+    backward pass (:meth:`StepContext.optimize`) is what arms DDP's reducer, with ``find_unused_parameters``
+    tracing from that loss which of these parameters it reaches. The parameters are the method's own (shared,
+    not copied), so the averaged gradients land where the optimiser reads them.
+    """
+
+    def __init__(self, parameters: list[nn.Parameter]) -> None:
+        super().__init__()
+        self.shared = nn.ParameterList(parameters)
+
+    def forward(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss
+
+
+def _gradient_replicas(optimizers: dict[str, torch.optim.Optimizer], device: torch.device
+                       ) -> dict[str, list[nn.Module]]:
+    """For each optimiser, the DDP replicas holding its trainable parameters. A parameter belongs to one replica
+    (that of the first optimiser holding it): an optimiser sharing parameters with an earlier one arms both."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    owner: dict[int, str] = {}
+    replicas: dict[str, nn.Module] = {}
+    for name, optimizer in optimizers.items():
+        own = []
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.requires_grad and id(p) not in owner:
+                    owner[id(p)] = name
+                    own.append(p)
+        if own:
+            replicas[name] = DistributedDataParallel(
+                GradientSync(own), device_ids=[device.index if device.index is not None else torch.cuda.current_device()]
+                if device.type == "cuda" else None, find_unused_parameters=True)
+    arms = {}
+    for name, optimizer in optimizers.items():
+        owners = dict.fromkeys(owner[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in owner)
+        arms[name] = [replicas[o] for o in owners]
+    return arms
 
 
 class StepContext:
     """What a method's ``train_step`` may use: the device, autocast, and per-optimiser stepping."""
 
     def __init__(self, *, device: torch.device, amp: bool, optimizers: dict[str, torch.optim.Optimizer],
-                 scaler: torch.amp.GradScaler) -> None:
+                 scaler: torch.amp.GradScaler, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 replicas: dict[str, list[nn.Module]] | None = None) -> None:
         self.device = device
         self.amp = amp and device.type == "cuda"
         self.optimizers = optimizers
         self.scaler = scaler
+        self.seed = seed
+        #: This process's place under torchrun (0 of 1 otherwise): a step sees rank's part of the global batch.
+        self.rank = rank
+        self.world_size = world_size
+        self.replicas = replicas or {}
         self.epoch = 0
         self.step = 0
         self.total_steps = 0
+        #: This rank's share of the step's global source batch times the number of ranks: 1 when the parts are
+        #: equal (always on one process). ``optimize`` scales the loss by it, so that DDP's plain average of the
+        #: ranks' gradients weighs every image alike when the parts are not equal (a batch size that does not
+        #: divide among the ranks): exact for a loss that is a mean over the batch's source images.
+        self.batch_weight = 1.0
+
+    def seed_for(self, *parts: object) -> int:
+        """A seed for a method's own random generator: ``seed_for(loop seed, *parts)``, with the rank appended on
+        ranks other than 0 so that the ranks draw differently (rank 0 draws what one process draws)."""
+        return seed_for(self.seed, *parts) if self.rank == 0 else seed_for(self.seed, *parts, "rank", self.rank)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp:
@@ -173,11 +287,19 @@ class StepContext:
 
         Several names share one backward pass: DANN steps the regressor (Adam) and the adversary (SGD)
         on one loss whose adversarial term reaches the features through a gradient reversal layer.
+        Under torchrun the gradients of the named optimisers' parameters are averaged over the ranks during the
+        backward pass (their DDP replicas are armed here), before the (scaled) step: every rank steps alike.
         """
-        optimizers = [self.optimizers[n] for n in ((names,) if isinstance(names, str) else names)]
+        names = (names,) if isinstance(names, str) else tuple(names)
+        optimizers = [self.optimizers[n] for n in names]
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward(retain_graph=retain_graph)
+        if self.batch_weight != 1.0:
+            loss = loss * self.batch_weight
+        scaled = self.scaler.scale(loss)
+        for replica in dict.fromkeys(r for n in names for r in self.replicas.get(n, ())):
+            scaled = replica(scaled)  # the identity, arming DDP's gradient averaging for this backward pass
+        scaled.backward(retain_graph=retain_graph)
         for optimizer in optimizers:
             self.scaler.step(optimizer)
         self.scaler.update()
@@ -189,7 +311,13 @@ class StepContext:
 
 
 class TrainableMethod(ABC):
-    """The part of a method the loop cannot know: its modules, optimisers and one training step."""
+    """The part of a method the loop cannot know: its modules, optimisers and one training step.
+
+    Under torchrun (module docstring) a method needs no code of its own, on two conditions: every backward pass
+    whose gradients an optimiser steps goes through :meth:`StepContext.optimize`, and ``train_step`` returns the
+    same log keys on every rank. A step sees its rank's part of the global batch, so a loss that couples the images
+    of a batch (MMD, graph smoothing, CLUB's pairs, pairs formed within the batch) is computed per part.
+    """
 
     #: Names of the extra batch streams the step needs besides ``"source"`` (e.g. ``("target",)``).
     streams: tuple[str, ...] = ()
@@ -221,15 +349,19 @@ class TrainHistory:
 
 
 def _prepare(batch: dict[str, torch.Tensor], *, device: torch.device, config: LoopConfig,
-             generator: torch.Generator) -> dict[str, torch.Tensor]:
+             generator: torch.Generator, part: slice | None = None, size: int | None = None) -> dict[str, torch.Tensor]:
     """uint8 images → float [0, 1] on the device (channels_last on CUDA), random horizontal flips. A float
-    "image" store (a frozen backbone's cached features, seed 001's tuned classifier) passes unchanged."""
+    "image" store (a frozen backbone's cached features, seed 001's tuned classifier) passes unchanged.
+
+    ``part`` of a global batch of ``size`` (under torchrun): the flips are drawn for the whole global batch, as one
+    process draws them, and this part's are used, so every image is flipped as in a one-process run."""
     out = {}
     for name, value in batch.items():
         if name == "image" and value.dtype == torch.uint8:
             x = value.to(device, non_blocking=True).float().div_(255.0)
             if config.hflip:
-                flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(device)
+                draws = torch.rand(x.shape[0] if size is None else size, generator=generator)
+                flip = (draws[part if part is not None else slice(None)] < 0.5).to(device)
                 x[flip] = x[flip].flip(-1)
             if config.channels_last and device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -239,17 +371,74 @@ def _prepare(batch: dict[str, torch.Tensor], *, device: torch.device, config: Lo
     return out
 
 
+def _check_layout(device: torch.device, world: int) -> None:
+    """Refuse (one sentence) a device DDP does not run on here."""
+    if world > 1 and device.type not in ("cpu", "cuda"):
+        raise UserInputError(f"torchrun runs train on CUDA or the CPU, not {device.type}: set training.device.")
+
+
+def _broadcast(tensors: Iterator[torch.Tensor]) -> None:
+    """Rank 0's values into these tensors on every rank, in place (a channels_last one through a dense copy)."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for tensor in tensors:
+            if tensor.is_contiguous():
+                dist.broadcast(tensor, src=0)
+            else:
+                dense = tensor.contiguous()
+                dist.broadcast(dense, src=0)
+                tensor.copy_(dense)
+
+
+def _sync_state(modules: nn.Module) -> None:
+    """Every rank takes rank 0's parameters and buffers."""
+    _broadcast(iter(modules.state_dict().values()))
+
+
+def _sync_buffers(modules: nn.Module) -> None:
+    """Every rank takes rank 0's buffers (BatchNorm running statistics, which each rank updates from its own part
+    on the CPU), as DDP's ``broadcast_buffers`` leaves them: rank 0's."""
+    _broadcast(modules.buffers())
+
+
+def _mean_over_ranks(sums: dict[str, float | torch.Tensor], device: torch.device, world: int
+                     ) -> dict[str, float | torch.Tensor]:
+    """The epoch's summed step logs averaged over the ranks (each rank's are means over its part of each batch:
+    with equal parts, their average is the one-process mean). Every rank must log the same keys."""
+    import torch.distributed as dist
+
+    keys = sorted(sums)
+    everyone: list[list[str] | None] = [None] * world
+    dist.all_gather_object(everyone, keys)
+    if any(other != keys for other in everyone):
+        raise RuntimeError(f"the ranks' train_step logs differ in their keys ({everyone}): every rank must return "
+                           "the same logs")
+    if not keys:
+        return sums
+    stacked = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64, device=device) for k in keys])
+    dist.all_reduce(stacked)
+    means = dict(zip(keys, (stacked / world).unbind(), strict=True))
+    return {key: means[key] for key in sums}  # in the order the method logs them
+
+
 def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConfig) -> TrainHistory:
-    """Train ``method`` for ``config.epochs`` epochs over ``data["source"]`` (and its extra streams)."""
+    """Train ``method`` for ``config.epochs`` epochs over ``data["source"]`` (and its extra streams); under
+    torchrun, on every rank of :func:`facebench.distributed.session` at once (module docstring)."""
     device = resolve_device(config.device)
-    rank, _ = distributed_rank()
-    modules = method.modules().to(device)
+    rank, world = rank_and_world()
+    if launched()[1] > 1 and world == 1:
+        raise RuntimeError("fit() under torchrun needs the process group: call it inside facebench.distributed.session()")
+    _check_layout(device, world)
+    modules = method.modules()
+    if world > 1 and device.type == "cuda":  # statistics of the global batch (torch has no SyncBatchNorm on the CPU)
+        modules = nn.SyncBatchNorm.convert_sync_batchnorm(modules)  # in place below the top level: the method's own
+    modules = modules.to(device)
     if config.channels_last and device.type == "cuda":
         modules = modules.to(memory_format=torch.channels_last)
     optimizers = method.make_optimizers()
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     schedulers = {name: _scheduler(optimizer, config) for name, optimizer in optimizers.items()}
-    ctx = StepContext(device=device, amp=config.amp, optimizers=optimizers, scaler=scaler)
     history = TrainHistory(device=str(device))
     checkpoint = config.checkpoint_dir / "last.pt" if config.checkpoint_dir else None
 
@@ -273,36 +462,54 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
                                        f"({shorten(_first_line(error), 80)})") from None
         history.resumed_from_epoch = start_epoch
         console.print(f"resuming from the checkpoint of epoch {start_epoch} of {config.epochs} ({checkpoint})")
+    replicas: dict[str, list[nn.Module]] = {}
+    if world > 1:
+        if broadcast_from_main(start_epoch) != start_epoch:
+            raise RuntimeError(f"rank {rank} found another checkpoint than rank 0 ({checkpoint}): the ranks must see "
+                               "one file system")
+        _sync_state(modules)
+        replicas = _gradient_replicas(optimizers, device)
+    ctx = StepContext(device=device, amp=config.amp, optimizers=optimizers, scaler=scaler, seed=config.seed,
+                      rank=rank, world_size=world, replicas=replicas)
 
     source = data["source"]
     n_batches = source.n_batches(config.batch_size)
     ctx.total_steps = n_batches * config.epochs
-    show = progress_enabled(config.progress)
+    show = progress_enabled(config.progress) and rank == 0
     with make_progress() if show else contextlib.nullcontext() as bar:
         for epoch in range(start_epoch, config.epochs):
             ctx.epoch = epoch
             ctx.step = epoch * n_batches  # a pure function of the epoch, so schedules survive a resume
-            seed_everything(seed_for(config.seed, "epoch", epoch))
-            generator = torch.Generator().manual_seed(seed_for(config.seed, "flip", epoch))
+            # Rank 0 draws what one process draws; the other ranks their own dropout masks.
+            seed_everything(ctx.seed_for("epoch", epoch))
+            generator = torch.Generator().manual_seed(seed_for(config.seed, "flip", epoch))  # the same on every rank
             modules.train()
             started = time.perf_counter()
             # Batches are made one step ahead in a thread, pinned on CUDA (facebench.baselines.prefetch).
             pin = device.type == "cuda"
-            streams = {name: prefetch(_cycle(data[name], config, epoch), pin=pin) for name in method.streams}
+            streams = {name: prefetch(_cycle(data[name], config, epoch, rank, world), pin=pin)
+                       for name in method.streams}
             task = bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=n_batches, status="") if show else None
             sums: dict[str, float | torch.Tensor] = {}
-            source_batches = prefetch(source.epoch(batch_size=config.batch_size, seed=config.seed, epoch=epoch),
-                                      pin=pin)
-            for i, batch in enumerate(source_batches):
-                batches = {"source": _prepare(batch, device=device, config=config, generator=generator)}
+            shards = prefetch(source.shards(batch_size=config.batch_size, seed=config.seed, epoch=epoch, rank=rank,
+                                            world_size=world), pin=pin)
+            for i, (batch, part, size) in enumerate(shards):
+                batches = {"source": _prepare(batch, device=device, config=config, generator=generator, part=part,
+                                              size=size)}
                 for name, stream in streams.items():
-                    batches[name] = _prepare(next(stream), device=device, config=config, generator=generator)
+                    extra, extra_part, extra_size = next(stream)
+                    batches[name] = _prepare(extra, device=device, config=config, generator=generator,
+                                             part=extra_part, size=extra_size)
+                if world > 1:
+                    ctx.batch_weight = (part.stop - part.start) * world / size
                 logs = method.train_step(batches, ctx)
                 ctx.step += 1
                 for key, value in logs.items():
                     # A tensor log is summed where it lives (in float64, so the sum equals the sum of its
                     # floats): reading it every step would stall the GPU queue on a host sync.
                     value = value.detach().double() if isinstance(value, torch.Tensor) else float(value)
+                    if ctx.batch_weight != 1.0:  # a mean over a larger or smaller part than the others'
+                        value = value * ctx.batch_weight
                     sums[key] = sums.get(key, 0.0) + value
                 if show and (i % STATUS_EVERY == 0 or i + 1 == n_batches):
                     status = " ".join(f"{k} {float(v) / (i + 1):.3f}" for k, v in sums.items())
@@ -311,6 +518,9 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
                     bar.update(task, advance=1)
             if show:
                 bar.remove_task(task)
+            if world > 1:
+                sums = _mean_over_ranks(sums, device, world)
+                _sync_buffers(modules)  # every rank validates (and rank 0 saves) rank 0's running statistics
             record = {"epoch": epoch + 1, **{f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()},
                       "lr": optimizers[next(iter(optimizers))].param_groups[0]["lr"]}
             if config.lr_schedule != "plateau":
@@ -320,11 +530,14 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
             with torch.no_grad():
                 # plain floats: a numpy or tensor scalar would not load back under weights_only=True
                 record.update({key: _plain_number(value) for key, value in method.end_of_epoch(ctx).items()})
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            # Every rank validated the same weights; rank 0's numbers are the record, so every rank's plateau
+            # schedule steps on the same quantity.
+            record = broadcast_from_main(record)
             if config.lr_schedule == "plateau":  # on this epoch's logged quantity, validation included
                 quantity = _plateau_quantity(record, config)
                 for scheduler in schedulers.values():
                     scheduler.step(quantity)
-            record["seconds"] = round(time.perf_counter() - started, 3)
             history.epochs.append(record)
             console.print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
             if checkpoint is not None and rank == 0:
@@ -337,7 +550,10 @@ def fit(method: TrainableMethod, data: dict[str, ImageBatches], config: LoopConf
                 _check_plain(state)
                 with atomic_write(checkpoint, "wb") as handle:
                     torch.save(state, handle)
+            if checkpoint is not None:
+                barrier()  # no rank starts the next epoch (or a resume) before this epoch's checkpoint exists
     modules.eval()
+    ctx.replicas = {}  # drops the DDP replicas (and their gradient hooks) with the context
     return history
 
 
@@ -442,11 +658,14 @@ def _plateau_quantity(record: dict[str, float], config: LoopConfig) -> float:
     return float(record[config.plateau_metric])
 
 
-def _cycle(batches: ImageBatches, config: LoopConfig, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless batches of an auxiliary stream (unlabelled target images), reshuffled on each pass."""
+def _cycle(batches: ImageBatches, config: LoopConfig, epoch: int, rank: int = 0, world_size: int = 1
+           ) -> Iterator[tuple[dict[str, torch.Tensor], slice, int]]:
+    """Endless batches of an auxiliary stream (unlabelled target images), reshuffled on each pass: this rank's
+    part of each global batch, as :meth:`ImageBatches.shards` gives it."""
     lap = 0
     while True:
-        yield from batches.epoch(batch_size=config.batch_size, seed=seed_for(config.seed, "stream", epoch), epoch=lap)
+        yield from batches.shards(batch_size=config.batch_size, seed=seed_for(config.seed, "stream", epoch), epoch=lap,
+                                  rank=rank, world_size=world_size)
         lap += 1
 
 

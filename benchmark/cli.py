@@ -268,8 +268,13 @@ def _cmd_run(args) -> int:
     options = RunOptions(out_dir=args.out, seed=args.seed, data_root=args.data_root, cache_dir=args.cache_dir,
                          progress=not args.no_progress, baselines=tuple(args.baseline),
                          train_data_root=args.train_data_root, restart=args.restart)
-    run_dirs = run_protocol(protocol, options)
-    report = write_protocol_report(run_dirs[0].parent)
+    from facebench.distributed import is_main, session
+
+    with session(device=protocol.training.device):  # torchrun's process group (nothing for a plain process)
+        run_dirs = run_protocol(protocol, options)
+        if not is_main():  # rank 0 writes the report and says where everything is
+            return 0
+        report = write_protocol_report(run_dirs[0].parent)
     print(f"results: {', '.join(str(d / 'results.json') for d in run_dirs)}")
     print(f"report:  {report}")
     return 0
@@ -436,6 +441,11 @@ def _cmd_study_import(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from facebench.distributed import launched
+
+    rank, world = launched()
+    if world > 1 and rank != 0 and args.handler is not _cmd_run:  # under torchrun only `run` trains on every rank
+        return 0
     try:
         return args.handler(args)
     except UserInputError as exc:

@@ -7,6 +7,10 @@ build the folder as a hidden sibling, then :func:`replace_folder`.
 A process killed while it builds such a folder leaves the hidden sibling behind. :func:`partial_folder` names it
 after its owner (host and process id) and :func:`remove_stale_partials`, called before the next build of the same
 target, deletes the ones whose owner is gone, so a kill never leaves one for good.
+
+Under ``torchrun`` only rank 0 writes: :func:`facebench.distributed.session` calls :func:`forbid_writes` on the
+other ranks, after which every writer here raises :class:`PermissionError` (an ``OSError``, so a cache that may not
+be written, like a read-only one, is simply not updated) instead of writing a second copy of anything.
 """
 
 from __future__ import annotations
@@ -24,6 +28,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+#: Why this process may not write (set on torchrun's ranks other than 0), or None.
+_WRITES_FORBIDDEN: str | None = None
+
+
+def forbid_writes(reason: str | None) -> None:
+    """From now on every writer of this module raises :class:`PermissionError` naming ``reason`` (None: allow
+    writes again)."""
+    global _WRITES_FORBIDDEN
+    _WRITES_FORBIDDEN = reason
+
+
+def writes_allowed() -> bool:
+    """False on a process that must not write (torchrun's ranks other than 0): a cache is then kept in memory only."""
+    return _WRITES_FORBIDDEN is None
+
+
+def _check_writes_allowed(path: str | os.PathLike) -> None:
+    if _WRITES_FORBIDDEN is not None:
+        raise PermissionError(f"{path} was not written: {_WRITES_FORBIDDEN}")
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -34,6 +58,7 @@ def _umask() -> int:
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` only on success."""
+    _check_writes_allowed(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -69,6 +94,7 @@ def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> Non
     previous one is deleted; if the second rename fails, the previous folder is put back. A reader sees the old
     folder or the new one, never a mixture.
     """
+    _check_writes_allowed(target)
     staging, target = Path(staging), Path(target)
     if not target.exists():
         os.rename(staging, target)
@@ -106,6 +132,7 @@ def _host_tag() -> str:
 
 def partial_folder(target: str | os.PathLike) -> Path:
     """Create the hidden sibling ``.<target name>.<host>-<pid>.<random>.partial`` to build ``target`` in."""
+    _check_writes_allowed(target)
     target = Path(target)
     return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{_host_tag()}-{os.getpid()}.",
                                  suffix=".partial"))

@@ -24,7 +24,9 @@ console = Console(stderr=True, highlight=False)
 
 
 def progress_enabled(requested: bool = True) -> bool:
-    return requested and os.environ.get("FACEBENCH_NO_PROGRESS", "") == "" and sys.stderr.isatty()
+    """Bars only where asked, on a terminal, and under torchrun on rank 0 alone (the ranks share one terminal)."""
+    return (requested and os.environ.get("FACEBENCH_NO_PROGRESS", "") == "" and os.environ.get("RANK", "0") == "0"
+            and sys.stderr.isatty())
 
 
 def make_progress() -> Progress:

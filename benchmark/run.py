@@ -4,6 +4,10 @@ Runs are hash-addressed (DomainBed style): a baseline's run directory is named a
 that determines its numbers (resolved protocol, baseline and params, seed, data and split fingerprints).
 Running the same command again resumes a killed run from its last epoch checkpoint, and skips a finished
 one.
+
+Under torchrun (:func:`facebench.distributed.session`) every rank runs this, trains together, and rank 0 alone
+prepares the data first (the others then read its caches), takes the run-folder locks, decides what is finished,
+predicts, scores and writes; the other ranks go on to the next baseline after training.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from facebench.data.datasets import LoadedDataset, default_cache_dir, load_datas
 from facebench.data.identities import IdentityOverlapWarning, describe_identity_overlap, identity_overlap
 from facebench.data.images import image_store
 from facebench.data.splits import Split
+from facebench.distributed import broadcast_from_main, is_main, main_first, main_only
 from facebench.evaluate import score_predictions_file
 from facebench.locking import run_folder_lock
 from facebench.progress import console
@@ -110,20 +115,22 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     """Run every baseline of ``protocol`` (``protocol.repeats`` times each, seeds ``--seed`` + k); return the run
     directories (with results.json each)."""
     started_all = time.perf_counter()
-    _preflight(protocol, options)
     cache_dir = options.cache_dir or default_cache_dir()
-    dataset, split = prepare_data(protocol, data_root=options.data_root, cache_dir=cache_dir, progress=options.progress)
+    with main_first():  # under torchrun rank 0 fetches weights, synthesises and hashes; the others find its caches
+        _preflight(protocol, options)
+        dataset, split = prepare_data(protocol, data_root=options.data_root, cache_dir=cache_dir,
+                                      progress=options.progress)
+        train_dataset, train_split = prepare_training_data(protocol, dataset, split, data_root=options.data_root,
+                                                           train_data_root=options.train_data_root,
+                                                           cache_dir=cache_dir, progress=options.progress)
     if dataset.synthetic:
         console.print("[bold yellow]SYNTHETIC DATA[/]: numbers measure the pipeline on generated faces, not real-world bias.")
     console.print(f"{protocol.name} ({protocol.profile} profile): {len(dataset.table)} images, split {split.sizes()}")
-    train_dataset, train_split = prepare_training_data(protocol, dataset, split, data_root=options.data_root,
-                                                       train_data_root=options.train_data_root, cache_dir=cache_dir,
-                                                       progress=options.progress)
     if train_dataset is not dataset:
         console.print(f"training on {train_dataset.name}{' (synthetic)' if train_dataset.synthetic else ''}: "
                       f"{train_split.description}")
     identities = identity_overlap(train=train_dataset, train_split=train_split, test=dataset, test_split=split)
-    if identities.n:
+    if identities.n and is_main():
         warnings.warn(describe_identity_overlap(identities.as_json()), IdentityOverlapWarning, stacklevel=2)
     task = TASKS.get(protocol.task)
     table = dataset.table.set_index("sample_id")
@@ -168,7 +175,8 @@ def _preflight(protocol: Protocol, options: RunOptions) -> None:
 def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunOptions, task, dataset: LoadedDataset,
                   split: Split, train_dataset: LoadedDataset, train_split: Split, table, images, train_images,
                   identities) -> Path:
-    """Train, predict and score one baseline with one seed; return its run directory."""
+    """Train, predict and score one baseline with one seed; return its run directory. Under torchrun every rank
+    trains; rank 0 alone holds the lock, writes, predicts and scores."""
     from facebench.baselines.specs import as_baseline_spec
     from facebench.baselines.training import LoopConfig, resolve_device
 
@@ -179,9 +187,10 @@ def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunO
                  (train_dataset, train_split))
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in baseline_spec.display_name)
     run_dir = Path(options.out_dir) / protocol.name / f"{slug}-{rid}"
-    # One writer per run folder: an identical run started meanwhile waits here, then finds results.json.
-    with run_folder_lock(run_dir, on_wait=console.print):
-        if (run_dir / "results.json").is_file():
+    # One writer per run folder: an identical run started meanwhile waits here, then finds results.json. The ranks
+    # of a torchrun launch are one writer: rank 0 holds the lock and tells the others whether the run is done.
+    with main_only(run_folder_lock(run_dir, on_wait=console.print)):
+        if broadcast_from_main((run_dir / "results.json").is_file()):
             console.print(f"{baseline_spec.display_name}: already done in {run_dir} (delete it to run again)")
             return run_dir
         console.print(f"[bold]{baseline_spec.display_name}[/] → {run_dir}")
@@ -190,10 +199,11 @@ def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunO
             images = functools.partial(images, alignment=baseline.input_alignment)
             train_images = functools.partial(train_images, alignment=baseline.input_alignment)
         in_domain = baseline.trains_on_test_dataset
-        if in_domain:  # seed 001's in-domain benchmark: the test dataset's own labelled train (and val) images
-            fit_data = task.fit_data(dataset.table, split, lambda part: images(split[part]))
-        else:
-            fit_data = task.fit_data(train_dataset.table, train_split, train_images)
+        with main_first():  # rank 0 builds the image stores; the other ranks read them
+            if in_domain:  # seed 001's in-domain benchmark: the test dataset's own labelled train (and val) images
+                fit_data = task.fit_data(dataset.table, split, lambda part: images(split[part]))
+            else:
+                fit_data = task.fit_data(train_dataset.table, train_split, train_images)
         t = protocol.training
         checkpoint_dir, fingerprint = run_dir / "checkpoints", rid
         # trained once for several protocols: one trainer at a time
@@ -212,22 +222,29 @@ def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunO
                           plateau_patience=t.plateau_patience, plateau_factor=t.plateau_factor,
                           checkpoint_dir=checkpoint_dir, progress=options.progress, fingerprint=fingerprint,
                           restart=options.restart, cache_dir=options.cache_dir or default_cache_dir())
-        with run_folder_lock(checkpoint_dir, on_wait=console.print) if shared_model else contextlib.nullcontext():
+        with main_only(run_folder_lock(checkpoint_dir, on_wait=console.print)) if shared_model else contextlib.nullcontext():
             history = baseline.fit(fit_data, loop)
+        finetune = t.leave_one_out_finetune
+        if finetune is None and not is_main():  # prediction and scoring are rank 0's
+            return run_dir
         anchors = draw_anchors(split, cls.target_anchors, seed=seed)
         scored = split
         if anchors:
-            baseline.set_anchors(images(anchors), table.loc[anchors, "age"].to_numpy(dtype=np.float64))
+            if is_main():  # only prediction needs them
+                baseline.set_anchors(images(anchors), table.loc[anchors, "age"].to_numpy(dtype=np.float64))
             # The method was handed these images' ages: scoring them would grade it against its own input.
             scored = split.exclude_from_test(anchors, reason=f"{len(anchors)} labelled target anchors not scored")
         predictions = run_dir / task.predictions_file
-        finetune = t.leave_one_out_finetune
         if finetune is not None:  # FG-NET's per-image scheme: one fine-tuned model per left-out test image
             test_ids = list(scored["test"])
-            scores = baseline.leave_one_out_scores(
-                images(test_ids), table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
+            with main_first():
+                test_images = images(test_ids)
+            scores = baseline.leave_one_out_scores(  # trains: every rank
+                test_images, table.loc[test_ids, "subject_id"].to_numpy(dtype=str),
                 table.loc[test_ids, "age"].to_numpy(dtype=np.float64), loop=loop, epochs=finetune.epochs,
                 batch_size=finetune.batch_size, lr=finetune.lr, work_dir=run_dir / "checkpoints")
+            if not is_main():
+                return run_dir
             task.write_similarity(predictions, test_ids, scores)
         else:
             task.write_predictions(predictions, scored["test"], baseline.predict(images(scored["test"])))
