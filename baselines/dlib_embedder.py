@@ -27,7 +27,6 @@ no longer has.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -35,28 +34,16 @@ import numpy as np
 from facebench.baselines.base import Baseline, FitData
 from facebench.baselines.params import DlibResNetParams
 from facebench.baselines.training import LoopConfig, TrainHistory
-from facebench.errors import UserInputError
+from facebench.data.alignment import load_dlib as _load_dlib
 from facebench.metrics.base import l2_normalize
 from facebench.protocol import Protocol
 
 __all__ = ["DESCRIPTOR_DIM", "DlibResNet", "load_dlib"]
 
 DESCRIPTOR_DIM = 128
-INSTALL_HINT = 'pip install "facebench[dlib]"'
-
-
 def load_dlib() -> tuple[Any, Any]:
-    """Import ``dlib`` and ``face_recognition_models``, or raise one sentence telling how to install them."""
-    try:
-        import dlib
-        with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
-            warnings.simplefilter("ignore")
-            import face_recognition_models
-    except ImportError as exc:
-        missing = f"no module named {exc.name!r}" if exc.name else str(exc).rstrip(".")
-        raise UserInputError(f"baseline dlib_resnet needs dlib and face_recognition_models, which cannot be "
-                             f"imported ({missing}): run {INSTALL_HINT}.") from None
-    return dlib, face_recognition_models
+    """``dlib`` and ``face_recognition_models``, or one sentence saying how to install them."""
+    return _load_dlib(needed_by="baseline dlib_resnet")
 
 
 class DlibResNet(Baseline):
