@@ -2,9 +2,9 @@
 their manifest, skipping, failures and retries, the summary over seeds, the leaderboard's seed rows, bad grids,
 and the SLURM launcher against stand-in ``sbatch``/``sacct``/``srun`` commands (no cluster here).
 
-One sweep (2 learning rates × 2 seeds of ``age_utk_cross_ethnicity`` on 300 synthetic 32 px faces, 1 epoch) is run
-four times by the module fixture: with one run folder blocked by a file (that job fails), again (nothing submitted),
-with ``--retry-failed`` after the block is removed, and again (everything skipped).
+One sweep (2 learning rates × 2 seeds of ``age_utk_cross_ethnicity`` on 300 synthetic 32 px faces, 1 epoch, two
+jobs at a time) is run four times by the module fixture: with one run folder's lock blocked by a folder (that job
+fails), again (nothing submitted), with ``--retry-failed`` after the block is removed, and again (all skipped).
 """
 
 from __future__ import annotations
@@ -58,18 +58,19 @@ def manifest_of(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory) -> dict:
     """The four runs of one local sweep, with what each printed and the manifest after each."""
+    from facebench.locking import lock_path
     from facebench.sweep.grid import check_grid, parse_grid
     from facebench.sweep.jobs import SweepInputs, plan_jobs
 
     root = tmp_path_factory.mktemp("sweep")
     out, cache = root / "runs", root / "cache"
-    grid = ["--grid", f"training.lr={','.join(LRS)}", "--seeds", "2"]
+    grid = ["--grid", f"training.lr={','.join(LRS)}", "--seeds", "2", "--local-parallelism", "2"]
     inputs = SweepInputs(protocol=AGE, profile=None, sets=tuple(TOY), out_dir=out.resolve(), cache_dir=cache)
     jobs = plan_jobs(inputs, check_grid(AGE, profile=None, sets=TOY, axes=parse_grid([f"training.lr={','.join(LRS)}"])),
                      seeds=(0, 1), progress=False)
-    blocked = jobs[-1].run_dirs[0]
-    blocked.parent.mkdir(parents=True)
-    blocked.write_text("a file where the run folder goes: this job fails when it writes its checkpoint")
+    # A folder where the run folder's lock file goes (facebench.locking): that job fails as it starts its run.
+    blocked = lock_path(jobs[-1].run_dirs[0])
+    blocked.mkdir(parents=True)
     result = {"out": out, "cache": cache, "jobs": jobs, "blocked": blocked, "grid": grid}
 
     def step(*extra: str) -> tuple[int, str, dict, str]:
@@ -85,7 +86,7 @@ def flow(tmp_path_factory) -> dict:
         patch.setenv("OMP_NUM_THREADS", "1")  # the jobs' tiny nets: one thread each is faster on a busy machine
         result["first"] = step()
         result["again"] = step()
-        blocked.unlink()
+        blocked.rmdir()
         result["retry"] = step("--retry-failed")
         result["last"] = step()
     return result
@@ -104,8 +105,8 @@ def test_a_failed_job_is_listed_with_its_log(flow) -> None:
     assert [j["status"] for j in manifest["jobs"]].count("finished") == 3
     (sweep_dir,) = (flow["out"] / "_sweeps").glob("age_utk_cross_ethnicity-*")
     log = sweep_dir / failed["log"]
-    assert log.is_file() and "NotADirectoryError" in log.read_text()  # the job's own traceback, as text
-    assert failed["error"].startswith("NotADirectoryError")
+    assert log.is_file() and "IsADirectoryError" in log.read_text()  # the job's own traceback, as text
+    assert failed["error"].startswith("IsADirectoryError") and str(flow["blocked"]) in failed["error"]
     assert str(log) in printed
     assert "## Failed jobs" in summary and str(log) in summary and "--retry-failed" in summary
     assert "report:" in printed and (flow["out"] / "age_utk_cross_ethnicity" / "report.html").is_file()
@@ -283,7 +284,7 @@ def test_local_jobs_run_at_most_parallel_at_a_time(tmp_path) -> None:
             return True
 
     class Launcher:
-        name, poll_s, detachable = "local", 0.0, False
+        name, poll_s, detachable, resubmit_unseen = "local", 0.0, False, True
 
         def capacity(self, active: int) -> int:
             return max(2 - active, 0)
@@ -309,6 +310,25 @@ def test_local_jobs_run_at_most_parallel_at_a_time(tmp_path) -> None:
     assert failed.job_id == "103" and failed.log == "logs/103/103_0_log.err" and failed.attempts == 1
     assert failed.error == "ended without results.json"  # no log was written
     assert len(saves) >= 5 + 3  # the manifest is rewritten after every submission round and every end
+
+
+def test_a_local_job_an_interrupted_sweep_left_running_is_submitted_again(tmp_path) -> None:
+    """A local job ends with the sweep that started it (Ctrl-C): the next run submits it again (it resumes from its
+    checkpoint), while a failed one waits for --retry-failed and a finished one is skipped."""
+    from facebench.sweep.jobs import Job
+    from facebench.sweep.launchers import LocalLauncher
+    from facebench.sweep.manifest import JobRecord
+    from facebench.sweep.runner import _decide
+
+    jobs = [Job(point=(), seed=seed, baseline="b", run_dirs=(tmp_path / f"b-{seed}",)) for seed in range(3)]
+    (tmp_path / "b-2").mkdir()
+    (tmp_path / "b-2" / "results.json").write_text("{}")
+    records = {job.key: JobRecord(key=job.key, point=[], seed=job.seed, baseline="b", run_dirs=[], launcher="local",
+                                  job_id=str(100 + job.seed), status=status, attempts=1)
+               for job, status in zip(jobs, ("submitted", "failed", "submitted"), strict=True)}
+    for retry, expected in ((False, [jobs[0]]), (True, jobs[:2])):
+        queue, active = _decide(jobs, dict(records), LocalLauncher(), tmp_path, retry_failed=retry)
+        assert queue == expected and active == {}
 
 
 def test_a_local_job_sees_the_gpus_this_process_sees(tmp_path, monkeypatch) -> None:

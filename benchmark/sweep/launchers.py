@@ -68,6 +68,10 @@ class LocalLauncher:
     poll_s: ClassVar[float] = 0.5
     #: Whether a sweep may return while its jobs run (a local job is watched by the process that started it).
     detachable: ClassVar[bool] = False
+    #: What becomes of a job an earlier sweep submitted but did not see end: a local job ends with the sweep that
+    #: started it (an interrupt), so it is submitted again and resumes from its last checkpoint (a twin still
+    #: running holds the run folder's lock: facebench.locking).
+    resubmit_unseen: ClassVar[bool] = True
     parallel: int = 1
 
     def check(self) -> None:
@@ -103,6 +107,8 @@ class SlurmLauncher:
     name: ClassVar[str] = "slurm"
     poll_s: ClassVar[float] = 30.0
     detachable: ClassVar[bool] = True
+    #: A SLURM job that ended unseen without results failed (its log says why): listed, resubmitted on request.
+    resubmit_unseen: ClassVar[bool] = False
     partition: str | None = None
     gpus_per_job: int = 1
     cpus_per_job: int | None = None

@@ -170,13 +170,11 @@ def _decide(jobs: Sequence[Job], records: dict[str, JobRecord], launcher: Launch
             if handle is not None:
                 active[job.key] = (job, handle)
                 continue
-            if launcher.name == "slurm":  # it ended while no sweep watched it, without results
+            if not launcher.resubmit_unseen:  # it ended while no sweep watched it, without results
                 log = stderr_log(sweep_dir, record.job_id)
                 records[job.key] = record = record.model_copy(update={
                     "status": "failed", "log": _relative_log(sweep_dir, record.job_id),
                     "error": last_error_line(log) or "ended without results.json"})
-            # A local job ends with the sweep process that started it: submitted again, it resumes from its
-            # last checkpoint (and waits for a twin still running: facebench.locking).
         if record.status == "failed" and not retry_failed:
             continue
         queue.append(job)
