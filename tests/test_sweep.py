@@ -166,8 +166,10 @@ def test_summary_gives_the_t_interval_over_seeds_beside_each_runs_interval(flow)
     assert list(runs_table["status"]) == ["finished"] * 4 and list(runs_table["seed"]) == [0, 1, 0, 1]
     summary = pd.read_csv(sweep_dir / "summary.csv", dtype={"training.lr": str})
     assert list(summary["training.lr"]) == list(LRS) and (summary["seeds_done"] == 2).all()
-    markdown = flow["last"][3]
-    assert "SYNTHETIC DATA" in markdown and "t interval over seeds" in markdown
+    markdown, printed = flow["last"][3], flow["last"][1]
+    assert "SYNTHETIC DATA" in markdown and "SYNTHETIC DATA" in printed
+    for header in ("mae: mean [t interval over seeds]", "each seed [its bootstrap interval]"):
+        assert header in markdown and header in printed  # the terminal table too
     for _, row in summary.iterrows():
         runs = [load_run(d) for job in flow["jobs"] if job.point == (f"training.lr={row['training.lr']}",)
                 for d in job.run_dirs]
@@ -184,8 +186,10 @@ def test_summary_gives_the_t_interval_over_seeds_beside_each_runs_interval(flow)
         # each seed's own bootstrap interval is printed beside the mean
         for run in runs:
             mae = run.primary_value
-            assert f"seed {run.results['provenance']['seed']}: {mae['value']:.3f} [{mae['ci_low']:.3f}, " \
-                   f"{mae['ci_high']:.3f}]" in markdown
+            own = f"seed {run.results['provenance']['seed']}: {mae['value']:.3f} [{mae['ci_low']:.3f}, " \
+                  f"{mae['ci_high']:.3f}]"
+            assert own in markdown and own in printed
+        assert f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]" in printed
 
 
 def test_the_leaderboard_shows_one_row_per_grid_point_with_its_seed_runs(flow, tmp_path, monkeypatch) -> None:

@@ -82,18 +82,23 @@ def interval(cell: dict[str, Any] | None) -> str:
     return f"{fmt(cell['value'])} [{fmt(cell['ci_low'])}, {fmt(cell['ci_high'])}]"
 
 
-def _cells(row: SummaryRow) -> dict[str, str]:
+def headers(metric: str) -> list[str]:
+    """The summary table's columns (terminal and summary.md)."""
+    return ["grid point", "baseline", "seeds", f"{metric}: mean [t interval over seeds]",
+            "each seed [its bootstrap interval]", "largest gap: mean [t interval over seeds]"]
+
+
+def _cells(row: SummaryRow) -> list[str]:
     over = row.over
     gap = over.largest_gap if over else None
-    return {
-        "grid point": ", ".join(row.point) or "(protocol as given)",
-        "baseline": row.baseline,
-        "seeds": f"{len(row.runs)}/{row.seeds_planned}",
-        "mean [t interval over seeds]": interval(over.primary) if over else "—",
-        "each seed [its bootstrap interval]": "; ".join(f"seed {r['seed']}: {interval(r)}" for r in over.per_run)
-                                              if over else "—",
-        "largest gap: mean [t interval over seeds]": f"{gap['attribute']} {interval(gap)}" if gap else "—",
-    }
+    return [
+        ", ".join(row.point) or "(protocol as given)",
+        row.baseline,
+        f"{len(row.runs)}/{row.seeds_planned}",
+        interval(over.primary) if over else "—",
+        "; ".join(f"seed {r['seed']}: {interval(r)}" for r in over.per_run) if over else "—",
+        f"{gap['attribute']} {interval(gap)}" if gap else "—",
+    ]
 
 
 def failed_lines(jobs: Sequence[Job], records: dict[str, JobRecord], sweep_dir: Path) -> list[str]:
@@ -108,7 +113,6 @@ def failed_lines(jobs: Sequence[Job], records: dict[str, JobRecord], sweep_dir: 
 
 
 def markdown(rows: Sequence[SummaryRow], *, title: str, metric: str, failed: Sequence[str]) -> str:
-    header = f"{metric}: mean [t interval over seeds]"
     lines = [f"# {title}", ""]
     if any(row.synthetic for row in rows):
         lines += [f"**{SYNTHETIC_LINE}**", ""]
@@ -116,11 +120,10 @@ def markdown(rows: Sequence[SummaryRow], *, title: str, metric: str, failed: Seq
               "degrees of freedom); beside it, each seed's run with its own bootstrap interval over test images. "
               "Largest gap: the widest worst-vs-best gap of the primary metric over the protocol's attributes, "
               "averaged over seeds.", ""]
-    columns = list(_cells(rows[0]).keys()) if rows else []
-    columns = [header if c == "mean [t interval over seeds]" else c for c in columns]
+    columns = headers(metric)
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row).values()) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |")
     if failed:
         lines += ["", "## Failed jobs", "", *[f"- {line}" for line in failed],
                   "", "Run the sweep again with `--retry-failed` to submit them again."]
@@ -196,11 +199,10 @@ def print_summary(rows: Sequence[SummaryRow], *, metric: str, title: str, failed
     if any(row.synthetic for row in rows):
         console.print(f"[bold yellow]{SYNTHETIC_LINE}[/]")
     table = Table(title=Text(title), show_lines=True)
-    for column in ("grid point", "baseline", "seeds", f"{metric}: mean [t interval over seeds]",
-                   "each seed [its bootstrap interval]", "largest gap: mean [t over seeds]"):
-        table.add_column(column, overflow="fold")
+    for column in headers(metric):
+        table.add_column(Text(column), overflow="fold")  # "[t interval ...]" is text, not markup
     for row in rows:
-        cells = list(_cells(row).values())
+        cells = _cells(row)
         cells[4] = cells[4].replace("; ", "\n")
         table.add_row(*(Text(cell) for cell in cells))  # grid values such as [conv, fc1] are text, not markup
     console.print(table)
