@@ -26,7 +26,7 @@ from facebench.data.splits import Split
 from facebench.evaluate import score_predictions_file
 from facebench.locking import run_folder_lock
 from facebench.progress import console
-from facebench.protocol import Protocol
+from facebench.protocol import BaselineSection, Protocol
 from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
 from facebench.seeding import seed_for
 
@@ -163,13 +163,13 @@ def run_seeds(protocol: Protocol, options: RunOptions) -> list[int]:
     return list(options.seeds) or [options.seed + k for k in range(protocol.repeats or 1)]
 
 
-def selected_baselines(protocol: Protocol, options: RunOptions) -> list:
+def selected_baselines(protocol: Protocol, options: RunOptions) -> list[BaselineSection]:
     """The protocol's baselines that ``options.baselines`` picks (by name or label; all by default)."""
     wanted = options.baselines or tuple(b.display_name for b in protocol.baselines)
     return [b for b in protocol.baselines if b.name in wanted or b.display_name in wanted]
 
 
-def run_dir_for(protocol: Protocol, baseline_spec, *, params: dict, seed: int, out_dir: Path, dataset: LoadedDataset,
+def run_dir_for(protocol: Protocol, baseline_spec: BaselineSection, *, params: dict, seed: int, out_dir: Path, dataset: LoadedDataset,
                 split: Split, train: tuple[LoadedDataset, Split]) -> Path:
     """``OUT/<protocol>/<baseline label>-<run_id>``: where one baseline's run with one seed lives."""
     rid = run_id(protocol, baseline_spec.name, params, seed, dataset, split, train)
