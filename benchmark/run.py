@@ -169,8 +169,8 @@ def selected_baselines(protocol: Protocol, options: RunOptions) -> list[Baseline
     return [b for b in protocol.baselines if b.name in wanted or b.display_name in wanted]
 
 
-def run_dir_for(protocol: Protocol, baseline_spec: BaselineSection, *, params: dict, seed: int, out_dir: Path, dataset: LoadedDataset,
-                split: Split, train: tuple[LoadedDataset, Split]) -> Path:
+def run_dir_for(protocol: Protocol, baseline_spec: BaselineSection, *, params: dict, seed: int, out_dir: Path,
+                dataset: LoadedDataset, split: Split, train: tuple[LoadedDataset, Split]) -> Path:
     """``OUT/<protocol>/<baseline label>-<run_id>``: where one baseline's run with one seed lives."""
     rid = run_id(protocol, baseline_spec.name, params, seed, dataset, split, train)
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in baseline_spec.display_name)
