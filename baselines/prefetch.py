@@ -7,6 +7,7 @@ both in a background thread, ``depth`` batches ahead, so that while the GPU runs
 holding batch ``t + 1`` in pinned memory. The batches and their order are exactly those of the iterator it
 wraps (only *when* they are made changes), so seeded batch orders and exact resume are untouched.
 
+>>> import torch
 >>> list(prefetch(iter([{"x": torch.zeros(1)}, {"x": torch.ones(1)}]), pin=False))
 [{'x': tensor([0.])}, {'x': tensor([1.])}]
 """
@@ -16,8 +17,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-
-import torch
 
 __all__ = ["prefetch"]
 

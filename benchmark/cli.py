@@ -33,6 +33,7 @@ examples:
   facebench evaluate age_utk_cross_ethnicity --predictions mine.csv --name my-model
   facebench evaluate aifr_morph --model docs/examples/torchvision_adapter.py:factory
   facebench run aifr_fgnet --data-root ~/data/fgnet --train-data-root ~/data/cacd
+  facebench sweep age_utk_dann_gamma --seeds 3 --grid training.lr=0.001,0.002   # 24 jobs, local
   facebench leaderboard runs/ --out site/
   facebench compare runs/aifr_morph/submission-mine --leaderboard site/ --gate gates.yaml
   facebench protocols validate                                         # every built-in protocol
@@ -70,6 +71,20 @@ def output_folder(text: str) -> Path:
     if is_other:
         raise argparse.ArgumentTypeError(f"{shorten(text, 120)} is a file, not a folder")
     return path
+
+
+def _count(minimum: int):
+    """An argparse type for a whole number of at least ``minimum`` (refused in one sentence, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{shorten(text, 40)} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    return parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -171,6 +186,42 @@ def build_parser() -> argparse.ArgumentParser:
                              "images are decoded again (default $FACEBENCH_CACHE or ~/.cache/facebench)")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")
     verify.set_defaults(handler=_cmd_data_verify)
+
+    sweep = commands.add_parser(
+        "sweep", help="run a protocol over a grid of settings and seeds as submitit jobs, locally or on SLURM",
+        description="Run PROTOCOL at every point of the --grid (each point a set of --set overrides) with --seeds "
+                    "seeds, one submitit job per baseline, seed and point: the run folders `facebench run` writes "
+                    "(OUT/<protocol>/<baseline>-<hash>/). Finished jobs are skipped, so running the same command "
+                    "again submits nothing; failed ones are listed with their log and submitted again with "
+                    "--retry-failed. The sweep's manifest.json, summary.md, summary.csv and runs.csv are in "
+                    "OUT/_sweeps/<protocol>-<hash>/: per grid point, the mean over seeds with a t interval over "
+                    "seeds beside each run's bootstrap interval. Exit 1 when a job failed.")
+    _add_protocol_arguments(sweep)
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY.PATH=V1,V2,...",
+                       help="a protocol setting and its values (repeatable: the grid is every combination); values "
+                            "are read as --set reads them, commas inside [...] stay in one value, e.g. --grid "
+                            "training.lr=0.001,0.002 --grid 'baselines.0.params.layers=[conv, fc1],[fc1]'")
+    sweep.add_argument("--seeds", type=_count(1), metavar="N",
+                       help="seeds --seed ... --seed + N - 1 (default: the protocol's repeats, else 1)")
+    sweep.add_argument("--baseline", action="append", default=[], metavar="NAME", help="only this baseline (repeatable)")
+    sweep.add_argument("--train-data-root", type=Path, metavar="DIR", help="as for `facebench run`")
+    sweep.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                       help="local: submitit's LocalExecutor on this machine (default); slurm: one SLURM job array")
+    sweep.add_argument("--local-parallelism", type=_count(1), metavar="K", help="local: jobs at a time (default 1)")
+    sweep.add_argument("--retry-failed", action="store_true", help="submit failed jobs again")
+    sweep.add_argument("--no-wait", action="store_true",
+                       help="slurm: return once the jobs are submitted; the same command later collects them")
+    sweep.add_argument("--dry-run", action="store_true", help="list the jobs and their run folders; submit nothing")
+    slurm = sweep.add_argument_group("SLURM (--launcher slurm)")
+    slurm.add_argument("--slurm-partition", metavar="NAME")
+    slurm.add_argument("--slurm-gpus-per-job", type=_count(0), metavar="N", help="default 1")
+    slurm.add_argument("--slurm-cpus-per-job", type=_count(1), metavar="N")
+    slurm.add_argument("--slurm-mem-gb", type=_count(1), metavar="GB")
+    slurm.add_argument("--slurm-time", type=_count(1), metavar="MINUTES", help="time limit per job (default 240)")
+    slurm.add_argument("--slurm-array-parallelism", type=_count(1), metavar="N",
+                       help="jobs of the array running at once (default 64)")
+    slurm.add_argument("--slurm-account", metavar="NAME")
+    sweep.set_defaults(handler=_cmd_sweep)
 
     report = commands.add_parser("report", help="(re)build the HTML bias report of a protocol's run folder")
     report.add_argument("folder", type=Path, help="OUT/<protocol> folder holding run directories")
@@ -400,6 +451,12 @@ def _cmd_report(args) -> int:
 
     print(f"report:  {write_protocol_report(args.folder)}")
     return 0
+
+
+def _cmd_sweep(args) -> int:
+    from facebench.sweep.runner import cli_main
+
+    return cli_main(args)
 
 
 def _cmd_leaderboard(args) -> int:

@@ -316,8 +316,8 @@ def _deep_merge(base: dict, override: dict, *, accumulate: tuple[str, ...] = ())
     return merged
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``key.path=value`` (the value as YAML) into a path and a value.
+def parse_override(text: str, *, flag: str = "--set") -> tuple[list[str], Any]:
+    """Parse ``key.path=value`` (the value as YAML) into a path and a value; errors name ``flag``.
 
     >>> parse_override("training.epochs=3")
     (['training', 'epochs'], 3)
@@ -326,21 +326,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise UserInputError(f"--set {shorten(text)} is not of the form key.path=value.")
+        raise UserInputError(f"{flag} {shorten(text)} is not of the form key.path=value.")
     try:
-        value = load_yaml(raw, where=f"--set {shorten(text)}") if raw.strip() else ""
+        value = load_yaml(raw, where=f"{flag} {shorten(text)}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
 
 
-def _apply_override(raw: dict, path: list[str], value: Any, text: str) -> None:
+def _apply_override(raw: dict, path: list[str], value: Any, text: str, flag: str = "--set") -> None:
     node: Any = raw
     for i, part in enumerate(path):
         last = i == len(path) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise UserInputError(f"--set {text}: '{'.'.join(path[: i + 1])}' is not an index of a list of {len(node)}.")
+                raise UserInputError(f"{flag} {text}: '{'.'.join(path[: i + 1])}' is not an index of a list of {len(node)}.")
             if last:
                 node[int(part)] = value
             else:
@@ -351,7 +351,7 @@ def _apply_override(raw: dict, path: list[str], value: Any, text: str) -> None:
             else:
                 node = node.setdefault(part, {})
         else:
-            raise UserInputError(f"--set {text}: '{'.'.join(path[:i])}' is a value, not a section.")
+            raise UserInputError(f"{flag} {text}: '{'.'.join(path[:i])}' is a value, not a section.")
 
 
 def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
@@ -428,12 +428,16 @@ def profile_names(raw: dict[str, Any]) -> list[str]:
     return sorted((raw.get("profiles") or {}).keys())
 
 
-def load_protocol(path: str | Path, *, profile: str | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Protocol:
+def load_protocol(path: str | Path, *, profile: str | None = None, overrides: tuple[str, ...] | list[str] = (),
+                  grid: tuple[str, ...] | list[str] = ()) -> Protocol:
     """Load, merge a profile, apply overrides, validate, and check every name against the registries.
-    ``path`` is a protocol file or a built-in protocol's name (:func:`locate_protocol`)."""
+    ``path`` is a protocol file or a built-in protocol's name (:func:`locate_protocol`). ``grid`` holds a sweep's
+    grid point (``facebench sweep --grid``): ``--set`` overrides applied after ``overrides``, named ``--grid`` in
+    error messages; ``Protocol.overrides`` records both, as they are both in effect."""
     path = locate_protocol(path)
     raw = read_protocol_file(path)
-    where = str(path) + (f" (with --set {', '.join(overrides)})" if overrides else "")
+    given = [f"{flag} {', '.join(texts)}" for flag, texts in (("--set", overrides), ("--grid", grid)) if texts]
+    where = str(path) + (f" (with {'; '.join(given)})" if given else "")
     profiles = raw.pop("profiles", None) or {}
     if not isinstance(profiles, dict):
         raise UserInputError(f"{path}: key 'profiles' must be a mapping of profile names to overrides.")
@@ -447,11 +451,11 @@ def load_protocol(path: str | Path, *, profile: str | None = None, overrides: tu
         if not isinstance(profiles[chosen], dict):
             raise UserInputError(f"{path}: key 'profiles.{chosen}' must be a mapping of overrides.")
         raw = _deep_merge(raw, profiles[chosen], accumulate=ACCUMULATING_KEYS)
-    for text in overrides:
-        keys, value = parse_override(text)
-        _apply_override(raw, keys, value, text)
+    for text, flag in [(text, "--set") for text in overrides] + [(text, "--grid") for text in grid]:
+        keys, value = parse_override(text, flag=flag)
+        _apply_override(raw, keys, value, text, flag)
     raw["profile"] = chosen or "base"
-    raw["overrides"] = list(overrides)
+    raw["overrides"] = [*overrides, *grid]
     try:
         protocol = Protocol.model_validate(raw)
     except ValidationError as exc:

@@ -32,7 +32,7 @@ from facebench.distributed import broadcast_from_main, is_main, main_first, main
 from facebench.evaluate import score_predictions_file
 from facebench.locking import run_folder_lock
 from facebench.progress import console
-from facebench.protocol import Protocol
+from facebench.protocol import BaselineSection, Protocol
 from facebench.registry import BASELINES, DATASETS, SPLITS, TASKS
 from facebench.seeding import seed_for
 
@@ -47,6 +47,16 @@ class RunOptions:
     baselines: tuple[str, ...] = ()    # run only these (default: all of the protocol's)
     train_data_root: Path | None = None  # the protocol's train_dataset (default: data_root if same dataset)
     restart: bool = False              # delete each unfinished run's checkpoint instead of resuming it
+    seeds: tuple[int, ...] = ()        # exactly these seeds (a sweep's job); default: seed ... seed + repeats - 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannedRun:
+    """One run folder that :func:`run_protocol` writes for ``protocol`` and ``options``: a baseline and a seed."""
+
+    baseline: str                      # the baseline's display name (label, else name)
+    seed: int
+    run_dir: Path
 
 
 def prepare_data(protocol: Protocol, *, data_root: Path | None, cache_dir: Path, progress: bool = True
@@ -144,14 +154,9 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
         return image_store(train_dataset.root, list(train_split[part]), size, cache_dir, progress=options.progress,
                            key=train_dataset.fingerprint(), alignment=alignment)
 
-    wanted = options.baselines or tuple(b.display_name for b in protocol.baselines)
-    # Seed 001 section 2.3 repeats every experiment (n = 5): repeat k trains and scores with seed --seed + k.
-    seeds = [options.seed + k for k in range(protocol.repeats or 1)]
     run_dirs: list[Path] = []
-    for baseline_spec in protocol.baselines:
-        if baseline_spec.name not in wanted and baseline_spec.display_name not in wanted:
-            continue
-        for seed in seeds:
+    for baseline_spec in selected_baselines(protocol, options):
+        for seed in run_seeds(protocol, options):
             run_dirs.append(_run_baseline(
                 protocol, baseline_spec, seed=seed, options=options, task=task, dataset=dataset, split=split,
                 train_dataset=train_dataset, train_split=train_split, table=table, images=images,
@@ -160,16 +165,59 @@ def run_protocol(protocol: Protocol, options: RunOptions) -> list[Path]:
     return run_dirs
 
 
+def run_seeds(protocol: Protocol, options: RunOptions) -> list[int]:
+    """The seeds each baseline runs with: ``options.seeds`` when given (a sweep's job), else ``--seed`` and, for
+    a protocol with ``repeats`` (seed 001 section 2.3: n = 5), ``--seed + 1`` ... ``--seed + repeats - 1``."""
+    return list(options.seeds) or [options.seed + k for k in range(protocol.repeats or 1)]
+
+
+def selected_baselines(protocol: Protocol, options: RunOptions) -> list[BaselineSection]:
+    """The protocol's baselines that ``options.baselines`` picks (by name or label; all by default)."""
+    wanted = options.baselines or tuple(b.display_name for b in protocol.baselines)
+    return [b for b in protocol.baselines if b.name in wanted or b.display_name in wanted]
+
+
+def run_dir_for(protocol: Protocol, baseline_spec: BaselineSection, *, params: dict, seed: int, out_dir: Path,
+                dataset: LoadedDataset, split: Split, train: tuple[LoadedDataset, Split]) -> Path:
+    """``OUT/<protocol>/<baseline label>-<run_id>``: where one baseline's run with one seed lives."""
+    rid = run_id(protocol, baseline_spec.name, params, seed, dataset, split, train)
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in baseline_spec.display_name)
+    return Path(out_dir) / protocol.name / f"{slug}-{rid}"
+
+
+def plan_runs(protocol: Protocol, options: RunOptions) -> list[PlannedRun]:
+    """The run folders :func:`run_protocol` would write, found without training anything: each baseline's
+    preflight, then the data and split (synthesised and hashed as a run does, from the same caches) and the
+    run hashes. ``facebench sweep`` addresses its jobs with these folders."""
+    _preflight(protocol, options)
+    cache_dir = options.cache_dir or default_cache_dir()
+    dataset, split = prepare_data(protocol, data_root=options.data_root, cache_dir=cache_dir, progress=options.progress)
+    train = prepare_training_data(protocol, dataset, split, data_root=options.data_root,
+                                  train_data_root=options.train_data_root, cache_dir=cache_dir,
+                                  progress=options.progress)
+    planned = []
+    for baseline_spec in selected_baselines(protocol, options):
+        cls = _baseline_class(baseline_spec.name)
+        params = cls.Params.model_validate(baseline_spec.params).model_dump(mode="json")
+        for seed in run_seeds(protocol, options):
+            planned.append(PlannedRun(baseline=baseline_spec.display_name, seed=seed, run_dir=run_dir_for(
+                protocol, baseline_spec, params=params, seed=seed, out_dir=options.out_dir, dataset=dataset,
+                split=split, train=train)))
+    return planned
+
+
+def _baseline_class(name: str):
+    from facebench.baselines.specs import as_baseline_spec
+
+    return as_baseline_spec(BASELINES.get(name)).load()
+
+
 def _preflight(protocol: Protocol, options: RunOptions) -> None:
     """Each baseline to run checks what it needs before any data is read or written (missing weights: one
     sentence, and nothing synthesised or written)."""
-    from facebench.baselines.specs import as_baseline_spec
-
-    wanted = options.baselines or tuple(b.display_name for b in protocol.baselines)
-    for spec in protocol.baselines:
-        if spec.name in wanted or spec.display_name in wanted:
-            cls = as_baseline_spec(BASELINES.get(spec.name)).load()
-            cls.preflight(protocol=protocol, params=cls.Params.model_validate(spec.params))
+    for spec in selected_baselines(protocol, options):
+        cls = _baseline_class(spec.name)
+        cls.preflight(protocol=protocol, params=cls.Params.model_validate(spec.params))
 
 
 def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunOptions, task, dataset: LoadedDataset,
@@ -177,16 +225,14 @@ def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunO
                   identities) -> Path:
     """Train, predict and score one baseline with one seed; return its run directory. Under torchrun every rank
     trains; rank 0 alone holds the lock, writes, predicts and scores."""
-    from facebench.baselines.specs import as_baseline_spec
     from facebench.baselines.training import LoopConfig, resolve_device
 
     started = time.perf_counter()
-    cls = as_baseline_spec(BASELINES.get(baseline_spec.name)).load()
+    cls = _baseline_class(baseline_spec.name)
     params = cls.Params.model_validate(baseline_spec.params)
-    rid = run_id(protocol, baseline_spec.name, params.model_dump(mode="json"), seed, dataset, split,
-                 (train_dataset, train_split))
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in baseline_spec.display_name)
-    run_dir = Path(options.out_dir) / protocol.name / f"{slug}-{rid}"
+    run_dir = run_dir_for(protocol, baseline_spec, params=params.model_dump(mode="json"), seed=seed,
+                          out_dir=options.out_dir, dataset=dataset, split=split, train=(train_dataset, train_split))
+    rid = run_dir.name.rpartition("-")[2]  # the run hash (hex, after the label's slug)
     # One writer per run folder: an identical run started meanwhile waits here, then finds results.json. The ranks
     # of a torchrun launch are one writer: rank 0 holds the lock and tells the others whether the run is done.
     with main_only(run_folder_lock(run_dir, on_wait=console.print)):

@@ -4,8 +4,9 @@ The site is built from ``results.json`` documents only (never from images) and w
 
 - ``index.html`` — one row per protocol, with its best entry on the primary metric;
 - ``protocols/<protocol>/index.html`` — a sortable table of the protocol's baselines and submissions (primary
-  metric with interval and ``n``, worst group, largest gap with its interval) and the published reference
-  numbers beside them, each marked comparable or "reference only" with the reason
+  metric with interval and ``n``, worst group, largest gap with its interval; baseline runs that differ only by
+  seed share one row, with the mean and t interval over seeds and a list of the seed runs) and the published
+  reference numbers beside them, each marked comparable or "reference only" with the reason
   (:func:`facebench.comparability.judge`);
 - ``protocols/<protocol>/<run>.html`` — the run's bias report, laid out by the same macros as the
   per-protocol report (:mod:`facebench.reports.bias_report`);
@@ -43,6 +44,7 @@ from facebench.reports.bias_report import (
     reference_rows,
     run_view,
 )
+from facebench.reports.over_seeds import group_by_seed, over_seeds, worst_group
 from facebench.results import Run, load_run, read_json
 
 #: ``manifest.json``'s ``schema``; bump on any incompatible change of the manifest or the ``runs/`` layout.
@@ -205,6 +207,7 @@ def leaderboard_row(entry: SiteEntry) -> dict[str, Any]:
         "primary": run.primary_value,
         "worst": worst,
         "largest_gap": largest,
+        "seeds": [],  # one run: see seed_group_row for runs that differ only by seed
         "synthetic": run.synthetic,
         "data_fingerprint": str(run.results["data"].get("fingerprint") or "")[:8],
         "profile": run.results["protocol"].get("profile", ""),
@@ -212,12 +215,54 @@ def leaderboard_row(entry: SiteEntry) -> dict[str, Any]:
     }
 
 
+def seed_group_row(entries: list[SiteEntry]) -> dict[str, Any]:
+    """One row for runs that differ only by seed (:mod:`facebench.reports.over_seeds`): the primary metric's mean
+    with the t interval over seeds, the worst group and the largest gap averaged over seeds (the gap with its t
+    interval), and ``seeds``: each run's page, seed, value and own bootstrap interval."""
+    runs = [entry.run for entry in entries]
+    summary = over_seeds(runs)
+    attribute = _pick_attribute(runs[0].results["metrics"]["disparities"].get(runs[0].primary_metric, {}))
+    sizes = {row["n"] for row in summary.per_run}
+    gap = summary.largest_gap
+    return {
+        "run": entries[0],
+        "name": runs[0].name,
+        "kind": runs[0].kind,
+        "primary": {**(summary.primary or {}), "n": sizes.pop() if len(sizes) == 1 else None},
+        "seeds": [{"slug": entry.slug, **row} for entry, row in zip(entries, summary.per_run, strict=True)],
+        "worst": worst_group(runs, attribute) if attribute is not None else None,
+        "largest_gap": None if gap is None else {"attribute": gap["attribute"], "gap": gap["value"],
+                                                 "gap_ci_low": gap["ci_low"], "gap_ci_high": gap["ci_high"]},
+        "synthetic": any(run.synthetic for run in runs),
+        "data_fingerprint": str(runs[0].results["data"].get("fingerprint") or "")[:8],
+        "profile": runs[0].results["protocol"].get("profile", ""),
+        "created": max(str((run.results.get("provenance") or {}).get("created_at") or "")[:10] for run in runs),
+    }
+
+
+def _name_variants(rows: list[dict[str, Any]]) -> None:
+    """Rows that share a name (one baseline at several settings, e.g. a sweep's grid points) get ``variant``: the
+    ``--set``/``--grid`` overrides that tell them apart; every other row gets an empty one."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_name.setdefault(row["name"], []).append(row)
+    for same in by_name.values():
+        settings = [set(row["run"].run.protocol.get("overrides") or []) for row in same]
+        common = set.intersection(*settings) if len(same) > 1 else settings[0]
+        for row, own in zip(same, settings, strict=True):
+            row["variant"] = ", ".join(sorted(own - common))
+
+
 def protocol_table(entries: list[SiteEntry]) -> list[dict[str, Any]]:
-    """The rows of one protocol's table, best first on the primary metric, each with its ``rank``."""
+    """The rows of one protocol's table, best first on the primary metric, each with its ``rank``. Baseline runs
+    that differ only by seed share one row (:func:`seed_group_row`)."""
     def best_first(row: dict[str, Any]) -> tuple[float, str]:
         return _badness(row["run"].run.primary_metric, row["primary"].get("value")), row["name"]
 
-    rows = sorted((leaderboard_row(entry) for entry in entries), key=best_first)
+    rows = [leaderboard_row(group[0]) if len(group) == 1 else seed_group_row(group)
+            for group in group_by_seed(entries, run_of=lambda entry: entry.run)]
+    _name_variants(rows)
+    rows.sort(key=best_first)
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return rows

@@ -180,6 +180,9 @@ CASES = [
          "key.path=value"),
     Case("set-unknown-key", "protocol",
          lambda tmp, env: ["run", str(AGE), "--set", "training.epoch=3", "--no-progress"], "did you mean"),
+    Case("grid-unknown-key", "protocol",
+         lambda tmp, env: ["sweep", str(AGE), "--out", str(tmp / "runs"), "--grid", "training.lrr=0.001,0.002",
+                           "--no-progress"], "(with --grid training.lrr=0.001): unknown key 'training.lrr'"),
     # dataset folders
     Case("data-root-missing", "dataset",
          lambda tmp, env: ["run", str(AGE), "--data-root", str(tmp / "nowhere"), "--no-progress"], "not a folder"),
