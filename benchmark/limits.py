@@ -22,6 +22,8 @@ facebench.errors.UserInputError: r.json: nested more than 100 levels deep, more 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -29,9 +31,9 @@ from typing import Any
 
 import yaml
 
-from facebench.errors import UserInputError
+from facebench.errors import UserInputError, shorten
 
-__all__ = ["MAX_DEPTH", "MAX_EXPANDED_NODES", "MAX_JSON_BYTES", "MAX_YAML_BYTES", "load_json", "load_yaml", "read_text"]
+__all__ = ["MAX_DEPTH", "MAX_EXPANDED_NODES", "MAX_JSON_BYTES", "MAX_YAML_BYTES", "csv_rows", "load_json", "load_yaml", "read_text"]
 
 #: Largest YAML file read (protocols and gate files are a few kB).
 MAX_YAML_BYTES = 1 << 20
@@ -165,3 +167,39 @@ def load_yaml(text: str, *, where: str) -> Any:
 def _indent_depth(text: str) -> int:
     """Distinct indentation levels in use: a bound on block-style nesting, checked before the composer runs."""
     return len({len(line) - len(line.lstrip(" -")) for line in text.splitlines() if line.strip()})
+
+
+def csv_rows(path: str | os.PathLike, *, what: str, header: tuple[str, ...], max_bytes: int,
+             rows_are: str = "rows") -> list[tuple[int, list[str]]]:
+    """The data rows of a CSV file with exactly the columns ``header``, as ``(line number, fields)``; or one
+    sentence naming ``what``, the path and the line: what :func:`read_text` refuses, an empty file, another header,
+    a row with another number of fields, text that is not valid CSV, or no data row (``rows_are`` names them).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+    ...     _ = f.write("a,b\\n1,2\\n3\\n")
+    >>> csv_rows(f.name, what="Test file", header=("a", "b"), max_bytes=100)
+    Traceback (most recent call last):
+    ...
+    facebench.errors.UserInputError: Test file ...: line 3 has 1 field; expected 2 (a,b).
+    """
+    text = read_text(path, what=what, max_bytes=max_bytes)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    columns = ",".join(header)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        first = next(reader, None)
+        if first is None:
+            raise UserInputError(f"{what} {path} is empty; it needs the header {columns}.")
+        if tuple(first) != header:
+            raise UserInputError(f"{what} {path}: line 1 is {shorten(','.join(first))}; expected the header {columns}.")
+        for fields in reader:
+            if len(fields) != len(header):
+                raise UserInputError(f"{what} {path}: line {reader.line_num} has {len(fields)} "
+                                     f"field{'s' if len(fields) != 1 else ''}; expected {len(header)} ({columns}).")
+            rows.append((reader.line_num, fields))
+    except csv.Error as error:
+        raise UserInputError(f"{what} {path}: line {reader.line_num} is not valid CSV ({error}).") from None
+    if not rows:
+        raise UserInputError(f"{what} {path} has a header but no {rows_are}.")
+    return rows

@@ -52,7 +52,6 @@ the pairs every rater answered.
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as dt
 import hashlib
 import io
@@ -70,7 +69,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facebench.errors import UserInputError, shorten, validation_error
 from facebench.io import atomic_write, inside, write_json, write_text
-from facebench.limits import load_json, read_text
+from facebench.limits import csv_rows, load_json, read_text
 from facebench.seeding import rng_stream
 
 #: The study manifest's header, exactly (written by the generative runs).
@@ -183,44 +182,28 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
 
     path = Path(path)
     what = "Study manifest"
-    text = read_text(path, what=what, max_bytes=MAX_CSV_BYTES)
     root = path.resolve().parent
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows, seen = [], {}
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise UserInputError(f"{what} {path} is empty; it needs the header {','.join(MANIFEST_HEADER)}.")
-        if tuple(header) != MANIFEST_HEADER:
-            raise UserInputError(f"{what} {path}: line 1 is {shorten(','.join(header))}; expected the header "
-                                 f"{','.join(MANIFEST_HEADER)}.")
-        for fields in reader:
-            where = f"{what} {path}: line {reader.line_num}"
-            if len(fields) != len(MANIFEST_HEADER):
-                raise UserInputError(f"{where} has {len(fields)} fields; expected {len(MANIFEST_HEADER)} "
-                                     f"({','.join(MANIFEST_HEADER)}).")
-            for name, value in zip(MANIFEST_HEADER, fields, strict=True):
-                if value.strip() == "":
-                    raise UserInputError(f"{where} has an empty {name}.")
-            image, domain, group, source_id = fields
-            for name, value in (("domain", domain), ("group", group)):
-                problem = _label_problem(value)
-                if problem:
-                    raise UserInputError(f"{where}: {name} {shorten(value)} {problem}.")
-            file = inside(root, image, where=f"{where} names image", root_name="the manifest's folder")
-            if file in seen:
-                raise UserInputError(f"{where} lists image {shorten(image)} again (first on line {seen[file]}).")
-            if not file.is_file():
-                raise UserInputError(f"{where} names image {shorten(image)}, which is not a file.")
-            problem = image_problem(file)
+    for line, fields in csv_rows(path, what=what, header=MANIFEST_HEADER, max_bytes=MAX_CSV_BYTES, rows_are="images"):
+        where = f"{what} {path}: line {line}"
+        for name, value in zip(MANIFEST_HEADER, fields, strict=True):
+            if value.strip() == "":
+                raise UserInputError(f"{where} has an empty {name}.")
+        image, domain, group, source_id = fields
+        for name, value in (("domain", domain), ("group", group)):
+            problem = _label_problem(value)
             if problem:
-                raise UserInputError(f"{where}: image {shorten(image)} is {problem}.")
-            seen[file] = reader.line_num
-            rows.append((image, domain, group, source_id, reader.line_num))
-    except csv.Error as error:
-        raise UserInputError(f"{what} {path}: line {reader.line_num} is not valid CSV ({error}).") from None
-    if not rows:
-        raise UserInputError(f"{what} {path} has a header but no images.")
+                raise UserInputError(f"{where}: {name} {shorten(value)} {problem}.")
+        file = inside(root, image, where=f"{where} names image", root_name="the manifest's folder")
+        if file in seen:
+            raise UserInputError(f"{where} lists image {shorten(image)} again (first on line {seen[file]}).")
+        if not file.is_file():
+            raise UserInputError(f"{where} names image {shorten(image)}, which is not a file.")
+        problem = image_problem(file)
+        if problem:
+            raise UserInputError(f"{where}: image {shorten(image)} is {problem}.")
+        seen[file] = line
+        rows.append((image, domain, group, source_id, line))
     frame = pd.DataFrame(rows, columns=[*MANIFEST_HEADER, "line"])
     domains = list(dict.fromkeys(frame["domain"]))
     if len(domains) != 2:
@@ -396,52 +379,36 @@ def read_ratings(paths: Sequence[str | os.PathLike], key: StudyKey) -> pd.DataFr
     seen: dict[tuple[str, str], str] = {}
     for path in map(Path, paths):
         what = "Ratings file"
-        text = read_text(path, what=what, max_bytes=MAX_CSV_BYTES)
-        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-        n_before = len(rows)
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise UserInputError(f"{what} {path} is empty; it needs the header {','.join(RATINGS_HEADER)}.")
-            if tuple(header) != RATINGS_HEADER:
-                raise UserInputError(f"{what} {path}: line 1 is {shorten(','.join(header))}; expected the header "
-                                     f"{','.join(RATINGS_HEADER)}.")
-            for fields in reader:
-                where = f"{what} {path}: line {reader.line_num}"
-                if len(fields) != len(RATINGS_HEADER):
-                    raise UserInputError(f"{where} has {len(fields)} fields; expected {len(RATINGS_HEADER)} "
-                                         f"({','.join(RATINGS_HEADER)}).")
-                study, rater, pair, chosen, response, answered = fields
-                if study != key.study:
-                    raise UserInputError(f"{where} belongs to study {shorten(study)}, not to this key's study "
-                                         f"{key.study}.")
-                if not RATER_PATTERN.fullmatch(rater):
-                    raise UserInputError(f"{where} has rater id {shorten(rater)}; a rater id is 1-64 letters, digits, "
-                                         "spaces or _.@- and starts with a letter or digit.")
-                if pair not in pairs:
-                    raise UserInputError(f"{where} rates pair {shorten(pair)}, which the key does not list.")
-                if chosen not in ("left", "right"):
-                    raise UserInputError(f"{where} has chosen {shorten(chosen)}; expected left or right.")
-                if not re.fullmatch(r"[0-9]{1,9}", response) or int(response) > MAX_RESPONSE_MS:
-                    raise UserInputError(f"{where} has response_ms {shorten(response)}; expected whole milliseconds "
-                                         f"from 0 to {MAX_RESPONSE_MS}.")
-                try:
-                    # The page writes Date.toISOString() ("...Z"); Python 3.10's fromisoformat wants "+00:00".
-                    when = dt.datetime.fromisoformat(answered[:-1] + "+00:00" if answered.endswith("Z") else answered)
-                except ValueError:
-                    raise UserInputError(f"{where} has answered_at {shorten(answered)}, which is not an ISO 8601 "
-                                         "time.") from None
-                if (rater, pair) in seen:
-                    raise UserInputError(f"{where} rates pair {pair} by rater {shorten(rater)} again (first at "
-                                         f"{seen[(rater, pair)]}); give each rating once.")
-                seen[(rater, pair)] = f"{path}: line {reader.line_num}"
-                side = getattr(pairs[pair], chosen)
-                rows.append((rater, pair, pairs[pair].group, side.domain, chosen, int(response),
-                             when.isoformat(), str(path), reader.line_num))
-        except csv.Error as error:
-            raise UserInputError(f"{what} {path}: line {reader.line_num} is not valid CSV ({error}).") from None
-        if len(rows) == n_before:
-            raise UserInputError(f"{what} {path} has a header but no ratings.")
+        for line, fields in csv_rows(path, what=what, header=RATINGS_HEADER, max_bytes=MAX_CSV_BYTES,
+                                     rows_are="ratings"):
+            where = f"{what} {path}: line {line}"
+            study, rater, pair, chosen, response, answered = fields
+            if study != key.study:
+                raise UserInputError(f"{where} belongs to study {shorten(study)}, not to this key's study "
+                                     f"{key.study}.")
+            if not RATER_PATTERN.fullmatch(rater):
+                raise UserInputError(f"{where} has rater id {shorten(rater)}; a rater id is 1-64 letters, digits, "
+                                     "spaces or _.@- and starts with a letter or digit.")
+            if pair not in pairs:
+                raise UserInputError(f"{where} rates pair {shorten(pair)}, which the key does not list.")
+            if chosen not in ("left", "right"):
+                raise UserInputError(f"{where} has chosen {shorten(chosen)}; expected left or right.")
+            if not re.fullmatch(r"[0-9]{1,9}", response) or int(response) > MAX_RESPONSE_MS:
+                raise UserInputError(f"{where} has response_ms {shorten(response)}; expected whole milliseconds "
+                                     f"from 0 to {MAX_RESPONSE_MS}.")
+            try:
+                # The page writes Date.toISOString() ("...Z"); Python 3.10's fromisoformat wants "+00:00".
+                when = dt.datetime.fromisoformat(answered[:-1] + "+00:00" if answered.endswith("Z") else answered)
+            except ValueError:
+                raise UserInputError(f"{where} has answered_at {shorten(answered)}, which is not an ISO 8601 "
+                                     "time.") from None
+            if (rater, pair) in seen:
+                raise UserInputError(f"{where} rates pair {pair} by rater {shorten(rater)} again (first at "
+                                     f"{seen[(rater, pair)]}); give each rating once.")
+            seen[(rater, pair)] = f"{path}: line {line}"
+            side = getattr(pairs[pair], chosen)
+            rows.append((rater, pair, pairs[pair].group, side.domain, chosen, int(response),
+                         when.isoformat(), str(path), line))
     return pd.DataFrame(rows, columns=["rater", "pair", "group", "chosen_domain", "chosen_side", "response_ms",
                                        "answered_at", "file", "line"])
 

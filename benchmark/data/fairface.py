@@ -33,8 +33,6 @@ Variants: ``trainval`` (both label files), ``train`` or ``val`` (one of them).
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 from dataclasses import dataclass
@@ -56,7 +54,7 @@ from facebench.data.table import (
 )
 from facebench.data.table import RACES as TABLE_RACES
 from facebench.errors import UserInputError, did_you_mean, shorten
-from facebench.limits import read_text
+from facebench.limits import csv_rows
 
 HEADER: tuple[str, ...] = ("file", "age", "gender", "race", "service_test")
 #: Age bins as written in the CSV, in order.
@@ -98,41 +96,24 @@ def _rows(path: Path, part: str) -> list[tuple[int, list[str]]]:
     if not path.is_file():
         raise UserInputError(f"FairFace root {path.parent} has no {path.name}; download the {part} labels "
                              "(github.com/joojs/fairface) and put them beside train/ and val/.")
-    text = read_text(path, what="FairFace label file", max_bytes=MAX_BYTES)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[tuple[int, list[str]]] = []
     seen: dict[str, int] = {}
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise UserInputError(f"FairFace label file {path} is empty; it needs the header {','.join(HEADER)}.")
-        if tuple(header) != HEADER:
-            raise UserInputError(f"FairFace label file {path}: line 1 is {shorten(','.join(header))}; expected the "
-                                 f"header {','.join(HEADER)}.")
-        for fields in reader:
-            line = reader.line_num
-            where = f"FairFace label file {path}: line {line}"
-            if len(fields) != len(HEADER):
-                raise UserInputError(f"{where} has {len(fields)} field{'s' if len(fields) != 1 else ''}; expected "
-                                     f"{len(HEADER)} ({','.join(HEADER)}).")
-            file, age, gender, race, service = fields
-            checks = (("age bin", age, AGE_BINS), ("gender", gender, tuple(GENDER_CODES)), ("race", race, RACES),
-                      ("service_test", service, tuple(SERVICE_TEST)))
-            for what, value, allowed in checks:
-                if value not in allowed:
-                    raise UserInputError(f"{where} has {what} {shorten(value)}{did_you_mean(value, allowed)}; "
-                                         f"FairFace's are {', '.join(allowed)}.")
-            match = FILE_NAME.fullmatch(file)
-            if match is None or match.group(1) != part:
-                raise UserInputError(f"{where} has file {shorten(file)}; expected a {part} image like {part}/1.jpg.")
-            if file in seen:
-                raise UserInputError(f"{where} lists {file} again (first on line {seen[file]}).")
-            seen[file] = line
-            rows.append((line, fields))
-    except csv.Error as error:
-        raise UserInputError(f"FairFace label file {path}: line {reader.line_num} is not valid CSV ({error}).") from None
-    if not rows:
-        raise UserInputError(f"FairFace label file {path} has a header but no rows.")
+    for line, fields in csv_rows(path, what="FairFace label file", header=HEADER, max_bytes=MAX_BYTES):
+        where = f"FairFace label file {path}: line {line}"
+        file, age, gender, race, service = fields
+        checks = (("age bin", age, AGE_BINS), ("gender", gender, tuple(GENDER_CODES)), ("race", race, RACES),
+                  ("service_test", service, tuple(SERVICE_TEST)))
+        for what, value, allowed in checks:
+            if value not in allowed:
+                raise UserInputError(f"{where} has {what} {shorten(value)}{did_you_mean(value, allowed)}; "
+                                     f"FairFace's are {', '.join(allowed)}.")
+        match = FILE_NAME.fullmatch(file)
+        if match is None or match.group(1) != part:
+            raise UserInputError(f"{where} has file {shorten(file)}; expected a {part} image like {part}/1.jpg.")
+        if file in seen:
+            raise UserInputError(f"{where} lists {file} again (first on line {seen[file]}).")
+        seen[file] = line
+        rows.append((line, fields))
     return rows
 
 
