@@ -44,7 +44,7 @@ def test_dataset_options_and_repeats_enter_the_fingerprint_when_set() -> None:
     assert plain.dataset.options["race_annotations"] == "race_annotations.csv"
     other = load_protocol("race_utk_celeba", overrides=["dataset.options.race_annotations=mine.csv"])
     assert other.fingerprint() != plain.fingerprint()
-    assert load_protocol("race_utk_celeba", overrides=["repeats=3"]).fingerprint() != plain.fingerprint()
+    assert load_protocol("race_utk_celeba", overrides=["repeats=4"]).fingerprint() != plain.fingerprint()
 
 
 @pytest.mark.parametrize(("override", "fragment"), [
