@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from facebench.baselines.base import Baseline
-from facebench.baselines.training import StepContext, TrainHistory, resolve_device
+from facebench.baselines.training import StepContext, resolve_device
 from facebench.errors import UserInputError
 from facebench.io import atomic_write
 
@@ -217,9 +217,6 @@ class GenerativeBaseline(Baseline):
     @abstractmethod
     def translate(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Generated images in [−1, 1] from images ``x`` in [−1, 1] and conditions ``c``."""
-
-    def fit_history(self, history: TrainHistory) -> TrainHistory:
-        return history
 
     @torch.no_grad()
     def generate(self, images: np.ndarray, sources: pd.DataFrame, targets: list[dict[str, float]], *,

@@ -262,7 +262,7 @@ def _cmd_evaluate(args) -> int:
     else:
         run_dir = score_submission(protocol=protocol, dataset=dataset, split=split, predictions=args.predictions,
                                    out=args.out, name=args.name or args.predictions.stem, source=str(args.predictions),
-                                   seed=args.seed)
+                                   seed=args.seed, cache_dir=cache_dir)
     report = write_protocol_report(run_dir.parent)
     print(f"results: {run_dir / 'results.json'}")
     print(f"report:  {report}")
