@@ -31,7 +31,7 @@ def gap_sentence(metric: str, attribute: str, gap: dict[str, Any]) -> str:
 
     >>> gap_sentence("kid@verifier", "domain", {"worst_group": "CelebO", "best_group": "CelebC", "worst_value": 0.02,
     ...              "best_value": 0.01, "gap": 0.01, "gap_ci_low": 0.004, "gap_ci_high": 0.016})   # doctest: +ELLIPSIS
-    'kid@verifier (lower is better): the CelebO faces score 0.020, the CelebC faces 0.010; CelebO is worse by 0.010 (95 % interval 0.0040 to 0.016), an interval that excludes 0.'
+    'kid@verifier (lower is better): the CelebO faces score 0.020, the CelebC faces 0.010; CelebO is worse by 0.010 (95 % interval 0.004 to 0.016), an interval that excludes 0.'
     """
     spec = get_metric(metric)
     direction = "higher is better" if spec.higher_is_better else "closer to 0 is better" if spec.worst_by_abs \
@@ -43,7 +43,7 @@ def gap_sentence(metric: str, attribute: str, gap: dict[str, Any]) -> str:
         verdict = "an interval that excludes 0"
     else:
         verdict = "an interval that includes 0: no gap is established at this size"
-    interval = f" (95 % interval {_number(low, 2)} to {_number(high, 2)})" if low is not None else ""
+    interval = f" (95 % interval {_number(low)} to {_number(high)})" if low is not None else ""
     return (f"{metric} ({direction}): the {gap['worst_group']} faces score {_number(gap['worst_value'])}, the "
             f"{gap['best_group']} faces {_number(gap['best_value'])}; {gap['worst_group']} is worse by "
             f"{_number(gap['gap'])}{interval}, {verdict}.")
