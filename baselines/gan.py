@@ -242,3 +242,66 @@ class GenerativeBaseline(Baseline):
     def predict(self, images: np.ndarray) -> np.ndarray:
         raise UserInputError(f"baseline {type(self).__name__} generates faces for edit requests; the face_generation "
                              "task asks it through generate(images, sources, targets), not predict().")
+
+
+# ------------------------------------------------------------------------------------------------ GPU smoke step
+
+#: The protocol whose ``paper`` profile each generator's smoke step uses.
+SMOKE_PROTOCOLS = {"acgan": "gan_aging_morph", "stargan": "gan_celeba_realism"}
+
+
+def amp_smoke(kind: str, *, device: str = "cuda", steps: int = 10, image_size: int | None = None,
+              batch_size: int | None = None, seed: int = 0) -> dict[str, object]:
+    """A few training steps of a generator's ``paper`` profile (its networks, image size, batch and weights) with AMP
+    on ``device``, on random uint8 images, through the shared loop: for ``scripts/gpu_check.py`` (issue 15: "on a GPU,
+    the paper profile of AcGAN trains with AMP"). ``steps`` counts critic steps (StarGAN takes a generator step every
+    ``n_critic``-th). ``image_size`` / ``batch_size`` shrink it (the critic's depth is cut to fit the size) for a CPU
+    smoke test. Returns the last epoch's log with the wall time, images/s, peak GPU memory and whether AMP was on;
+    raises ``RuntimeError`` if a logged loss is not finite.
+
+    >>> log = amp_smoke("acgan", device="cpu", steps=2, image_size=16, batch_size=2)   # doctest: +SKIP
+    """
+    import time
+
+    from facebench.baselines.specs import as_baseline_spec
+    from facebench.baselines.training import LoopConfig
+    from facebench.fit_data import GenerationFitData
+    from facebench.protocol import load_protocol
+    from facebench.registry import BASELINES
+
+    protocol = load_protocol(SMOKE_PROTOCOLS[kind], profile="paper")
+    entry = protocol.baselines[0]
+    cls = as_baseline_spec(BASELINES.get(entry.name)).load()
+    params = cls.Params.model_validate(entry.params)
+    if image_size is not None:
+        protocol = protocol.model_copy(update={"model": protocol.model.model_copy(update={"image_size": image_size})})
+        depth = params.d_repeat_num
+        while depth > 1 and image_size % 2**depth:
+            depth -= 1
+        params = params.model_copy(update={"d_repeat_num": depth})
+    size, batch = protocol.model.image_size, batch_size or protocol.training.batch_size
+    rng = np.random.default_rng(seed)
+    n = steps * batch
+    labels = pd.DataFrame({"age": rng.integers(10, 70, n)})
+    for attribute in getattr(params, "attributes", ()):
+        labels[attribute] = rng.random(n) < 0.5
+    images = rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+    data = GenerationFitData(train_images=images, train_ages=labels["age"].to_numpy(float), val_images=images[:0],
+                             val_ages=np.zeros(0), train_labels=labels, val_labels=labels.iloc[:0])
+    loop = LoopConfig(epochs=1, batch_size=batch, seed=seed, lr=protocol.training.lr, device=device, amp=True,
+                      progress=False, hflip=protocol.training.hflip)
+    target = resolve_device(device)
+    if target.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(target)
+    started = time.perf_counter()
+    history = cls(protocol=protocol, params=params).fit(data, loop)
+    if target.type == "cuda":
+        torch.cuda.synchronize(target)
+    seconds = time.perf_counter() - started
+    log = dict(history.epochs[-1])
+    bad = [k for k, v in log.items() if isinstance(v, float) and not np.isfinite(v)]
+    if bad:
+        raise RuntimeError(f"{kind} AMP smoke step: {', '.join(bad)} not finite")
+    return {**log, "kind": kind, "device": str(target), "amp": target.type == "cuda", "image_size": size,
+            "batch_size": batch, "steps": steps, "wall_seconds": round(seconds, 3), "images_per_s": round(n / seconds, 1),
+            "peak_gib": round(torch.cuda.max_memory_allocated(target) / 2**30, 3) if target.type == "cuda" else None}
