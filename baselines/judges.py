@@ -46,6 +46,7 @@ from facebench.baselines.training import (
 )
 from facebench.errors import UserInputError
 from facebench.fit_data import FaceFitData
+from facebench.seeding import rng_stream
 
 __all__ = ["FEATURE_EXTRACTORS", "AttributeClassifier", "Judges", "JudgeConfig", "train_judges"]
 
@@ -248,19 +249,27 @@ def train_judges(config: JudgeConfig, images: np.ndarray, labels: pd.DataFrame, 
             config.loop(folder, "classifier", progress=progress))
         classifier.eval()
 
+    # The verifier and the age estimator validate on the faces of 5 % of the people (their epoch logs' val_rank1 and
+    # val_mae), who are left out of their training.
     subjects = labels["subject_id"].astype("string").fillna(labels["sample_id"].astype("string")).astype(str).to_numpy()
-    empty = images[:0]
+    people = np.unique(subjects)
+    held = rng_stream(config.seed, "judges", "validation").choice(people, size=max(1, len(people) // 20), replace=False)
+    val = np.isin(subjects, held)
+    train = ~val
     verifier = ArcFace(protocol=protocol, params=ArcFaceParams(embedding_dim=settings.embedding_dim,
                                                                scale=settings.arcface_scale, flip_test=False))
-    verifier.fit(FaceFitData(train_images=images, train_ages=np.full(len(images), np.nan), val_images=empty,
-                             val_ages=np.zeros(0), train_subjects=subjects),
+    verifier.fit(FaceFitData(train_images=images[train], train_ages=np.full(int(train.sum()), np.nan),
+                             val_images=images[val], val_ages=np.full(int(val.sum()), np.nan),
+                             train_subjects=subjects[train], val_subjects=subjects[val]),
                  config.loop(folder, "verifier", progress=progress))
 
     age_estimator = None
     if config.ages:
-        known = labels["age"].notna().to_numpy()
+        ages = pd.to_numeric(labels["age"]).to_numpy(dtype=float, na_value=np.nan)
+        known = np.isfinite(ages)
         age_estimator = SourceOnly(protocol=protocol, params=SourceOnlyParams())
-        age_estimator.fit(FaceFitData(train_images=images[known], train_ages=labels["age"][known].to_numpy(dtype=float),
-                                      val_images=empty, val_ages=np.zeros(0), train_subjects=subjects[known]),
+        age_estimator.fit(FaceFitData(train_images=images[known & train], train_ages=ages[known & train],
+                                      val_images=images[known & val], val_ages=ages[known & val],
+                                      train_subjects=subjects[known & train]),
                           config.loop(folder, "age_estimator", progress=progress))
     return Judges(config=config, classifier=classifier, verifier=verifier, age_estimator=age_estimator, folder=folder)
