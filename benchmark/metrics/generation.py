@@ -427,6 +427,7 @@ class SetDistance(WeightedAggregate):
         self.kind, self.extractor = kind, extractor
         self.fake, self.real, self.real_cells = fake, real, real_cells
         self._references: dict[bytes, tuple] = {}
+        self._pools: dict[tuple, dict[str, np.ndarray]] = {}
 
     def bind(self, *, fake: np.ndarray, real: np.ndarray, real_cells: np.ndarray) -> SetDistance:
         """This metric on one run's generated features ``fake`` (rows indexed by ``y_pred``) and real features
@@ -465,26 +466,25 @@ class SetDistance(WeightedAggregate):
         reference = self._reference(np.asarray(y_true))
         if reference is None:
             return out
-        f = self.fake[np.asarray(y_pred).astype(np.int64)]
+        rows = np.asarray(y_pred).astype(np.int64)
         _, first, pool = np.unique(weights.T, axis=0, return_index=True, return_inverse=True)
         pool = pool.reshape(-1)
-        n_pools = len(first)
         w = weights[:, first]  # (B, P): each pool's weight per draw
-        size = np.bincount(pool, minlength=n_pools).astype(np.float64)
-        total = w @ size
+        pooled = self._pooled(rows, pool, len(first), reference)
+        total = w @ pooled["size"]
         ok = total > 1
         if not ok.any():
             return out
         w, total = w[ok], total[ok]
-        mean = (w @ _pool_sum(f, pool, n_pools)) / total[:, None]  # (B, d)
+        mean = (w @ pooled["sum"]) / total[:, None]  # (B, d): Σ w_i f_i / W
         if self.kind == "fid":
             mu_r, trace_r, root_r = reference
-            rows = w[:, pool]  # (B, n): each row's weight per draw
+            d = mean.shape[1]
             values = np.empty(len(total))
-            for start in range(0, len(total), 16):  # bounded memory: 16 draws of (n, d) at a time
-                stop = start + 16
+            for start in range(0, len(total), 64):  # bounded memory: 64 draws of (d, d) at a time
+                stop = start + 64
                 m = mean[start:stop]
-                moment = np.matmul(np.swapaxes(rows[start:stop, :, None] * f[None], 1, 2), f)  # Σ w_i f_i f_iᵀ
+                moment = (w[start:stop] @ pooled["moment"]).reshape(-1, d, d)  # Σ w_i f_i f_iᵀ
                 sigma = (moment - total[start:stop, None, None] * np.einsum("bi,bj->bij", m, m)) \
                     / (total[start:stop, None, None] - 1.0)
                 product = root_r @ sigma @ root_r
@@ -493,13 +493,32 @@ class SetDistance(WeightedAggregate):
                                       - 2.0 * np.sqrt(np.clip(eig, 0, None)).sum(axis=1))
             out[ok] = values
             return out
-        real, within_real = reference
-        k_ff = polynomial_kernel(f, f)
-        pooled = _pool_sum(_pool_sum(k_ff, pool, n_pools).T, pool, n_pools)
-        diagonal = np.bincount(pool, weights=np.diag(k_ff), minlength=n_pools)
-        cross = np.bincount(pool, weights=polynomial_kernel(f, real).mean(axis=1), minlength=n_pools)
-        same = (np.einsum("bi,ij,bj->b", w, pooled, w) - w @ diagonal) / (total * (total - 1.0))
-        out[ok] = same + within_real - 2.0 * (w @ cross) / total
+        _, within_real = reference
+        same = (np.einsum("bi,ij,bj->b", w, pooled["kernel"], w) - w @ pooled["diagonal"]) / (total * (total - 1.0))
+        out[ok] = same + within_real - 2.0 * (w @ pooled["cross"]) / total
+        return out
+
+    def _pooled(self, rows: np.ndarray, pool: np.ndarray, n_pools: int, reference: tuple) -> dict[str, np.ndarray]:
+        """Per-pool sums of the generated rows' features (and, for FID, second moments; for KID, kernel sums), cached
+        per (rows, pools): the engine scores each group's draws in several blocks with the same pools."""
+        key = (rows.tobytes(), pool.astype(np.int64).tobytes(), len(reference))
+        if key in self._pools:
+            return self._pools[key]
+        f = self.fake[rows]
+        out = {"size": np.bincount(pool, minlength=n_pools).astype(np.float64), "sum": _pool_sum(f, pool, n_pools)}
+        if self.kind == "fid":
+            order = np.argsort(pool, kind="stable")
+            bounds = np.searchsorted(pool[order], np.arange(n_pools + 1))
+            out["moment"] = np.stack([f[order[a:b]].T @ f[order[a:b]] for a, b in zip(bounds[:-1], bounds[1:],
+                                                                                        strict=True)]).reshape(n_pools, -1)
+        else:
+            k_ff = polynomial_kernel(f, f)
+            out["kernel"] = _pool_sum(_pool_sum(k_ff, pool, n_pools).T, pool, n_pools)
+            out["diagonal"] = np.bincount(pool, weights=np.diag(k_ff), minlength=n_pools)
+            out["cross"] = np.bincount(pool, weights=polynomial_kernel(f, reference[0]).mean(axis=1), minlength=n_pools)
+        if len(self._pools) > 512:  # a bound on memory; entries are (pools x pools) at most
+            self._pools.clear()
+        self._pools[key] = out
         return out
 
     def __call__(self, y_true: np.ndarray, y_pred: np.ndarray, index: np.ndarray) -> np.ndarray:
