@@ -445,8 +445,11 @@ class SetDistance(WeightedAggregate):
                 self._references[key] = None
             elif self.kind == "fid":
                 mu, sigma = feature_statistics(real)
-                root = scipy.linalg.sqrtm(sigma)
-                self._references[key] = (mu, np.trace(sigma), np.real(root))
+                # the symmetric square root of a PSD matrix from its eigendecomposition (exact where sqrtm warns about
+                # a singular covariance: fewer faces than features); tr √(Σ_r Σ_w) = tr √(Σ_r^½ Σ_w Σ_r^½)
+                values, vectors = np.linalg.eigh(sigma)
+                root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+                self._references[key] = (mu, np.trace(sigma), root)
             else:
                 k = polynomial_kernel(real, real)
                 m = len(real)
