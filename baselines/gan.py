@@ -171,7 +171,7 @@ def image_grid(rows: np.ndarray) -> np.ndarray:
     one-pixel white border between cells.
 
     >>> image_grid(np.zeros((2, 3, 3, 4, 4), dtype=np.uint8)).shape
-    (11, 17, 3)
+    (11, 16, 3)
     """
     r, c, _, h, w = rows.shape
     grid = np.full((r * (h + 1) + 1, c * (w + 1) + 1, 3), 255, dtype=np.uint8)
