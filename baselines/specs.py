@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from facebench.baselines.params import (
+    AcGANParams,
     AdaptationParams,
     ArcFaceAgeParams,
     ArcFaceParams,
@@ -24,6 +25,7 @@ from facebench.baselines.params import (
     PairwiseParams,
     RaceTransferParams,
     SourceOnlyParams,
+    StarGANParams,
 )
 
 if TYPE_CHECKING:
@@ -77,3 +79,6 @@ DLIB_RESNET = BaselineSpec(implementation="facebench.baselines.dlib_embedder:Dli
                            params=DlibResNetParams)
 RACE_TRANSFER = BaselineSpec(implementation="facebench.baselines.race_transfer:RaceTransfer",
                              task="race_classification", params=RaceTransferParams)
+STARGAN = BaselineSpec(implementation="facebench.baselines.stargan:StarGAN", task="face_generation",
+                      params=StarGANParams)
+ACGAN = BaselineSpec(implementation="facebench.baselines.acgan:AcGAN", task="face_generation", params=AcGANParams)

@@ -309,7 +309,8 @@ def submission_dir(out: Path, protocol_name: str, name: str) -> Path:
 
 
 def score_submission(*, protocol: Protocol, dataset: LoadedDataset, split: Split, predictions: Path, out: Path,
-                     name: str, source: str, seed: int, device: str = "cpu", started: float | None = None) -> Path:
+                     name: str, source: str, seed: int, device: str = "cpu", started: float | None = None,
+                     cache_dir: Path | None = None) -> Path:
     """Score a predictions file as submission ``name``; return its run directory ``OUT/<protocol>/submission-<name>``.
 
     Scoring is :func:`facebench.evaluate.score_predictions_file`. All or nothing: the run directory is written
@@ -327,7 +328,7 @@ def score_submission(*, protocol: Protocol, dataset: LoadedDataset, split: Split
         remove_stale_partials(run_dir)  # left by a scoring process that was killed
         partial = partial_folder(run_dir)
         score_predictions_file(protocol=protocol, dataset=dataset, split=split, predictions=predictions, out_dir=partial,
-                               seed=seed, device=device, started=started,
+                               seed=seed, device=device, started=started, cache_dir=cache_dir,
                                baseline={"name": name, "params": {}, "kind": "submission", "source": source})
         replace_folder(partial, run_dir)
     except BaseException:
@@ -364,4 +365,4 @@ def evaluate_model(model: UserModel, *, protocol: Protocol, dataset: LoadedDatas
         task.write_predictions(predictions, ids, outputs)
         return score_submission(protocol=protocol, dataset=dataset, split=split, predictions=predictions, out=out,
                                 name=name or model.name, source=f"model:{model.spec}", seed=seed, device=str(device),
-                                started=started)
+                                started=started, cache_dir=cache_dir)

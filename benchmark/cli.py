@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="(re)build the HTML bias report of a protocol's run folder")
     report.add_argument("folder", type=Path, help="OUT/<protocol> folder holding run directories")
+    report.add_argument("--show-real-faces", action="store_true", help="include the generated-face sample grids of runs "
+                        "on real datasets (face_generation protocols; without it a report shows synthetic faces only)")
     report.set_defaults(handler=_cmd_report)
 
     leaderboard = commands.add_parser(
@@ -356,7 +358,7 @@ def _cmd_evaluate(args) -> int:
     else:
         run_dir = score_submission(protocol=protocol, dataset=dataset, split=split, predictions=args.predictions,
                                    out=args.out, name=args.name or args.predictions.stem, source=str(args.predictions),
-                                   seed=args.seed)
+                                   seed=args.seed, cache_dir=cache_dir)
     report = write_protocol_report(run_dir.parent)
     print(f"results: {run_dir / 'results.json'}")
     print(f"report:  {report}")
@@ -449,7 +451,7 @@ def _reader_options(items: list[str]) -> dict:
 def _cmd_report(args) -> int:
     from facebench.reports.bias_report import write_protocol_report
 
-    print(f"report:  {write_protocol_report(args.folder)}")
+    print(f"report:  {write_protocol_report(args.folder, real_faces=args.show_real_faces)}")
     return 0
 
 

@@ -21,6 +21,7 @@ from facebench.data.splits import Split
 from facebench.io import atomic_write, write_json
 from facebench.metrics import Disaggregation, get_metric
 from facebench.metrics.clusters import Units
+from facebench.metrics.generation import is_set_metric
 from facebench.protocol import Protocol
 from facebench.registry import TASKS
 from facebench.results import INTERVAL_METHOD, ROW_INTERVAL_METHOD, SCHEMA_VERSION, Results, environment
@@ -75,11 +76,17 @@ def units_section(task, units: Units | None) -> dict[str, Any]:
 
 
 def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, attributes: tuple[str, ...] | None = None,
-                   group_tests: bool = True) -> Scored:
+                   group_tests: bool = True, sets: Any = None) -> Scored:
     """Disaggregate every metric of the protocol over its group attributes (and their intersections);
-    ``group_tests=False`` skips the per-group significance tests (an oracle's exact values need none)."""
+    ``group_tests=False`` skips the per-group significance tests (an oracle's exact values need none). Metrics of
+    sets of samples (FID, KID) are scored by the task's :meth:`~facebench.tasks.base.Task.set_metrics` engine on
+    ``sets`` (the predictions as the task prepared them), with the same units and options (their per-group values,
+    intervals and gaps; no group tests: each would score every group's complement too); without ``sets`` they are left
+    out."""
     attributes = protocol.groups.attributes if attributes is None else attributes
     metrics = [get_metric(name) for name in protocol.evaluation.metrics]
+    per_set = [m for m in metrics if is_set_metric(m)]
+    metrics = [m for m in metrics if not is_set_metric(m)]
     common = dict(n_boot=protocol.evaluation.n_boot, seed=seed, confidence=protocol.evaluation.confidence,
                   intersections=min(protocol.groups.intersections, max(len(attributes), 1)),
                   min_group_size=protocol.groups.min_group_size)
@@ -89,6 +96,10 @@ def score_outcomes(protocol: Protocol, outcomes: pd.DataFrame, *, seed: int, att
     frame = engine.frame()
     gaps = engine.disparities()
     tests = engine.group_tests() if attributes and group_tests else pd.DataFrame()
+    if per_set and sets is not None:
+        on_sets = task.set_metrics(sets, outcomes, per_set, attributes, clusters=clusters, **common)
+        frame = pd.concat([frame, on_sets.frame()], ignore_index=True)
+        gaps = pd.concat([gaps, on_sets.disparities()], ignore_index=True)
     units = units_section(task, engine.units)
     if clusters is not None:  # what the intervals would have claimed had rows been independent
         rows = _engine(task, metrics, outcomes, (), clusters=None, **{**common, "intersections": 1}).frame()
@@ -149,7 +160,7 @@ def score_predictions_file(
     *, protocol: Protocol, dataset: LoadedDataset, split: Split, predictions: Path, out_dir: Path, seed: int,
     baseline: dict[str, Any], training: dict[str, Any] | None = None, extra_splits: dict[str, Path] | None = None,
     started: float | None = None, device: str = "cpu", leakage_checks: dict[str, Any] | None = None,
-    train_data: tuple[LoadedDataset, Split] | None = None,
+    train_data: tuple[LoadedDataset, Split] | None = None, cache_dir: Path | None = None,
 ) -> Results:
     """Validate ``predictions`` against the test split, score it, and write the run directory atomically.
 
@@ -164,8 +175,9 @@ def score_predictions_file(
     task = TASKS.get(protocol.task)
     test_ids = split["test"]
     frame = task.read_predictions(predictions, test_ids)  # raises before anything is written
+    frame = task.prepare_scoring(frame, dataset=dataset, split=split, protocol=protocol, seed=seed, cache_dir=cache_dir)
     outcomes = task.outcomes(dataset.table, frame, protocol=protocol, split=split)
-    scored = score_outcomes(protocol, outcomes, seed=seed)
+    scored = score_outcomes(protocol, outcomes, seed=seed, sets=frame)
     metrics = metrics_section(scored)
     differentials = task.differentials(dataset.table, frame, protocol=protocol, split=split, seed=seed)  # None: no view
 
@@ -198,6 +210,7 @@ def score_predictions_file(
             shutil.copyfileobj(source, handle)
     with atomic_write(out_dir / "outcomes.csv", "w", encoding="utf-8", newline="") as handle:
         outcomes.to_csv(handle, index=False, float_format="%.6f")
+    task.write_extras(out_dir, frame, dataset.table, protocol=protocol, split=split, seed=seed)
 
     results: Results = {
         "schema_version": SCHEMA_VERSION,

@@ -5,6 +5,7 @@ train on them), so a task never imports a method module and scoring a prediction
 torch.
 
 >>> import numpy as np
+import pandas as pd
 >>> images = np.zeros((2, 3, 8, 8), dtype=np.uint8)
 >>> data = FaceFitData(train_images=images, train_ages=np.array([20.0, 30.0]), val_images=images[:0],
 ...                    val_ages=np.array([]), train_subjects=np.array([0, 1]))
@@ -17,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["FitData", "FaceFitData", "LabelFitData"]
+__all__ = ["FitData", "FaceFitData", "GenerationFitData", "LabelFitData"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,3 +59,14 @@ class LabelFitData(FitData):
 
     train_labels: np.ndarray
     val_labels: np.ndarray
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationFitData(FitData):
+    """:class:`FitData` for a conditional face generator (task ``face_generation``): ``train_labels`` and
+    ``val_labels`` are the FaceTable rows of the training and validation images (one row per image, in the images'
+    order: ``age``, ``gender``, CelebA's attributes...), from which each generator takes the columns it is
+    conditioned on (StarGAN's ``attributes``, AcGAN's ``age``)."""
+
+    train_labels: pd.DataFrame
+    val_labels: pd.DataFrame

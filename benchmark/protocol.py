@@ -239,6 +239,63 @@ class ComparabilityConditions(_Spec):
     training_data: TrainingDataCondition | None = None
 
 
+class GenerationEdit(_Spec):
+    """One edit the ``face_generation`` task asks of every held-out face: ``set`` attributes to values (a hair colour
+    to 1) or ``flip`` one 0/1 attribute (young to old and back). A request that would not change the face (its hair
+    is already that colour) is not made."""
+
+    name: str = Field(min_length=1, description="how results and reports name the edit, e.g. 'blond hair'")
+    set: dict[str, float] = Field({}, description="label columns and the values asked for, e.g. {Blond_Hair: 1}")
+    flip: str | None = Field(None, description="a 0/1 label column asked for its opposite value, e.g. Young")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GenerationEdit:
+        if bool(self.set) == (self.flip is not None):
+            raise ValueError("an edit gives exactly one of 'set' (values to set) and 'flip' (a column to flip)")
+        return self
+
+
+class JudgeSettings(_Spec):
+    """How the task's judges are trained on the real training images (the generator never sees them score): an
+    attribute classifier (edit success), a face verifier (identity permanence and the realism features) and, for
+    ageing, an age estimator. Their network is the protocol's ``model.backbone`` at ``model.image_size``."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(3e-3, gt=0)
+    embedding_dim: int = Field(128, ge=2, description="the verifier's embedding (also the realism features' width)")
+    arcface_scale: float = Field(16.0, gt=0, description="the verifier's ArcFace scale s (margin 0.35)")
+
+
+class GenerationSection(_Spec):
+    """Task ``face_generation`` only: what the held-out faces are asked for and how the results are judged."""
+
+    edits: tuple[GenerationEdit, ...] = Field((), description="attribute edits asked of every held-out face")
+    age_groups: tuple[int, ...] | None = Field(
+        None, description="ageing: lower edges of the age groups (seed 004: [10, 21, 31, 41, 51]); every face is "
+                          "asked for every older group (Table 2), the first group's faces for every other")
+    domains: tuple[str, str] | None = Field(
+        None, description="names of the faces of the split's train_groups and of the others (seed 001: [CelebC, "
+                          "CelebO]); None: no domain attribute")
+    reference_attributes: tuple[str, ...] = Field(
+        ("gender",), description="the realism of a group's generated faces is measured against the real held-out "
+        "faces that share these attributes with them (and, when ageing, the target age group)")
+    far: float = Field(1e-5, gt=0, lt=1, description="the false accept rate fixing the verifier's threshold on real "
+                       "impostor pairs of the held-out faces (seed 004 Table 2: 1e-5)")
+    judges: JudgeSettings = JudgeSettings()
+    inception_weights: str | None = Field(None, description="a local state dict of torchvision's inception_v3 "
+                                          "(needed by the fid@inception and kid@inception metrics only)")
+    samples_per_domain: int = Field(16, ge=0, description="source faces per domain in the sample grids and the "
+                                    "study manifest's pairs")
+
+    @field_validator("age_groups")
+    @classmethod
+    def _ages_increasing(cls, edges: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if edges is not None and (len(edges) < 2 or list(edges) != sorted(set(edges))):
+            raise ValueError("age_groups must be at least two strictly increasing lower edges")
+        return edges
+
+
 class Protocol(_Spec):
     """A validated protocol with one profile applied: the frozen description of a benchmark run."""
 
@@ -267,6 +324,9 @@ class Protocol(_Spec):
         None, ge=1, le=100, description="train and score every baseline this many times, with seeds --seed, --seed+1, "
         "...; the report gives the mean over repeats with its t interval beside each run's bootstrap interval "
         "(seed 001 section 2.3: n = 5); None: once. Left out of the fingerprint when None")
+    generation: GenerationSection | None = Field(
+        None, description="task face_generation: the edits asked for and how they are judged; left out of the "
+                          "fingerprint when None")
     profile: str = Field(description="the profile applied (set by the loader)")
     overrides: tuple[str, ...] = Field((), description="the --set overrides applied, as given (set by the loader)")
 
@@ -293,6 +353,8 @@ class Protocol(_Spec):
             resolved["train_dataset"] = self.train_dataset.fingerprint_dump()
         if self.repeats is None:
             del resolved["repeats"]
+        if self.generation is None:
+            del resolved["generation"]
         return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
 
 
@@ -508,6 +570,7 @@ def _check_names(protocol: Protocol, where: str) -> None:
             if not as_baseline_spec(BASELINES.get(baseline.name)).leave_one_out_finetune:
                 raise UserInputError(f"{where}: key 'baselines[{i}].name': baseline '{baseline.name}' has no trainable "
                                      "encoder, so training.leave_one_out_finetune cannot fine-tune it.")
+    _check_generation(protocol, where)
     known_attributes = TASKS.get(protocol.task).group_attributes
     for i, attribute in enumerate(protocol.groups.attributes):
         if attribute not in known_attributes:
@@ -525,6 +588,24 @@ def _check_names(protocol: Protocol, where: str) -> None:
             spec.params.model_validate(baseline.params)
         except ValidationError as exc:
             raise validation_error(exc, where=where, model=spec.params, key_prefix=f"{key}.params.") from None
+
+
+def _check_generation(protocol: Protocol, where: str) -> None:
+    """``generation:`` belongs to task face_generation (which needs it); the Inception realism metrics need a
+    weights file (none can be downloaded)."""
+    if (protocol.task == "face_generation") != (protocol.generation is not None):
+        raise UserInputError(f"{where}: key 'generation' is {'required by' if protocol.generation is None else 'only for'}"
+                             f" task face_generation (this protocol's task is '{protocol.task}').")
+    if protocol.generation is None:
+        for i, metric in enumerate(protocol.evaluation.metrics):
+            if metric.startswith(("fid@", "kid@")):
+                raise UserInputError(f"{where}: key 'evaluation.metrics[{i}]': {metric} scores generated faces (task "
+                                     "face_generation only).")
+    elif protocol.generation.inception_weights is None:
+        for i, metric in enumerate(protocol.evaluation.metrics):
+            if metric.endswith("@inception"):
+                raise UserInputError(f"{where}: key 'evaluation.metrics[{i}]': {metric} needs Inception weights; set "
+                                     "generation.inception_weights to a local inception_v3 state dict.")
 
 
 def _check_split_params(protocol: Protocol, where: str) -> None:

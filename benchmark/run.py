@@ -293,7 +293,8 @@ def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunO
                 return run_dir
             task.write_similarity(predictions, test_ids, scores)
         else:
-            task.write_predictions(predictions, scored["test"], baseline.predict(images(scored["test"])))
+            task.write_predictions(predictions, scored["test"], task.model_outputs(
+                baseline, protocol=protocol, table=dataset.table, sample_ids=scored["test"], images=images))
         extra_splits = {}
         for extra in task.extra_splits:  # e.g. the source validation MAE of seed 000's tables
             name = extra.part if extra.dataset == "test" else f"{extra.dataset}_{extra.part}"
@@ -319,7 +320,7 @@ def _run_baseline(protocol: Protocol, baseline_spec, *, seed: int, options: RunO
                                          "split": f"the {len(split['train'])} labelled train images of the test dataset's "
                                                   "split"}} if in_domain and train_dataset is not dataset else {})},
             training={"epochs": history.epochs, "resumed_from_epoch": history.resumed_from_epoch},
-            extra_splits=extra_splits, train_data=(train_dataset, train_split),
+            extra_splits=extra_splits, train_data=(train_dataset, train_split), cache_dir=options.cache_dir,
             leakage_checks={"n_excluded_anchors": len(split["test"]) - len(scored["test"]),
                             "identity_overlap": identities.as_json()},
         )

@@ -593,8 +593,11 @@ def transfer_view(runs: list[Run]) -> dict[str, Any] | None:
             "synthetic": any(r.synthetic for r in runs)}
 
 
-def render_report(runs: list[Run]) -> str:
-    """The per-protocol report page (HTML) for ``runs``, the runs of one protocol."""
+def render_report(runs: list[Run], *, real_faces: bool = False) -> str:
+    """The per-protocol report page (HTML) for ``runs``, the runs of one protocol. Generated-face grids of real data
+    are left out unless ``real_faces`` (:mod:`facebench.reports.generation`)."""
+    from facebench.reports.generation import generation_view
+
     first = runs[0].results
     views = [run_view(r) for r in runs]
     present = {g for v in views for g in v["race_primary"]}
@@ -603,14 +606,15 @@ def render_report(runs: list[Run]) -> str:
         protocol=first["protocol"], data=first["data"], synthetic=any(r.synthetic for r in runs),
         runs=views, races=races, reference=reference_rows(runs, first.get("reference", [])),
         changes=changes_against_reference(runs), paper=paper_table(runs, first.get("reference", [])),
-        transfer=transfer_view(runs),
+        transfer=transfer_view(runs), generation=generation_view(runs, real_faces=real_faces),
         csp=content_security_policy(), script=None,
     )
 
 
-def write_protocol_report(folder: Path) -> Path:
-    """Render ``folder/report.html`` from the run directories in ``folder``; return its path."""
+def write_protocol_report(folder: Path, *, real_faces: bool = False) -> Path:
+    """Render ``folder/report.html`` from the run directories in ``folder``; return its path. ``real_faces``: show the
+    generated-face sample grids of runs on real data too (``facebench report --show-real-faces``)."""
     runs = load_runs(folder)
     path = Path(folder) / "report.html"
-    write_text(path, render_report(runs))
+    write_text(path, render_report(runs, real_faces=real_faces))
     return path

@@ -249,6 +249,8 @@ SYNTHETIC_OVERLAP: dict[str, int | None] = {
     # seed 001's family trains on UTKFace, which names no one
     **{f"race_utk_{target}{table}": None for target in ("celeba", "fairface")
        for table in ("", "_augmentation", "_optimisers", "_summary")},
+    # the generative family holds out whole people (generation_holdout)
+    "gan_celeba_realism": 0, "gan_aging_morph": 0,
 }
 
 
@@ -263,6 +265,8 @@ def test_builtin_protocols_on_small_synthetic_data(path: Path, cache: Path) -> N
         small += ["dataset.synthetic.options={n_folds: 2, pairs_per_fold: 10}"]
     if protocol.split.name == "age_gap_pairs":
         small += ["split.params.n_folds=2", "split.params.pairs_per_fold=10"]
+    if protocol.split.name == "generation_holdout" and protocol.split.params.get("train_groups"):
+        small += ["split.params.test_per_domain=5"]  # seed 001 section 3's held-out CelebC and CelebO faces
     if protocol.split.name == "labelled_subset":  # seed 001's 2,000 + 500 labelled target images
         small += ["split.params.n_train=6", "split.params.n_test=4", "split.params.balanced_test=false"]
     protocol = load_protocol(path, overrides=small)

@@ -35,7 +35,7 @@ def elsewhere(tmp_path: Path, monkeypatch) -> Path:
 
 def test_every_checkout_protocol_is_built_in_under_its_name() -> None:
     assert builtin_protocol_names() == sorted(p.stem for p in (ROOT / "protocols").glob("*.yaml"))
-    assert len(builtin_protocols()) == 21 and all(p.parent == PROTOCOL_DIR for p in builtin_protocols())
+    assert len(builtin_protocols()) == 23 and all(p.parent == PROTOCOL_DIR for p in builtin_protocols())
 
 
 def test_a_name_loads_the_built_in_protocol_from_any_folder(elsewhere: Path) -> None:

@@ -33,6 +33,8 @@ def _one_entry_per_baseline_kind() -> list[tuple[Path, str]]:
     aifr_morph, not aifr_agedb30, for arcface: a minute less of suite time, the same code path for the baseline)."""
     chosen: dict[str, tuple[Path, str]] = {}
     for path in sorted(builtin_protocols(), key=lambda p: (load_protocol(p).train_dataset is not None, p.name)):
+        if load_protocol(path).task == "face_generation":
+            continue  # the generators train judges too: tests/test_gan.py runs each of their protocols at toy size
         for entry in load_protocol(path).baselines:
             chosen.setdefault(entry.name, (path, entry.display_name))
     return sorted(chosen.values(), key=lambda c: c[1])

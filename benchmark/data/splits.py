@@ -411,3 +411,72 @@ def labelled_subset_split(table: pd.DataFrame, *, seed: int, n_train: int = 2000
     return Split(parts={name: tuple(sorted(ids[part_of == name])) for name in ("train", "val", "test")},
                  description=f"{column}-labelled images: {filled['train']} train, {filled['val']} val, {filled['test']} "
                              f"test, disjoint in people (seed {seed})")
+
+
+def generation_holdout_split(table: pd.DataFrame, *, seed: int, train_groups: tuple[str, ...] | list[str] = (),
+                             test_fraction: float = 0.1, test_per_domain: int | None = None,
+                             val_fraction: float = 0.0) -> Split:
+    """Held-out people for a face generator, disjoint in people (whole subjects drawn with ``seed``).
+
+    Without ``train_groups`` (seed 004 section 3.1: "90% for training and the rest for testing without
+    overlapping"): a ``test_fraction`` of the people is ``test``, the rest ``train``. With ``train_groups`` (seed 001
+    section 3: trained on CelebC, the faces annotated White): the generator's ``train`` part holds people of those race
+    groups (:func:`race_label_column`) only; ``test`` holds ``test_per_domain`` images (default: a ``test_fraction``
+    of the out-of-domain images) of held-out people of the train groups and as many of the other groups'; the other
+    groups' remaining people, and images without a race label, form ``judge``: real faces the task's judges train on
+    (with ``train``), never the generator. ``val_fraction`` of the train people validate.
+
+    >>> t = pd.DataFrame({"sample_id": [f"{i}.jpg" for i in range(12)], "subject_id": [str(i // 2) for i in range(12)],
+    ...                   "race": ["white"] * 8 + ["black"] * 4})
+    >>> s = generation_holdout_split(t, seed=0, train_groups=["white"], test_per_domain=2)
+    >>> s.sizes()
+    {'train': 6, 'val': 0, 'test': 4, 'judge': 2}
+    """
+    if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1:
+        raise UserInputError("split.params: test_fraction must be in (0, 1) and val_fraction in [0, 1).")
+    subjects = table["subject_id"].astype("string").fillna(table["sample_id"].astype("string")).astype(str)
+    ids = table["sample_id"].astype(str)
+    rng = np.random.default_rng(seed)
+
+    def shuffled(mask: np.ndarray) -> np.ndarray:
+        unique = np.sort(subjects[mask].unique())
+        return unique[rng.permutation(len(unique))]
+
+    def take(order: np.ndarray, n_images: int) -> set[str]:
+        """Subjects from the front of ``order`` until they hold at least ``n_images`` images."""
+        counts = subjects.value_counts()
+        chosen, total = set(), 0
+        for subject in order:
+            if total >= n_images:
+                break
+            chosen.add(subject)
+            total += int(counts[subject])
+        return chosen
+
+    judge: set[str] = set()
+    if train_groups:
+        race = table[race_label_column(table)].astype("string")
+        inside = race.isin(list(train_groups)).fillna(False).to_numpy(dtype=bool)
+        outside = (race.notna() & ~race.isin(list(train_groups))).fillna(False).to_numpy(dtype=bool)
+        if not inside.any() or not outside.any():
+            raise UserInputError(f"split.params.train_groups: the data have {int(inside.sum())} images of "
+                                 f"{', '.join(train_groups)} and {int(outside.sum())} of other labelled groups; "
+                                 "both are needed.")
+        n = test_per_domain if test_per_domain is not None else max(1, round(test_fraction * int(outside.sum())))
+        if n >= int(outside.sum()):
+            raise UserInputError(f"split.params.test_per_domain: {n} test images per domain leave no other-group "
+                                 f"image for the judges ({int(outside.sum())} in all).")
+        test = take(shuffled(inside), n) | take(shuffled(outside), n)
+        judge = set(subjects[~inside]) - test  # the other groups' rest, and faces without a label
+        rest = [s for s in shuffled(inside) if s not in test]
+    else:
+        order = shuffled(np.ones(len(table), dtype=bool))
+        test = take(order, max(1, round(test_fraction * len(table))))
+        rest = [s for s in order if s not in test]
+    val = set(rest[:round(val_fraction * len(rest))])
+    part = subjects.map(lambda s: "test" if s in test else "judge" if s in judge else "val" if s in val else "train")
+    parts = {name: tuple(sorted(ids[part == name])) for name in ("train", "val", "test", "judge")}
+    groups = f" (train groups: {', '.join(train_groups)})" if train_groups else ""
+    return Split(parts=parts, description=f"generation hold-out{groups}: {len(parts['train'])} train, {len(parts['val'])} "
+                 f"val, {len(parts['test'])} test, {len(parts['judge'])} judge-only images, disjoint in people "
+                 f"(seed {seed})")

@@ -109,6 +109,7 @@ P_AT_1 = Metric(name="p_at_1", description="Precision at 1: fraction of queries 
                 higher_is_better=True, outcome=lambda y_true, y_pred: y_pred, is_rate=True)
 
 for _m in (identification.rank_at(1), identification.rank_at(5), generation.IDENTITY_PRESERVATION,
-           generation.AGE_ACCURACY, MAP, P_AT_1):
+           generation.AGE_ACCURACY, MAP, P_AT_1, generation.EDIT_SUCCESS, generation.IDENTITY_SIMILARITY,
+           generation.AGING_OFFSET, *generation.SET_METRICS):
     if _m.name not in _REGISTRY:
         register_metric(_m)

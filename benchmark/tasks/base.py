@@ -110,6 +110,32 @@ class Task(ABC):
         """An extra view stored under ``metrics.differentials`` in results.json; ``None`` (the default): none."""
         return None
 
+    def model_outputs(self, baseline, *, protocol: Protocol, table: pd.DataFrame, sample_ids: Sequence[str],
+                      images: Callable[[Sequence[str]], np.ndarray]) -> Any:
+        """What the runner asks a fitted baseline for on the test images ``sample_ids`` (``images(ids)`` gives their
+        uint8 store), handed to :meth:`write_predictions`. Default: ``baseline.predict(images(sample_ids))``; the
+        generation task asks for edits of each face instead."""
+        return baseline.predict(images(sample_ids))
+
+    def prepare_scoring(self, predictions: Any, *, dataset, split: Split, protocol: Protocol, seed: int,
+                        cache_dir: Path | None = None, progress: bool = False) -> Any:
+        """What :meth:`read_predictions` returned, made ready for :meth:`outcomes` with the dataset's images at hand
+        (the generation task reads its faces with judges trained on the real images). Default: unchanged."""
+        return predictions
+
+    def set_metrics(self, predictions: Any, outcomes: pd.DataFrame, metrics: Sequence, attributes: Sequence[str], *,
+                    clusters, **options):
+        """The :class:`~facebench.metrics.Disaggregation` of metrics computed on *sets* of samples (FID, KID:
+        :func:`facebench.metrics.generation.is_set_metric`), bound to this run's predictions; only the generation task
+        has them (protocol validation refuses them elsewhere)."""
+        raise UserInputError(f"Task {self.name} computes no set metric such as {metrics[0].name}.")
+
+    def write_extras(self, out_dir: Path, predictions: Any, table: pd.DataFrame, *, protocol: Protocol, split: Split,
+                     seed: int) -> None:
+        """Files a scored run folder holds besides results.json and outcomes.csv (the generation task's sample grids
+        and study manifest). Default: none."""
+        return None
+
     def write_similarity(self, path: Path, sample_ids: Sequence[str], scores: np.ndarray) -> None:
         """Write an N x N similarity matrix as predictions (per-image fine-tuning); only tasks that read
         one accept it (the protocol allows ``training.leave_one_out_finetune`` for those only)."""
