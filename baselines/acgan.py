@@ -254,13 +254,14 @@ class AcGAN(GenerativeBaseline):
         k = min(self.params.sample_images, len(images))
         if k == 0 or loop.checkpoint_dir is None:
             return None
-        from facebench.baselines.training import distributed_rank, resolve_device
+        from facebench.baselines.training import resolve_device
+        from facebench.distributed import is_main
 
         groups = self.params.age_groups
 
         @torch.no_grad()
         def write(epoch: int) -> None:
-            if distributed_rank()[0] != 0:
+            if not is_main():  # only rank 0 writes (torchrun)
                 return
             ages = [{"age": float(edge)} for edge in groups]
             index = [i for i in range(k) for _ in ages]

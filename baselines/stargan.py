@@ -219,7 +219,7 @@ class StarGAN(GenerativeBaseline):
         k = min(self.params.sample_images, len(images))
         if k == 0 or loop.checkpoint_dir is None:
             return None
-        from facebench.baselines.training import distributed_rank
+        from facebench.distributed import is_main
 
         targets = [{a: 1.0} if any(a in g for g in self.params.exclusive) else {a: None}
                    for a in self.params.attributes]
@@ -229,7 +229,7 @@ class StarGAN(GenerativeBaseline):
                     for i in range(k) for t in targets]
 
         def write(epoch: int) -> None:
-            if distributed_rank()[0] != 0:
+            if not is_main():  # only rank 0 writes (torchrun)
                 return
             out = self.generate(images[[i for i, _ in requests]], sources.iloc[[i for i, _ in requests]],
                                 [t for _, t in requests])
