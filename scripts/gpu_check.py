@@ -18,7 +18,8 @@ Rows:
    paper`` (ResNet-50 at 200 px, batch 16) on the synthetic default, random init (no network here:
    ``model.pretrained=null``), ``--paper-epochs`` epochs: wall time, steps, training images/s and MAE.
 3. **``facebench evaluate --model``** with docs/examples/torchvision_adapter.py on CUDA: wall time.
-4. **AcGAN / StarGAN smoke step**: listed as not built until those baselines exist.
+4. **AcGAN / StarGAN smoke steps**: a few training steps of each generator's ``paper`` profile with AMP
+   (``facebench.baselines.gan.amp_smoke``; on the CPU, shrunk to ``--size``/``--batch``).
 
 On a machine without CUDA the script still runs (``--device cpu`` and small sizes are for the smoke test in
 tests/test_gpu_check.py); its numbers then say nothing about GPUs, and the table says which device it used.
@@ -276,7 +277,23 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(("`evaluate --model` (torchvision adapter, random weights)",
                              f"resnet18, on {evaluation['device']}", f"{evaluation['seconds']:.0f} s end to end",
                              f"{evaluation['n']} test images scored"))
-    rows.append(("AcGAN / StarGAN smoke step", "", "not built yet", "seed 001/004 baselines do not exist yet"))
+    from facebench.baselines.gan import amp_smoke
+
+    # The paper profiles' networks, sizes and batches on a GPU; shrunk to --size / --batch on the CPU smoke test.
+    small = {} if device.type == "cuda" else {"image_size": args.size, "batch_size": args.batch}
+    for kind in ("acgan", "stargan"):
+        try:
+            smoke = amp_smoke(kind, device=str(device), steps=max(args.steps, 5 if device.type == "cuda" else 1),
+                              **small)
+        except Exception as error:  # noqa: BLE001 - the table says what failed, the other rows stand
+            rows.append((f"{kind} smoke steps (paper profile, AMP)", "", "failed", f"{type(error).__name__}: {error}"[:300]))
+            continue
+        raw[f"{kind}_smoke"] = smoke
+        memory = f"; peak {smoke['peak_gib']} GiB" if smoke.get("peak_gib") is not None else ""
+        rows.append((f"{kind} smoke steps ({'paper profile, ' if not small else ''}AMP {'on' if smoke['amp'] else 'off'})",
+                     f"{smoke['image_size']}×{smoke['image_size']}, batch {smoke['batch_size']}, {smoke['steps']} "
+                     f"steps, on {smoke['device']}", f"{smoke['images_per_s']} img/s",
+                     f"{smoke['wall_seconds']} s{memory}; losses finite"))
 
     table = [f"Device: {device_name(device)}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}", "",
              "| check | setting | result | notes |", "|---|---|---|---|"]
