@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from facebench.baselines.gan import (
+    AdversarialMethod,
     Critic,
     GenerativeBaseline,
     GeneratorTrunk,
@@ -50,7 +51,6 @@ from facebench.baselines.training import (
     ImageBatches,
     LoopConfig,
     StepContext,
-    TrainableMethod,
     TrainHistory,
     fit,
 )
@@ -133,32 +133,17 @@ class AcGANGenerator(nn.Module):
         return compose(attention, colour, x)
 
 
-class AcGANMethod(TrainableMethod):
+class AcGANMethod(AdversarialMethod):
     """A critic step, then (every ``generator_every``-th step) a generator step, on each batch (eq. 2-6)."""
 
     def __init__(self, *, generator: AcGANGenerator, critic: Critic, params: AcGANParams, loop: LoopConfig,
                  sample_grid=None) -> None:
-        self.generator = generator
-        self.critic = critic
-        self.params = params
-        self.loop = loop
-        self.sample_grid = sample_grid
+        super().__init__(generator=generator, critic=critic, params=params, loop=loop, sample_grid=sample_grid)
         self.n_groups = len(params.age_groups)
-        self._generator_logs: dict[str, list[torch.Tensor]] = {}
-        self._epoch = -1
-
-    def modules(self) -> nn.ModuleDict:
-        return nn.ModuleDict({"generator": self.generator, "critic": self.critic})
-
-    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        p = self.params
-        return {"critic": torch.optim.Adam(self.critic.parameters(), lr=self.loop.lr, betas=(p.beta1, p.beta2)),
-                "generator": torch.optim.Adam(self.generator.parameters(), lr=self.loop.lr, betas=(p.beta1, p.beta2))}
 
     def train_step(self, batches, ctx: StepContext) -> dict[str, torch.Tensor]:
         p = self.params
-        if ctx.epoch != self._epoch:
-            self._epoch, self._generator_logs = ctx.epoch, {}
+        self.start_step(ctx)
         source = batches["source"]
         x_s = to_signed(source["image"])
         y_s = source["group"].long()
@@ -192,15 +177,8 @@ class AcGANMethod(TrainableMethod):
             g_att = attention_loss(attention, lambda_att=p.lambda_att, lambda_tv=p.lambda_tv, form=p.loss_form)
             g_loss = p.lambda_adv * g_adv + g_att + p.lambda_cls * g_cls
             ctx.optimize("generator", g_loss)
-            for key, value in (("g_loss", g_loss), ("g_adv", g_adv), ("g_att", g_att), ("g_cls", g_cls),
-                               ("attention_mean", attention.float().mean())):
-                self._generator_logs.setdefault(key, []).append(value.detach())
-        return logs
-
-    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
-        logs = {key: float(torch.stack(values).double().mean()) for key, values in self._generator_logs.items()}
-        if self.sample_grid is not None:
-            self.sample_grid(ctx.epoch + 1)
+            self.log_generator(g_loss=g_loss, g_adv=g_adv, g_att=g_att, g_cls=g_cls,
+                               attention_mean=attention.float().mean())
         return logs
 
 

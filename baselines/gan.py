@@ -30,11 +30,11 @@ import torch
 from torch import nn
 
 from facebench.baselines.base import Baseline
-from facebench.baselines.training import StepContext, resolve_device
+from facebench.baselines.training import LoopConfig, StepContext, TrainableMethod, resolve_device
 from facebench.errors import UserInputError
 from facebench.io import atomic_write
 
-__all__ = ["Critic", "GenerativeBaseline", "GeneratorTrunk", "ResidualBlock", "gradient_penalty", "image_grid",
+__all__ = ["AdversarialMethod", "Critic", "GenerativeBaseline", "GeneratorTrunk", "ResidualBlock", "gradient_penalty", "image_grid",
            "tile_condition", "to_signed", "to_uint8", "write_png"]
 
 
@@ -193,6 +193,45 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the baseline
+
+
+class AdversarialMethod(TrainableMethod):
+    """What StarGAN's and AcGAN's training methods share: a ``generator`` and a ``critic``, each with its own Adam
+    (β1, β2 of the params) at the loop's rate; the generator's logs averaged over the epoch's generator steps (it does
+    not step on every batch); and ``sample_grid`` (the PNG writer) called after each epoch with the epoch number.
+    Subclasses write ``train_step``, calling :meth:`start_step` first and :meth:`log_generator` after each generator
+    step."""
+
+    def __init__(self, *, generator: nn.Module, critic: nn.Module, params, loop: LoopConfig, sample_grid=None) -> None:
+        self.generator = generator
+        self.critic = critic
+        self.params = params
+        self.loop = loop
+        self.sample_grid = sample_grid
+        self._generator_logs: dict[str, list[torch.Tensor]] = {}
+        self._epoch = -1
+
+    def modules(self) -> nn.ModuleDict:
+        return nn.ModuleDict({"generator": self.generator, "critic": self.critic})
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        p = self.params
+        return {"critic": torch.optim.Adam(self.critic.parameters(), lr=self.loop.lr, betas=(p.beta1, p.beta2)),
+                "generator": torch.optim.Adam(self.generator.parameters(), lr=self.loop.lr, betas=(p.beta1, p.beta2))}
+
+    def start_step(self, ctx: StepContext) -> None:
+        if ctx.epoch != self._epoch:  # a new epoch: its generator logs start empty
+            self._epoch, self._generator_logs = ctx.epoch, {}
+
+    def log_generator(self, **values: torch.Tensor) -> None:
+        for key, value in values.items():
+            self._generator_logs.setdefault(key, []).append(value.detach())
+
+    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
+        logs = {key: float(torch.stack(values).double().mean()) for key, values in self._generator_logs.items()}
+        if self.sample_grid is not None:
+            self.sample_grid(ctx.epoch + 1)
+        return logs
 
 
 class GenerativeBaseline(Baseline):

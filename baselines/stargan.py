@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from facebench.baselines.gan import (
+    AdversarialMethod,
     Critic,
     GenerativeBaseline,
     GeneratorTrunk,
@@ -41,7 +42,6 @@ from facebench.baselines.training import (
     ImageBatches,
     LoopConfig,
     StepContext,
-    TrainableMethod,
     TrainHistory,
     fit,
 )
@@ -85,31 +85,12 @@ def linear_decay(progress: float, start: float | None) -> float:
     return max(0.0, (1.0 - progress) / (1.0 - start))
 
 
-class StarGANMethod(TrainableMethod):
+class StarGANMethod(AdversarialMethod):
     """One critic step per batch, a generator step every ``n_critic``-th (the module docstring's eq. 5 and 8)."""
-
-    def __init__(self, *, generator: StarGANGenerator, critic: Critic, params: StarGANParams, loop: LoopConfig,
-                 sample_grid=None) -> None:
-        self.generator = generator
-        self.critic = critic
-        self.params = params
-        self.loop = loop
-        self.sample_grid = sample_grid  # called after each epoch with the epoch number (writes the PNG)
-        self._generator_logs: dict[str, list[torch.Tensor]] = {}
-        self._epoch = -1
-
-    def modules(self) -> nn.ModuleDict:
-        return nn.ModuleDict({"generator": self.generator, "critic": self.critic})
-
-    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        p = self.params
-        return {"critic": torch.optim.Adam(self.critic.parameters(), lr=self.loop.lr, betas=(p.beta1, p.beta2)),
-                "generator": torch.optim.Adam(self.generator.parameters(), lr=self.loop.lr, betas=(p.beta1, p.beta2))}
 
     def train_step(self, batches, ctx: StepContext) -> dict[str, torch.Tensor]:
         p = self.params
-        if ctx.epoch != self._epoch:  # the generator's logs are averaged over the epoch's generator steps
-            self._epoch, self._generator_logs = ctx.epoch, {}
+        self.start_step(ctx)
         factor = linear_decay(ctx.progress, p.lr_decay_start)  # a pure function of the step: survives a resume
         for optimizer in ctx.optimizers.values():
             for group in optimizer.param_groups:
@@ -144,15 +125,7 @@ class StarGANMethod(TrainableMethod):
                 g_loss_rec = (x_real - x_rec.float()).abs().mean()  # eq. 4
             g_loss = g_loss_fake + p.lambda_rec * g_loss_rec + p.lambda_cls * g_loss_cls
             ctx.optimize("generator", g_loss)
-            for key, value in (("g_loss", g_loss), ("g_adv", g_loss_fake), ("g_cls", g_loss_cls),
-                               ("g_rec", g_loss_rec)):
-                self._generator_logs.setdefault(key, []).append(value.detach())
-        return logs
-
-    def end_of_epoch(self, ctx: StepContext) -> dict[str, float]:
-        logs = {key: float(torch.stack(values).double().mean()) for key, values in self._generator_logs.items()}
-        if self.sample_grid is not None:
-            self.sample_grid(ctx.epoch + 1)
+            self.log_generator(g_loss=g_loss, g_adv=g_loss_fake, g_cls=g_loss_cls, g_rec=g_loss_rec)
         return logs
 
 
