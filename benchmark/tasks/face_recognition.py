@@ -8,6 +8,7 @@ The tasks themselves (:mod:`~facebench.tasks.identification`, :mod:`~facebench.t
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,6 @@ def read_npz_matrix(path: str | Path, expected_ids: tuple[str, ...], *, accepted
     ``accepted``, whose value says whether it is square: (N, D) rows, or (N, N) scores whose diagonal is
     ignored. The matrix comes back reordered to the test ids (rows, and columns too when square). Rows in
     messages are 0-based indices into the file's arrays."""
-    import zipfile
 
     matrix = next(iter(accepted))  # the usual array, named in messages about unreadable files
 
@@ -64,13 +64,7 @@ def read_npz_matrix(path: str | Path, expected_ids: tuple[str, ...], *, accepted
     if not magic.startswith(b"PK"):
         raise UserInputError(f"{path}: not a readable .npz archive (it is not a zip file; write one with "
                              f"numpy.savez(path, sample_id=..., {matrix}=...)).")
-    try:
-        _check_npy_headers(path)
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise UserInputError(f"{path}: not a readable .npz archive ({reason}).") from None
+    arrays = read_npz_arrays(path)
     name = next((key for key in accepted if set(arrays) == {"sample_id", key}), None)
     if name is None:
         names = ", ".join(repr(key)[1:-1] for key in sorted(arrays)) or "none"  # escapes control characters
@@ -160,6 +154,18 @@ class FaceRecognitionTask(Task):
         """
         read = read_npz_matrix(path, expected_ids, accepted={"embedding": False})
         return Embeddings(read.sample_ids, read.matrix)
+
+
+def read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive, read without pickles after each member's header is checked
+    (:func:`_check_npy_headers`); an archive that does not read is one sentence (its reason cut short)."""
+    try:
+        _check_npy_headers(path)
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UserInputError(f"{path}: not a readable .npz archive ({shorten(reason, 80)}).") from None
 
 
 def _check_npy_headers(path: Path) -> None:

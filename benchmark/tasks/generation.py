@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import csv
 import io
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,20 +192,14 @@ class FaceGenerationTask(Task):
                      edit=np.asarray(outputs.edit, dtype=str), images=np.asarray(outputs.images, dtype=np.uint8))
 
     def read_predictions(self, path: str | Path, expected_ids: tuple[str, ...]) -> GeneratedFaces:
-        from facebench.tasks.face_recognition import _check_npy_headers
+        from facebench.tasks.face_recognition import read_npz_arrays
 
         path = Path(path)
         if not path.is_file():
             raise UserInputError(f"Predictions file {path} {'is not a file' if path.exists() else 'does not exist'}.")
         if path.stat().st_size > MAX_BYTES:
             raise UserInputError(f"{path}: larger than the {MAX_BYTES:,} bytes facebench reads as generated faces.")
-        try:
-            _check_npy_headers(path)
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise UserInputError(f"{path}: not a readable .npz archive ({shorten(reason, 80)}).") from None
+        arrays = read_npz_arrays(path)
         if set(arrays) != {"sample_id", "edit", "images"}:
             names = ", ".join(repr(k)[1:-1] for k in sorted(arrays)) or "none"
             raise UserInputError(f"{path}: arrays are {shorten(names, 80)}; expected exactly sample_id, edit and images.")
