@@ -5,7 +5,6 @@ train on them), so a task never imports a method module and scoring a prediction
 torch.
 
 >>> import numpy as np
-import pandas as pd
 >>> images = np.zeros((2, 3, 8, 8), dtype=np.uint8)
 >>> data = FaceFitData(train_images=images, train_ages=np.array([20.0, 30.0]), val_images=images[:0],
 ...                    val_ages=np.array([]), train_subjects=np.array([0, 1]))
