@@ -165,7 +165,8 @@ def read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
             return {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise UserInputError(f"{path}: not a readable .npz archive ({shorten(reason, 80)}).") from None
+        reason = reason if len(reason) <= 120 else reason[:119] + "…"  # numpy's words, cut short, unquoted
+        raise UserInputError(f"{path}: not a readable .npz archive ({reason}).") from None
 
 
 def _check_npy_headers(path: Path) -> None:
