@@ -173,7 +173,17 @@ class RaceTransferParams(BaselineParams):
 # ------------------------------------------------------- seed 001 section 3 and seed 004: face generators
 
 
-class StarGANParams(BaselineParams):
+class AdversarialParams(BaselineParams):
+    """What StarGAN's and AcGAN's params share: the widths of the shared generator trunk and critic
+    (``facebench.baselines.gan``) and the sample grid."""
+
+    conv_dim: int = Field(64, ge=1, description="generator width of the first layer (doubled twice)")
+    repeat_num: int = Field(6, ge=0, description="residual blocks of the generator")
+    d_conv_dim: int = Field(64, ge=1, description="critic width of the first layer (doubled per layer)")
+    sample_images: int = Field(8, ge=0, description="validation images in the sample grid written after each epoch")
+
+
+class StarGANParams(AdversarialParams):
     """StarGAN (Choi et al. 2018) as seed 001 section 3.3 trains it: generator and critic widths, the weights of
     equations 5 and 8, the critic steps per generator step and Adam's betas. Defaults are the paper's (and the
     reference code's, yunjey/stargan ``main.py``)."""
@@ -186,9 +196,6 @@ class StarGANParams(BaselineParams):
         (("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair"),),
         description="attributes of which at most one is 1 (hair colours): asking for one sets the others to 0, as the "
                     "reference code's create_labels does")
-    conv_dim: int = Field(64, ge=1, description="generator width of the first layer (doubled twice)")
-    repeat_num: int = Field(6, ge=0, description="residual blocks of the generator")
-    d_conv_dim: int = Field(64, ge=1, description="critic width of the first layer (doubled per layer)")
     d_repeat_num: int = Field(6, ge=1, description="stride-2 layers of the critic; model.image_size must be a "
                               "multiple of 2^d_repeat_num")
     lambda_cls: float = Field(1.0, ge=0, description="λ_cls of eq. 5")
@@ -200,19 +207,15 @@ class StarGANParams(BaselineParams):
     lr_decay_start: float | None = Field(
         0.5, ge=0, lt=1, description="share of the training steps after which both learning rates fall linearly to 0 "
                                      "(the reference code: the last 100,000 of 200,000 iterations); null: constant")
-    sample_images: int = Field(8, ge=0, description="validation images in the sample grid written after each epoch")
 
 
-class AcGANParams(BaselineParams):
+class AcGANParams(AdversarialParams):
     """AcGAN (seed 004): the generator's attention and colour masks, the critic with an age-group head, and the
     weights of equations 2-5. Defaults are section 3.1's."""
 
     age_groups: tuple[int, ...] = Field(
         (10, 21, 31, 41, 51), min_length=2, description="lower edges of the age groups the generator is conditioned on "
         "(section 3.1: 10-20, 21-30, 31-40, 41-50, 51+); an age below the first edge is in the first group")
-    conv_dim: int = Field(64, ge=1, description="generator width of the first layer (doubled twice)")
-    repeat_num: int = Field(6, ge=0, description="residual blocks of the generator")
-    d_conv_dim: int = Field(64, ge=1, description="critic width of the first layer (doubled per layer)")
     d_repeat_num: int = Field(5, ge=1, description="stride-2 layers of the critic (5 at 224 px: a 7 x 7 map); "
                               "model.image_size must be a multiple of 2^d_repeat_num")
     lambda_adv: float = Field(10.0, ge=0, description="λ_adv of eq. 5 (section 3.1: 10)")
@@ -228,7 +231,6 @@ class AcGANParams(BaselineParams):
                                  "'we train the G and D in turn every iteration'; the reference code: 2)")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam β1 (the paper says Adam only; the reference code's 0.5)")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam β2 (the reference code's 0.999)")
-    sample_images: int = Field(8, ge=0, description="validation images in the sample grid written after each epoch")
 
 
 # ------------------------------------------------------------------------------------------ backbones
