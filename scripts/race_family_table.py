@@ -39,13 +39,13 @@ def main(out: Path, unique: bool = False) -> None:
     print("|---|---|---|---|---|---|---|")
     seen: dict[tuple, str] = {}
     same: list[str] = []
-    for name in PROTOCOLS:
-        folder = out / name
-        if not folder.is_dir():
-            continue
-        view = transfer_view(load_runs(folder))
-        bench = next((r for r in view["rows"] if r["in_domain"]), None)
+    views = {name: transfer_view(load_runs(out / name)) for name in PROTOCOLS if (out / name).is_dir()}
+    # Each target's in-domain benchmark (its _summary protocol's), against which every transfer row of that
+    # target is read: is the benchmark's target accuracy between the row's target and source accuracies?
+    benches = {name.split("_")[2]: row for name, view in views.items() for row in view["rows"] if row["in_domain"]}
+    for name, view in views.items():
         target = name.split("_")[2]
+        bench = benches.get(target)
         for row in view["rows"]:
             runs = sorted(row["runs"], key=lambda r: r["seed"])
             scores = (target, *((r["source"] or {}).get("value") for r in runs),
