@@ -5,7 +5,8 @@ The site is built from ``results.json`` documents only (never from images) and w
 - ``index.html`` — one row per protocol, with its best entry on the primary metric;
 - ``protocols/<protocol>/index.html`` — a sortable table of the protocol's baselines and submissions (primary
   metric with interval and ``n``, worst group, largest gap with its interval; baseline runs that differ only by
-  seed share one row, with the mean and t interval over seeds and a list of the seed runs) and the published
+  seed share one row, with the mean and t interval over seeds and a list of the seed runs; each row says whether
+  the paper's published numbers may be read against it, or every reason they may not) and the published
   reference numbers beside them, each marked comparable or "reference only" with the reason
   (:func:`facebench.comparability.judge`);
 - ``protocols/<protocol>/<run>.html`` — the run's bias report, laid out by the same macros as the
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facebench.comparability import judge
 from facebench.errors import UserInputError
 from facebench.io import replace_folder, write_json, write_text
 from facebench.progress import track
@@ -187,8 +189,21 @@ def _pick_attribute(by_attribute: dict[str, Any]) -> str | None:
     return (singles or list(by_attribute) or [None])[0]
 
 
+def against_paper(runs: Sequence[Run]) -> dict[str, Any]:
+    """Whether the paper's published numbers may be read against these runs (one row of the table: one run, or
+    runs that differ only by seed), by the run-level rule of :func:`facebench.comparability.judge`:
+    ``{"comparable": bool, "text": "comparable" | "reference only: <every reason>"}``. The reasons of all the
+    runs are joined, so a seed group is comparable only when every seed's run is."""
+    verdicts = [judge(run) for run in runs]
+    reasons = list(dict.fromkeys(reason for verdict in verdicts for reason in verdict.reasons))
+    if reasons:
+        return {"comparable": False, "text": "reference only: " + "; ".join(reasons)}
+    return {"comparable": True, "text": verdicts[0].line}
+
+
 def leaderboard_row(entry: SiteEntry) -> dict[str, Any]:
-    """One row of a protocol's table: primary metric, worst group, largest gap, data, provenance."""
+    """One row of a protocol's table: primary metric, worst group, largest gap, data, provenance, and whether
+    the paper's numbers are comparable with it."""
     run = entry.run
     metrics = run.results["metrics"]
     disparities = metrics["disparities"].get(run.primary_metric, {})
@@ -212,6 +227,7 @@ def leaderboard_row(entry: SiteEntry) -> dict[str, Any]:
         "data_fingerprint": str(run.results["data"].get("fingerprint") or "")[:8],
         "profile": run.results["protocol"].get("profile", ""),
         "created": str((run.results.get("provenance") or {}).get("created_at") or "")[:10],
+        "against_paper": against_paper([run]),
     }
 
 
@@ -237,6 +253,7 @@ def seed_group_row(entries: list[SiteEntry]) -> dict[str, Any]:
         "data_fingerprint": str(runs[0].results["data"].get("fingerprint") or "")[:8],
         "profile": runs[0].results["protocol"].get("profile", ""),
         "created": max(str((run.results.get("provenance") or {}).get("created_at") or "")[:10] for run in runs),
+        "against_paper": against_paper(runs),
     }
 
 

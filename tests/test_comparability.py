@@ -23,6 +23,7 @@ from fixtures_utkface import write_files
 from facebench.cli import main
 from facebench.comparability import judge
 from facebench.reports.bias_report import reference_rows, write_protocol_report
+from facebench.reports.leaderboard import against_paper
 from facebench.results import Run, load_run
 
 #: Seed 000's paper: a pre-trained ResNet-50 fine-tuned on UTKFace's White images.
@@ -139,6 +140,15 @@ def test_a_paper_profile_run_meeting_the_conditions_is_comparable(folders, compa
         assert verdict.comparable and verdict.line == "comparable", (row, verdict)
     cells = _verdict_cells(write_protocol_report(folders["paper"].parent))
     assert cells == ["comparable"] * len(comparable.results["reference"])
+
+
+def test_the_leaderboard_row_says_whether_the_papers_numbers_are_comparable(folders, comparable) -> None:
+    assert against_paper([comparable]) == {"comparable": True, "text": "comparable"}
+    quick = load_run(folders["quick"])
+    verdict = against_paper([quick])
+    assert not verdict["comparable"] and verdict["text"].startswith("reference only: quick profile")
+    # Runs sharing a row (seeds) are comparable only together: the quick run's reasons spoil the pair.
+    assert against_paper([comparable, quick]) == verdict
 
 
 def test_the_official_pairs_with_a_pre_trained_encoder_are_comparable_on_trust(folders) -> None:
