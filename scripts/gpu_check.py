@@ -1,7 +1,9 @@
 """GPU check: is the shared training loop as fast as a bare PyTorch loop, and do the GPU paths run?
 
 One script, a few minutes, for a machine with a CUDA device (issue 16). It prints one markdown table and,
-with ``--out FILE``, writes it there too (docs/performance.md keeps the latest one, with the device named).
+with ``--out FILE``, writes it there too: a new file holds the table alone; in an existing file (docs/performance.md,
+which keeps the latest table with the device named) it replaces what lies between the lines ``<!-- gpu-check:begin
+-->`` and ``<!-- gpu-check:end -->``, and a file without them is refused, never overwritten.
 
 Rows:
 
@@ -301,10 +303,36 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(table) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        try:
+            write_table(args.out, text)
+        except ValueError as error:
+            print(f"gpu_check: {error}", file=sys.stderr)
+            return 2
     if args.json:
         args.json.write_text(json.dumps(raw, indent=2, default=str))
     return 0
+
+
+BEGIN, END = "<!-- gpu-check:begin -->", "<!-- gpu-check:end -->"
+
+
+def write_table(path: Path, table: str) -> None:
+    """Write ``table`` to ``path``: the whole file when it does not exist, else the part between the
+    :data:`BEGIN` and :data:`END` lines (a file without them raises ValueError: the rest of a document is never
+    overwritten). Written to a temporary file beside it and renamed, so a failure leaves the old file."""
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        lines = old.splitlines(keepends=True)
+        marks = [i for i, line in enumerate(lines) if line.strip() in (BEGIN, END)]
+        if [lines[i].strip() for i in marks] != [BEGIN, END]:
+            raise ValueError(f"{path} exists and does not hold one '{BEGIN}' line followed by one '{END}' line, "
+                             "so the table was not written there (name a new file, or add the two lines).")
+        text = "".join(lines[: marks[0] + 1]) + table + "".join(lines[marks[1]:])
+    else:
+        text = table
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,22 @@ def test_main_writes_one_table(gpu_check, tmp_path):
                                                   "| acgan smoke steps (AMP off)", "| stargan smoke steps (AMP off)"]
     assert all("failed" not in r for r in rows)   # both generators took their steps with finite losses
     assert re.search(r"\*\*\d+\.\d{3}×\*\* the bare loop", rows[2])
+
+
+def test_out_replaces_only_the_marked_table_and_refuses_an_unmarked_file(gpu_check, tmp_path):
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"# Performance\nintro\n{gpu_check.BEGIN}\nold table\n{gpu_check.END}\n## Other section\nkept\n")
+    gpu_check.write_table(doc, "| new | table |\n")
+    assert doc.read_text() == (f"# Performance\nintro\n{gpu_check.BEGIN}\n| new | table |\n{gpu_check.END}\n"
+                               "## Other section\nkept\n")
+    unmarked = tmp_path / "notes.md"
+    unmarked.write_text("my notes\n")
+    with pytest.raises(ValueError, match="does not hold one"):
+        gpu_check.write_table(unmarked, "| new | table |\n")
+    assert unmarked.read_text() == "my notes\n" and not list(tmp_path.glob(".*.tmp"))
+    fresh = tmp_path / "table.md"
+    gpu_check.write_table(fresh, "| t |\n")
+    assert fresh.read_text() == "| t |\n"
+    # The project's own document carries the markers, so the command its docstring gives cannot clobber it.
+    own = SCRIPT.parents[1] / "docs" / "performance.md"
+    assert [line for line in own.read_text().splitlines() if "gpu-check:" in line] == [gpu_check.BEGIN, gpu_check.END]
