@@ -23,6 +23,7 @@ from facebench.comparison.pairing import (
 )
 from facebench.errors import UserInputError, shorten
 from facebench.metrics import Metric, get_metric
+from facebench.metrics.generation import is_set_metric
 from facebench.metrics.paired import (
     AttributeChange,
     GroupChange,
@@ -157,11 +158,11 @@ def _tested_metrics(candidate: Run, reference: Run, gates: GateFile | None, note
     primary = candidate.protocol["primary_metric"]
     gated = [g.spec.metric for g in (gates.gates if gates else ()) if g.kind == "no_significant_regression"]
     for name in gated:
-        if get_metric(name).aggregate is not None:
+        if is_set_metric(get_metric(name)):
             raise UserInputError(f"{gate_file}: metric {shorten(name)} of a no_significant_regression gate is a "
                                  "set metric (a distance between feature sets, not a mean of per-sample outcomes), "
                                  "so compare cannot pair it; gate its point estimate with max_metric or max_gap instead.")
-    if get_metric(primary).aggregate is None:
+    if not is_set_metric(get_metric(primary)):
         return list(dict.fromkeys([primary, *gated]))
     per_sample = [m for m in candidate.results["metrics"]["overall"] if get_metric(m).aggregate is None]
     if not gated:
