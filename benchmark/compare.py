@@ -15,9 +15,13 @@ metric's direction, among the entries with the candidate's protocol version, dat
 is left out only when it is literally the same file.
 
 **Refusals (exit 2).** Protocol name, version, task or primary metric differ; ``data.fingerprint`` or
-``data.split_fingerprint`` differ; the two ``outcomes.csv`` do not hold the same samples one to one (key
-``sample_id``, plus ``database`` where both files have that column, as CACD retrieval does); a sample's group
-label or ``y_true`` differs between the files. ``protocol.fingerprint`` alone does *not* refuse: it hashes
+``data.split_fingerprint`` differ; the two ``outcomes.csv`` do not hold the same rows one to one (key: the
+task's ``row_keys``, ``sample_id`` or, for face generation, ``sample_id`` + ``edit``; plus ``database`` where both
+files have that column, as CACD retrieval does); a sample's group label or ``y_true`` differs between the files;
+the primary metric is a set metric (FID, KID) and no ``no_significant_regression`` gate names a per-sample metric
+to test instead (a set metric is a distance between two feature sets, not a mean of per-sample outcomes, so it
+cannot be paired; with such a gate it is left out with a note giving both point estimates), or such a gate names
+a set metric. ``protocol.fingerprint`` alone does *not* refuse: it hashes
 the whole resolved protocol (training, model, profile, ``evaluation.n_boot``, baselines, reference numbers,
 and any key a newer facebench adds), which legitimately differ between two models scored on the same
 benchmark, and results.json does not say which part changed. What defines the measurement is checked

@@ -18,6 +18,7 @@ import pandas as pd
 
 from facebench.data.datasets import LoadedDataset
 from facebench.data.splits import Split
+from facebench.distributed import launched
 from facebench.io import atomic_write, write_json
 from facebench.metrics import Disaggregation, get_metric
 from facebench.metrics.clusters import Units
@@ -228,7 +229,9 @@ def score_predictions_file(
                  "n_samples": len(outcomes), "split_sizes": split.sizes(), "n_rejected": len(dataset.rejected),
                  "rejected": rejected_section(dataset), **(leakage_checks or {}),
                  **({"annotations": dataset.annotations} if dataset.annotations is not None else {})},
-        "provenance": {**environment(), "device": device, "seed": seed,
+        # processes: torchrun's world size (1 for a plain process); on the CPU a run on several processes is not
+        # bit-identical to one process (BatchNorm's statistics are each process's own), so it is recorded.
+        "provenance": {**environment(), "device": device, "seed": seed, "processes": launched()[1],
                        "duration_s": round(time.perf_counter() - started, 3),
                        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "metrics": {**metrics, **({"differentials": differentials} if differentials else {})},

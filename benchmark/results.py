@@ -182,7 +182,7 @@ class Results(TypedDict):
                                   # split_sizes, n_rejected; since 1.3: rejected (list[RejectedFile], the first 50),
                                   # pair_source ("listed" | "seeded" | None); baseline runs since 1.3:
                                   # n_excluded_anchors (int), identity_overlap (IdentityOverlap)
-    provenance: dict[str, Any]    # facebench_version, git_commit, torch, device, seed, duration_s, created_at, python
+    provenance: dict[str, Any]    # facebench_version, git_commit, torch, device, seed, processes (torchrun's world size), duration_s, created_at, python
     metrics: Metrics              # on the protocol's test split
     splits: dict[str, dict[str, MetricValue]]   # other scored splits (e.g. "source_val") -> metric -> value
     training: dict[str, Any]      # per-epoch logs, resumed_from_epoch (baselines only)

@@ -60,6 +60,7 @@ def test_run_writes_the_results_contract(run_dir: Path) -> None:
     assert results["data"]["synthetic"] is True and len(results["data"]["fingerprint"]) == 64
     for key in ("facebench_version", "git_commit", "torch", "device", "seed", "duration_s"):
         assert key in results["provenance"]
+    assert results["provenance"]["processes"] == 1  # a plain process (torchrun's runs record their world size)
     mae = results["metrics"]["overall"]["mae"]
     assert mae["ci_low"] <= mae["value"] <= mae["ci_high"] and mae["n"] == results["data"]["n_samples"]
     races = results["metrics"]["by_group"]["race"]

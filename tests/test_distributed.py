@@ -254,7 +254,9 @@ def test_torchrun_runs_a_quick_protocol_and_only_rank_0_writes(tmp_path: Path) -
     assert len(results) == 1 and output.count("results: ") == 1
     run_dir = results[0].parent
     assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir.parent / "report.html").is_file()
-    epochs = json.loads(results[0].read_text())["training"]["epochs"]
+    document = json.loads(results[0].read_text())
+    assert document["provenance"]["processes"] == 2  # not bit-identical to one process on the CPU: recorded
+    epochs = document["training"]["epochs"]
     # DANN's warm-up epoch trains the regressor alone; the second steps both optimisers on one backward pass
     assert [("train_adv" in e) for e in epochs] == [False, True]
     assert not list(tmp_path.glob("out/**/*.tmp"))

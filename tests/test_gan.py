@@ -302,3 +302,29 @@ def test_toy_run_scores_every_metric_per_group_and_writes_the_study_manifest(tmp
                  "--cache-dir", str(cache), *flags, "--no-progress"]) == 0
     again = json.loads((out / name / "submission-again" / "results.json").read_text())["metrics"]["overall"]
     assert again["kid@verifier"]["value"] == pytest.approx(metrics["overall"]["kid@verifier"]["value"])
+    # `compare` pairs the two runs row by row: one row per source face and requested edit
+    _compare_the_same_faces(out / name, run.parent, tmp_path, primary=protocol.evaluation.primary_metric)
+
+
+def _compare_the_same_faces(protocol_dir: Path, baseline: Path, tmp_path: Path, *, primary: str) -> None:
+    """The submission of the baseline's own faces against the baseline: every (sample, edit) row paired, no
+    change; a set metric (KID) as the primary metric needs a gate naming a per-sample metric, and is reported
+    untested with both point estimates."""
+    rows = len(pd.read_csv(baseline / "outcomes.csv"))
+    command = ["compare", str(protocol_dir / "submission-again"), "--leaderboard", str(baseline), "--n-boot", "200"]
+    markdown = tmp_path / "compare.md"
+    if primary == "kid@verifier":
+        assert main(command) == 2  # one sentence: a set metric cannot be paired sample by sample
+        gates = tmp_path / "gates.yaml"
+        gates.write_text("gates:\n  - no_significant_regression: {metric: kid@verifier}\n")
+        assert main([*command, "--gate", str(gates)]) == 2  # nor can a gate ask for that
+        gates.write_text("gates:\n  - no_significant_regression: {metric: identity_similarity}\n"
+                         "  - max_metric: {metric: kid@verifier, value: 1.0}\n")
+        command += ["--gate", str(gates)]
+    assert main([*command, "--markdown", str(markdown)]) == 0
+    summary = markdown.read_text()
+    assert f"{rows} paired rows (by sample_id + edit)" in summary
+    assert "no significant change" in summary and "significantly worse" not in summary.split("### Groups")[0]
+    tested = "`identity_similarity`" if primary == "kid@verifier" else f"`{primary}`"
+    assert tested in summary.split("### Overall")[1].split("###")[0]
+    assert ("set metric" in summary) == (primary == "kid@verifier")

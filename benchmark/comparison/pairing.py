@@ -118,7 +118,8 @@ def _keyed(frame: pd.DataFrame, keys: tuple[str, ...], path: Path) -> pd.DataFra
 def pair_outcomes(candidate: Run, reference: Run) -> PairedOutcomes:
     """Join the two ``outcomes.csv`` one to one; refuse other samples, group labels or true values."""
     ref, cand = _read_outcomes(reference.outcomes_path), _read_outcomes(candidate.outcomes_path)
-    keys = ("sample_id", "database") if "database" in set(ref.columns) & set(cand.columns) else ("sample_id",)
+    task = TASKS.get(candidate.protocol["task"])
+    keys = task.row_keys + (("database",) if "database" in set(ref.columns) & set(cand.columns) else ())
     ref, cand = _keyed(ref, keys, reference.outcomes_path), _keyed(cand, keys, candidate.outcomes_path)
     only_ref, only_cand = ref.index.difference(cand.index), cand.index.difference(ref.index)
     if len(only_ref) or len(only_cand):
@@ -131,7 +132,6 @@ def pair_outcomes(candidate: Run, reference: Run) -> PairedOutcomes:
     cand = cand.loc[ref.index]
     by_ref, by_cand = reference.results["metrics"]["by_group"], candidate.results["metrics"]["by_group"]
     attributes = tuple(a for a in by_cand if a in by_ref and a in ref.columns and a in cand.columns)
-    task = TASKS.get(candidate.protocol["task"])
     scored_from_columns = bool(task.outcome_columns)
     # files written before the units were recorded lack them: then rows are resampled (a note says so)
     unit_columns = tuple(task.unit_columns) if all(

@@ -23,6 +23,7 @@ from facebench.comparison.pairing import (
 )
 from facebench.errors import UserInputError, shorten
 from facebench.metrics import Metric, get_metric
+from facebench.metrics.generation import is_set_metric
 from facebench.metrics.paired import (
     AttributeChange,
     GroupChange,
@@ -130,10 +131,9 @@ def compare(candidate: Run, reference: Run, *, gates: GateFile | None = None,
         notes.append(f"The outcomes files do not name each row's {task.unit_name} (written before facebench "
                      "recorded units of independence), so rows were resampled as if independent: the intervals "
                      "are too narrow and the p-values too small. Rescore both runs to resample people.")
-    names = [candidate.protocol["primary_metric"]]
-    names += [g.spec.metric for g in (gates.gates if gates else ()) if g.kind == "no_significant_regression"]
+    names = _tested_metrics(candidate, reference, gates, notes, gate_file=gate_file or "the gate file")
     comparisons = [compare_metric(get_metric(name), paired, candidate=candidate, reference=reference,
-                                  n_boot=n_boot, seed=seed) for name in dict.fromkeys(names)]
+                                  n_boot=n_boot, seed=seed) for name in names]
     resolution = 2.0 / (n_boot + 1)  # the smallest bootstrap p-value
     largest = max((len(a.groups) for m in comparisons for a in m.attributes), default=0)
     if largest * resolution >= 1 - CONFIDENCE:
@@ -146,6 +146,37 @@ def compare(candidate: Run, reference: Run, *, gates: GateFile | None = None,
                       n_boot=n_boot, seed=seed, confidence=CONFIDENCE, metrics=tuple(comparisons),
                       gates=evaluate_gates(gates, candidate, comparisons),
                       gate_file=None if gate_file is None else str(gate_file), notes=tuple(notes))
+
+
+def _tested_metrics(candidate: Run, reference: Run, gates: GateFile | None, notes: list[str], *,
+                    gate_file: str | os.PathLike) -> list[str]:
+    """The metrics the paired bootstrap tests: the primary metric and each ``no_significant_regression`` gate's.
+
+    A set metric (FID, KID: a distance between two sets of features, not a mean of per-sample outcomes) cannot be
+    paired sample by sample. As the primary metric it is left out with a note giving both point estimates, provided
+    a gate names a per-sample metric to test instead; otherwise, and when a gate names one, one sentence refuses."""
+    primary = candidate.protocol["primary_metric"]
+    gated = [g.spec.metric for g in (gates.gates if gates else ()) if g.kind == "no_significant_regression"]
+    for name in gated:
+        if is_set_metric(get_metric(name)):
+            raise UserInputError(f"{gate_file}: metric {shorten(name)} of a no_significant_regression gate is a "
+                                 "set metric (a distance between feature sets, not a mean of per-sample outcomes), "
+                                 "so compare cannot pair it; gate its point estimate with max_metric or max_gap instead.")
+    if not is_set_metric(get_metric(primary)):
+        return list(dict.fromkeys([primary, *gated]))
+    per_sample = [m for m in candidate.results["metrics"]["overall"] if get_metric(m).aggregate is None]
+    if not gated:
+        raise UserInputError(
+            f"The primary metric {shorten(primary)} is a set metric (a distance between the generated and the "
+            "real faces' feature sets, not a mean of per-sample outcomes), so compare cannot pair it: pass --gate "
+            "with a no_significant_regression gate on a per-sample metric"
+            + (f" ({', '.join(per_sample)})" if per_sample else "") + ", and max_metric or max_gap gates for the set metrics.")
+    values = [run.overall(primary) for run in (reference, candidate)]
+    shown = ", ".join("undefined" if v is None else f"{v:.4g}" for v in values)
+    notes.append(f"The primary metric '{primary}' is a set metric (a distance between feature sets), which cannot "
+                 f"be paired sample by sample: not tested (reference, candidate: {shown}); the gates' metrics "
+                 "were tested instead.")
+    return list(dict.fromkeys(gated))
 
 
 def compare_metric(metric: Metric, paired: PairedOutcomes, *, candidate: Run, reference: Run, n_boot: int,

@@ -73,6 +73,9 @@ class Task(ABC):
         unit_name: what one unit is, for reports and results.json (``"person"``; ``"image"`` by default).
         pair_groups: each scored sample is a pair of faces whose group is their common label (``mixed`` when
             they differ), so reports say "pairs whose faces are both labelled ..."; default False: one face.
+        row_keys: the :meth:`outcomes` columns that name one row, by which ``facebench compare`` pairs two runs'
+            rows (with ``database`` too where both files have it); default ``("sample_id",)``: one row per
+            sample. A generative task has one row per source face and requested edit.
     """
 
     name: str
@@ -85,6 +88,7 @@ class Task(ABC):
     unit_columns: tuple[str, ...] = ()
     unit_name: str = "image"
     pair_groups: bool = False
+    row_keys: tuple[str, ...] = ("sample_id",)
 
     @abstractmethod
     def fit_data(self, table: pd.DataFrame, split: Split, images: Callable[[str], np.ndarray]) -> FitData:

@@ -32,8 +32,8 @@ Each scored run also writes ``samples/``: sample grids per domain (source face, 
 ``samples/study_manifest.csv`` (``image,domain,group,source_id``: generated faces of both domains, balanced by gender,
 for the two-alternative forced-choice study of seed 001 Table 5, ``facebench study export``).
 
->>> FACE_GENERATION.predictions_file, FACE_GENERATION.unit_columns
-('generated.npz', ('subject_id',))
+>>> FACE_GENERATION.predictions_file, FACE_GENERATION.unit_columns, FACE_GENERATION.row_keys
+('generated.npz', ('subject_id',), ('sample_id', 'edit'))
 >>> age_group_labels((10, 21, 31, 41, 51))
 ('10-20', '21-30', '31-40', '41-50', '51+')
 """
@@ -156,6 +156,7 @@ class FaceGenerationTask(Task):
         ("identity_similarity", "identity_similarity"), ("aging_offset", "aging_offset"))
     unit_columns: tuple[str, ...] = ("subject_id",)
     unit_name: str = "person"
+    row_keys: tuple[str, ...] = ("sample_id", "edit")  # one row per source face and requested edit
 
     # ------------------------------------------------------------------ training data and outputs
 
