@@ -19,8 +19,11 @@ from rich.progress import (
 
 T = TypeVar("T")
 
-#: Diagnostics go to stderr so that ``--json`` output on stdout stays machine-readable.
-console = Console(stderr=True, highlight=False)
+#: Diagnostics go to stderr so that ``--json`` output on stdout stays machine-readable. Written to a file or a
+#: pipe (logs, CI, a sweep's jobs) rich would fold every line at 80 columns, which breaks paths and tables apart;
+#: there the width is 160 unless ``COLUMNS`` says otherwise.
+console = Console(stderr=True, highlight=False,
+                  width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160)
 
 
 def progress_enabled(requested: bool = True) -> bool:
