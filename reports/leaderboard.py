@@ -192,13 +192,14 @@ def _pick_attribute(by_attribute: dict[str, Any]) -> str | None:
 def against_paper(runs: Sequence[Run]) -> dict[str, Any]:
     """Whether the paper's published numbers may be read against these runs (one row of the table: one run, or
     runs that differ only by seed), by the run-level rule of :func:`facebench.comparability.judge`:
-    ``{"comparable": bool, "text": "comparable" | "reference only: <every reason>"}``. The reasons of all the
-    runs are joined, so a seed group is comparable only when every seed's run is."""
+    ``comparable``, ``text`` (the verdict's one line: "comparable" or "reference only: <every reason>") and
+    ``reasons``. The reasons of all the runs are joined, so a seed group is comparable only when every seed's run
+    is."""
     verdicts = [judge(run) for run in runs]
     reasons = list(dict.fromkeys(reason for verdict in verdicts for reason in verdict.reasons))
     if reasons:
-        return {"comparable": False, "text": "reference only: " + "; ".join(reasons)}
-    return {"comparable": True, "text": verdicts[0].line}
+        return {"comparable": False, "text": "reference only: " + "; ".join(reasons), "reasons": reasons}
+    return {"comparable": True, "text": verdicts[0].line, "reasons": []}
 
 
 def leaderboard_row(entry: SiteEntry) -> dict[str, Any]:

@@ -267,7 +267,7 @@ def test_every_number_in_the_tables_matches_results_json(browser: Chromium, site
     assert len(rows) == len(results)
     for row in rows:
         assert row[3:7] == expected_leaderboard_cells(results[row[1]])
-        assert row[8].startswith("reference only: synthetic data; quick profile")
+        assert row[8].startswith("reference only synthetic data quick profile")  # the summary, then each reason
     references = browser.table("table.reference")
     assert [r[4] for r in references] == [fmt(r["value"], 3) for r in results[XSS]["reference"]]
 

@@ -143,10 +143,11 @@ def test_a_paper_profile_run_meeting_the_conditions_is_comparable(folders, compa
 
 
 def test_the_leaderboard_row_says_whether_the_papers_numbers_are_comparable(folders, comparable) -> None:
-    assert against_paper([comparable]) == {"comparable": True, "text": "comparable"}
+    assert against_paper([comparable]) == {"comparable": True, "text": "comparable", "reasons": []}
     quick = load_run(folders["quick"])
     verdict = against_paper([quick])
     assert not verdict["comparable"] and verdict["text"].startswith("reference only: quick profile")
+    assert verdict["text"] == "reference only: " + "; ".join(verdict["reasons"]) == judge(quick).line
     # Runs sharing a row (seeds) are comparable only together: the quick run's reasons spoil the pair.
     assert against_paper([comparable, quick]) == verdict
 

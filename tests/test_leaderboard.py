@@ -316,7 +316,7 @@ def test_protocol_table_ranks_runs_and_shows_their_numbers(runs: Path, site: Pat
         assert float(row["cells"][3]["attrs"]["data-sort"]) == r["metrics"]["overall"]["mae"]["value"]
         assert cells[7].startswith("synthetic " + r["data"]["fingerprint"][:8])
         # Against the paper: every reason, synthetic quick-profile data first; a submission's training is unknown.
-        assert cells[8].startswith("reference only: synthetic data; quick profile")
+        assert cells[8].startswith("reference only synthetic data quick profile")  # summary, then each reason
         assert ("a submission, whose training facebench does not record" in cells[8]) == (cells[2] == "submission")
     # All three runs scored the same images: the paired change against the baseline source_only is shown.
     protocol_page = site / "protocols" / "age_utk_cross_ethnicity" / "index.html"
