@@ -190,6 +190,22 @@ def test_summary_gives_the_t_interval_over_seeds_beside_each_runs_interval(flow)
                   f"{mae['ci_high']:.3f}]"
             assert own in markdown and own in printed
         assert f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]" in printed
+    # The second learning rate against the first, paired by seed (same data and initial weights per seed): the t
+    # interval over the two seeds' differences, written out here.
+    def maes_of(lr: str) -> dict[int, float]:
+        runs = [load_run(d) for job in flow["jobs"] if job.point == (f"training.lr={lr}",) for d in job.run_dirs]
+        return {run.results["provenance"]["seed"]: run.results["metrics"]["overall"]["mae"]["value"] for run in runs}
+
+    first, second = maes_of(LRS[0]), maes_of(LRS[1])
+    differences = [second[seed] - first[seed] for seed in (0, 1)]
+    mean = sum(differences) / 2
+    half = stats.t.ppf(0.975, 1) * abs(differences[0] - differences[1]) / math.sqrt(2) / math.sqrt(2)
+    assert math.isnan(summary["change_vs_first"][0]) and summary["change_seeds"][1] == 2
+    assert summary["change_vs_first"][1] == pytest.approx(mean, rel=1e-9, abs=1e-12)
+    assert (summary["change_t_low"][1], summary["change_t_high"][1]) == pytest.approx((mean - half, mean + half),
+                                                                                    rel=1e-9)
+    assert f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}] (2 seeds)" in markdown
+    assert "(reference)" in markdown and "(reference)" in printed
 
 
 def test_the_leaderboard_shows_one_row_per_grid_point_with_its_seed_runs(flow, tmp_path, monkeypatch) -> None:

@@ -1,6 +1,12 @@
 """A sweep's summary: per grid point and baseline, the primary metric's mean over seeds with the t interval over
-seeds beside each seed's run and its own bootstrap interval, and the largest worst-vs-best gap averaged over seeds
-(:mod:`facebench.reports.over_seeds`); then the jobs that failed, with their logs.
+seeds beside each seed's run and its own bootstrap interval, the change against the first row paired by seed, and
+the largest worst-vs-best gap averaged over seeds (:mod:`facebench.reports.over_seeds`); then the jobs that failed,
+with their logs.
+
+Why the paired change: a seed fixes the synthetic data, the split and the initial weights, so two rows' runs of one
+seed differ only by the setting; the t interval over the seeds' differences leaves out the variation that seeds
+share, which the two rows' own intervals over seeds both carry. Runs are paired only when both scored the same data
+(``data.fingerprint``).
 
 It is printed as a rich table and written atomically (:func:`facebench.io.write_text`) as ``SWEEP/summary.md``,
 ``summary.csv`` (one row per grid point and baseline) and ``runs.csv`` (one row per run: status, value, interval,
@@ -61,6 +67,42 @@ def summary_rows(jobs: Sequence[Job]) -> list[SummaryRow]:
     return rows
 
 
+def paired_change(row: SummaryRow, reference: SummaryRow, *, confidence: float = 0.95) -> dict[str, Any] | None:
+    """``row`` − ``reference`` on the primary metric, paired by seed: the mean of the seeds' differences with
+    Student's t interval over them (``n_seeds`` − 1 degrees of freedom; no interval from one seed), over the seeds
+    both rows finished on the same data. None for the reference row itself, or when no seed pairs.
+
+    >>> from types import SimpleNamespace as R
+    >>> def run(seed, value, data="d"):
+    ...     return R(primary_value={"value": value}, results={"provenance": {"seed": seed}, "data": {"fingerprint": data}})
+    >>> first = SummaryRow(point=(), baseline="a", seeds_planned=2, runs=(run(0, 5.0), run(1, 6.0)), over=None)
+    >>> other = SummaryRow(point=(), baseline="b", seeds_planned=2, runs=(run(0, 4.0), run(1, 5.5)), over=None)
+    >>> {k: round(v, 3) for k, v in paired_change(other, first).items()}   # differences -1.0 and -0.5
+    {'value': -0.75, 'ci_low': -3.927, 'ci_high': 2.427, 'n_seeds': 2}
+    >>> paired_change(first, first) is None
+    True
+    """
+    from facebench.metrics.intervals import t_interval
+
+    if row is reference:
+        return None
+
+    def by_seed(runs: Sequence[Run]) -> dict[int, tuple[float, str]]:
+        return {int(run.results["provenance"]["seed"]): (float(run.primary_value["value"]),
+                                                         str(run.results["data"]["fingerprint"]))
+                for run in runs if run.primary_value.get("value") is not None}
+
+    ours, theirs = by_seed(row.runs), by_seed(reference.runs)
+    differences = [ours[seed][0] - theirs[seed][0] for seed in sorted(ours)
+                   if seed in theirs and ours[seed][1] == theirs[seed][1]]
+    if not differences:
+        return None
+    mean, low, high = t_interval(differences, confidence=confidence)
+    finite = len(differences) > 1
+    return {"value": mean, "ci_low": low if finite else None, "ci_high": high if finite else None,
+            "n_seeds": len(differences)}
+
+
 def fmt(value: float | None, digits: int = 3) -> str:
     """
     >>> fmt(7.12345), fmt(None)
@@ -85,18 +127,21 @@ def interval(cell: dict[str, Any] | None) -> str:
 def headers(metric: str) -> list[str]:
     """The summary table's columns (terminal and summary.md)."""
     return ["grid point", "baseline", "seeds", f"{metric}: mean [t interval over seeds]",
-            "each seed [its bootstrap interval]", "largest gap: mean [t interval over seeds]"]
+            "each seed [its bootstrap interval]", "change vs the first row, paired by seed [t interval]",
+            "largest gap: mean [t interval over seeds]"]
 
 
-def _cells(row: SummaryRow) -> list[str]:
+def _cells(row: SummaryRow, reference: SummaryRow) -> list[str]:
     over = row.over
     gap = over.largest_gap if over else None
+    change = paired_change(row, reference)
     return [
         ", ".join(row.point) or "(protocol as given)",
         row.baseline,
         f"{len(row.runs)}/{row.seeds_planned}",
         interval(over.primary) if over else "—",
         "; ".join(f"seed {r['seed']}: {interval(r)}" for r in over.per_run) if over else "—",
+        "(reference)" if row is reference else (f"{interval(change)} ({change['n_seeds']} seeds)" if change else "—"),
         f"{gap['attribute']} {interval(gap)}" if gap else "—",
     ]
 
@@ -118,12 +163,14 @@ def markdown(rows: Sequence[SummaryRow], *, title: str, metric: str, failed: Seq
         lines += [f"**{SYNTHETIC_LINE}**", ""]
     lines += ["The mean over seeds carries Student's t interval over seeds (its unit is the training run: n − 1 "
               "degrees of freedom); beside it, each seed's run with its own bootstrap interval over test images. "
-              "Largest gap: the widest worst-vs-best gap of the primary metric over the protocol's attributes, "
-              "averaged over seeds.", ""]
+              "Change vs the first row: the mean over seeds of (this row − the first row) on runs of the same seed "
+              "and data, with the t interval over those differences; a seed fixes data, split and initial weights, "
+              "so the pairing removes what the two rows' seeds share. Largest gap: the widest worst-vs-best gap of "
+              "the primary metric over the protocol's attributes, averaged over seeds.", ""]
     columns = headers(metric)
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row, rows[0])) + " |")
     if failed:
         lines += ["", "## Failed jobs", "", *[f"- {line}" for line in failed],
                   "", "Run the sweep again with `--retry-failed` to submit them again."]
@@ -138,15 +185,20 @@ def summary_frame(rows: Sequence[SummaryRow], keys: Sequence[str]) -> pd.DataFra
         over = row.over
         primary = (over.primary if over else None) or {}
         gap = (over.largest_gap if over else None) or {}
+        change = paired_change(row, rows[0]) or {}
         records.append({**{key: values.get(key) for key in keys}, "baseline": row.baseline,
                         "metric": over.metric if over else None, "seeds_done": len(row.runs),
                         "seeds_planned": row.seeds_planned, "mean": primary.get("value"),
                         "t_low": primary.get("ci_low"), "t_high": primary.get("ci_high"),
                         "gap_attribute": gap.get("attribute"), "gap_mean": gap.get("value"),
-                        "gap_t_low": gap.get("ci_low"), "gap_t_high": gap.get("ci_high"), "synthetic": row.synthetic})
+                        "gap_t_low": gap.get("ci_low"), "gap_t_high": gap.get("ci_high"),
+                        "change_vs_first": change.get("value"), "change_t_low": change.get("ci_low"),
+                        "change_t_high": change.get("ci_high"), "change_seeds": change.get("n_seeds"),
+                        "synthetic": row.synthetic})
     return pd.DataFrame.from_records(records, columns=[*keys, "baseline", "metric", "seeds_done", "seeds_planned",
                                                        "mean", "t_low", "t_high", "gap_attribute", "gap_mean",
-                                                       "gap_t_low", "gap_t_high", "synthetic"])
+                                                       "gap_t_low", "gap_t_high", "change_vs_first", "change_t_low",
+                                                       "change_t_high", "change_seeds", "synthetic"])
 
 
 def runs_frame(jobs: Sequence[Job], records: dict[str, JobRecord], keys: Sequence[str], sweep_dir: Path
@@ -202,7 +254,7 @@ def print_summary(rows: Sequence[SummaryRow], *, metric: str, title: str, failed
     for column in headers(metric):
         table.add_column(Text(column), overflow="fold")  # "[t interval ...]" is text, not markup
     for row in rows:
-        cells = _cells(row)
+        cells = _cells(row, rows[0])
         cells[4] = cells[4].replace("; ", "\n")
         table.add_row(*(Text(cell) for cell in cells))  # grid values such as [conv, fc1] are text, not markup
     console.print(table)
