@@ -128,6 +128,11 @@ def test_report_shows_the_transfer_view_and_the_papers_table(run: tuple[Path, Pa
     assert "mean of 2 repeats" in html and "Not comparable" in html
     assert "not how the people" in html and "Cohen" in html
     assert "Tuned + PreProcessing + Optimisers" in html  # the seed's Table 4 beside ours
+    summary = html[html.index("<h2>Summary</h2>"):]
+    summary = summary[:summary.index("</table>")]
+    # the repeats of one baseline are told apart by their seed in the summary table
+    for label in ("Baseline", "Benchmark"):
+        assert all(f'<td>{label} <span class="muted">seed {seed}</span></td>' in summary for seed in (0, 1))
 
 
 def test_evaluate_predictions_and_model(run: tuple[Path, Path], tmp_path: Path) -> None:
