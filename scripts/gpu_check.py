@@ -319,7 +319,9 @@ BEGIN, END = "<!-- gpu-check:begin -->", "<!-- gpu-check:end -->"
 def write_table(path: Path, table: str) -> None:
     """Write ``table`` to ``path``: the whole file when it does not exist, else the part between the
     :data:`BEGIN` and :data:`END` lines (a file without them raises ValueError: the rest of a document is never
-    overwritten). Written to a temporary file beside it and renamed, so a failure leaves the old file."""
+    overwritten). Written atomically (:func:`facebench.io.write_text`), so a failure leaves the old file."""
+    from facebench.io import write_text
+
     if path.exists():
         old = path.read_text(encoding="utf-8")
         lines = old.splitlines(keepends=True)
@@ -330,9 +332,7 @@ def write_table(path: Path, table: str) -> None:
         text = "".join(lines[: marks[0] + 1]) + table + "".join(lines[marks[1]:])
     else:
         text = table
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    write_text(path, text)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,10 @@ class SummaryRow:
     seeds_planned: int
     runs: tuple[Run, ...]
     over: OverSeeds | None
+    #: the sweep's first row, which every other row's ``change`` is measured against
+    is_reference: bool = False
+    #: :func:`paired_change` against the first row (None for it, or where no seed pairs)
+    change: dict[str, Any] | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -53,7 +57,7 @@ def _keys(jobs: Sequence[Job]) -> list[str]:
 
 def summary_rows(jobs: Sequence[Job]) -> list[SummaryRow]:
     """Rows in grid order, baselines in protocol order; runs of one label that differ in more than the seed (two
-    baselines sharing a label) get a row each."""
+    baselines sharing a label) get a row each. Each row carries its paired change against the first."""
     by_row: dict[tuple[tuple[str, ...], str], list[Job]] = {}
     for job in jobs:
         by_row.setdefault((job.point, job.baseline), []).append(job)
@@ -64,7 +68,7 @@ def summary_rows(jobs: Sequence[Job]) -> list[SummaryRow]:
         for group in groups:
             rows.append(SummaryRow(point=point, baseline=baseline, seeds_planned=len(same), runs=tuple(group),
                                    over=over_seeds(group) if group else None))
-    return rows
+    return [replace(row, is_reference=i == 0, change=paired_change(row, rows[0])) for i, row in enumerate(rows)]
 
 
 def paired_change(row: SummaryRow, reference: SummaryRow, *, confidence: float = 0.95) -> dict[str, Any] | None:
@@ -131,17 +135,16 @@ def headers(metric: str) -> list[str]:
             "largest gap: mean [t interval over seeds]"]
 
 
-def _cells(row: SummaryRow, reference: SummaryRow) -> list[str]:
-    over = row.over
+def _cells(row: SummaryRow) -> list[str]:
+    over, change = row.over, row.change
     gap = over.largest_gap if over else None
-    change = paired_change(row, reference)
     return [
         ", ".join(row.point) or "(protocol as given)",
         row.baseline,
         f"{len(row.runs)}/{row.seeds_planned}",
         interval(over.primary) if over else "—",
         "; ".join(f"seed {r['seed']}: {interval(r)}" for r in over.per_run) if over else "—",
-        "(reference)" if row is reference else (f"{interval(change)} ({change['n_seeds']} seeds)" if change else "—"),
+        "(reference)" if row.is_reference else (f"{interval(change)} ({change['n_seeds']} seeds)" if change else "—"),
         f"{gap['attribute']} {interval(gap)}" if gap else "—",
     ]
 
@@ -170,7 +173,7 @@ def markdown(rows: Sequence[SummaryRow], *, title: str, metric: str, failed: Seq
     columns = headers(metric)
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row, rows[0])) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row)) + " |")
     if failed:
         lines += ["", "## Failed jobs", "", *[f"- {line}" for line in failed],
                   "", "Run the sweep again with `--retry-failed` to submit them again."]
@@ -185,7 +188,7 @@ def summary_frame(rows: Sequence[SummaryRow], keys: Sequence[str]) -> pd.DataFra
         over = row.over
         primary = (over.primary if over else None) or {}
         gap = (over.largest_gap if over else None) or {}
-        change = paired_change(row, rows[0]) or {}
+        change = row.change or {}
         records.append({**{key: values.get(key) for key in keys}, "baseline": row.baseline,
                         "metric": over.metric if over else None, "seeds_done": len(row.runs),
                         "seeds_planned": row.seeds_planned, "mean": primary.get("value"),
@@ -254,7 +257,7 @@ def print_summary(rows: Sequence[SummaryRow], *, metric: str, title: str, failed
     for column in headers(metric):
         table.add_column(Text(column), overflow="fold")  # "[t interval ...]" is text, not markup
     for row in rows:
-        cells = _cells(row, rows[0])
+        cells = _cells(row)
         cells[4] = cells[4].replace("; ", "\n")
         table.add_row(*(Text(cell) for cell in cells))  # grid values such as [conv, fc1] are text, not markup
     console.print(table)
