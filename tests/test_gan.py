@@ -4,7 +4,9 @@ the predictions format, and a toy-size end-to-end run of each protocol (with the
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -306,6 +308,15 @@ def test_toy_run_scores_every_metric_per_group_and_writes_the_study_manifest(tmp
     _compare_the_same_faces(out / name, run.parent, tmp_path, primary=protocol.evaluation.primary_metric)
 
 
+def _refusal(argv: list[str]) -> tuple[int, str]:
+    """Exit code and the start of the one error line (up to its first parenthesis) of a refused command."""
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        code = main(argv)
+    (line,) = printed.getvalue().splitlines()  # one sentence, one line
+    return code, line.removeprefix("facebench: error: ").split(" (")[0]
+
+
 def _compare_the_same_faces(protocol_dir: Path, baseline: Path, tmp_path: Path, *, primary: str) -> None:
     """The submission of the baseline's own faces against the baseline: every (sample, edit) row paired, no
     change; a set metric (KID) as the primary metric needs a gate naming a per-sample metric, and is reported
@@ -314,10 +325,11 @@ def _compare_the_same_faces(protocol_dir: Path, baseline: Path, tmp_path: Path, 
     command = ["compare", str(protocol_dir / "submission-again"), "--leaderboard", str(baseline), "--n-boot", "200"]
     markdown = tmp_path / "compare.md"
     if primary == "kid@verifier":
-        assert main(command) == 2  # one sentence: a set metric cannot be paired sample by sample
+        assert _refusal(command) == (2, "The primary metric 'kid@verifier' is a set metric")
         gates = tmp_path / "gates.yaml"
         gates.write_text("gates:\n  - no_significant_regression: {metric: kid@verifier}\n")
-        assert main([*command, "--gate", str(gates)]) == 2  # nor can a gate ask for that
+        assert _refusal([*command, "--gate", str(gates)]) == (  # nor can a gate ask for that
+            2, f"{gates}: metric 'kid@verifier' of a no_significant_regression gate is a set metric")
         gates.write_text("gates:\n  - no_significant_regression: {metric: identity_similarity}\n"
                          "  - max_metric: {metric: kid@verifier, value: 1.0}\n")
         command += ["--gate", str(gates)]
